@@ -1,0 +1,224 @@
+//! The scenario file format: one TOML file per behaviour to check (see `scenarios/README.md`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One scenario, parsed strictly: an unknown key is an error naming the file and line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Stable id, unique across the suite (kebab-case).
+    pub id: String,
+    /// One line saying what the scenario shows.
+    pub title: String,
+    /// Spec references, e.g. `RFC7636-4.6`, `scalekit:byoa-step-3`, `mcp-2025-11-25:authorization`.
+    pub spec: Vec<String>,
+    /// Where the scenario can run.
+    pub targets: Vec<Target>,
+    /// How the stack is set up.
+    #[serde(default)]
+    pub stack: StackSetup,
+    /// What the MCP client driver asks for.
+    #[serde(default)]
+    pub driver: DriverSetup,
+    /// What must come out.
+    pub expect: Expectation,
+    /// The file the scenario came from.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// Where a scenario can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The stack in-process.
+    Embedded,
+    /// An emulator already running, reached only over HTTP.
+    Url,
+    /// A real Scalekit environment.
+    Scalekit,
+}
+
+/// The stack a scenario runs against.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackSetup {
+    /// The persona Your App signs in headlessly.
+    pub persona: Option<String>,
+    /// Overrides the resource's consent mode.
+    pub consent: Option<Consent>,
+}
+
+/// A resource's consent mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consent {
+    /// No consent page.
+    Auto,
+    /// The consent page is shown.
+    Prompt,
+}
+
+/// What the driver asks for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriverSetup {
+    /// Scopes added to those the driver selects from the challenge, if the AS supports them.
+    #[serde(default)]
+    pub extra_scopes: Vec<String>,
+}
+
+/// What must come out of a scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// Whether the flow completes.
+    pub outcome: Outcome,
+    /// The persona whose identity the MCP server's `whoami` must show.
+    pub identity: Option<String>,
+    /// The exact scopes granted, in any order.
+    pub granted_scopes: Option<Vec<String>>,
+    /// Whether a refresh token is issued.
+    pub refresh_token: Option<bool>,
+    /// Whether a verified ID token is issued.
+    pub id_token: Option<bool>,
+    /// Refresh once: a new refresh token comes back and the old one is refused with `invalid_grant`.
+    #[serde(default)]
+    pub refresh_rotates: bool,
+}
+
+/// The outcome of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The driver reaches the MCP tool with a token.
+    Success,
+}
+
+/// A scenario file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file or folder could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid scenario; the message carries the line.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    /// Two files use one id.
+    #[error("scenario id {id} is used by both {first} and {second}")]
+    DuplicateId { id: String, first: PathBuf, second: PathBuf },
+}
+
+/// Parses one scenario file's text.
+pub fn parse_scenario(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let invalid = |message: String| ScenarioError::Invalid { path: path.to_owned(), message };
+    let mut scenario: Scenario = toml::from_str(text).map_err(|error| invalid(describe_toml_error(text, &error)))?;
+    if scenario.id.is_empty() || !scenario.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(invalid(format!("id {:?} must be non-empty kebab-case", scenario.id)));
+    }
+    if scenario.spec.is_empty() {
+        return Err(invalid("spec must name at least one reference".to_owned()));
+    }
+    if scenario.targets.is_empty() {
+        return Err(invalid("targets must name at least one target".to_owned()));
+    }
+    scenario.path = path.to_owned();
+    Ok(scenario)
+}
+
+/// Loads every `*.toml` under `directory`, recursively, sorted by path.
+pub fn load_dir(directory: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+    let mut files = Vec::new();
+    collect_toml_files(directory, &mut files)?;
+    files.sort();
+    let mut scenarios: Vec<Scenario> = Vec::with_capacity(files.len());
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read { path: path.clone(), source })?;
+        let scenario = parse_scenario(&path, &text)?;
+        if let Some(first) = scenarios.iter().find(|existing| existing.id == scenario.id) {
+            return Err(ScenarioError::DuplicateId {
+                id: scenario.id.clone(),
+                first: first.path.clone(),
+                second: path,
+            });
+        }
+        scenarios.push(scenario);
+    }
+    Ok(scenarios)
+}
+
+fn collect_toml_files(directory: &Path, files: &mut Vec<PathBuf>) -> Result<(), ScenarioError> {
+    let entries = std::fs::read_dir(directory)
+        .map_err(|source| ScenarioError::Read { path: directory.to_owned(), source })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| ScenarioError::Read { path: directory.to_owned(), source })?;
+        let path = entry.path();
+        if path.is_dir() {
+            collect_toml_files(&path, files)?;
+        } else if path.extension().is_some_and(|extension| extension == "toml") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `line N, column M: message`, computed from the error's byte span.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().to_owned();
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+id = "happy-path"
+title = "t"
+spec = ["RFC7636-4.6"]
+targets = ["embedded"]
+[expect]
+outcome = "success"
+"#;
+
+    #[test]
+    fn a_minimal_scenario_parses() {
+        let scenario = parse_scenario(Path::new("s.toml"), MINIMAL).unwrap();
+        assert_eq!(scenario.id, "happy-path");
+        assert_eq!(scenario.targets, vec![Target::Embedded]);
+        assert_eq!(scenario.expect.outcome, Outcome::Success);
+    }
+
+    #[test]
+    fn an_unknown_key_is_reported_with_file_and_line() {
+        let text = MINIMAL.replace("outcome = \"success\"", "outcome = \"success\"\nsurprise = 1");
+        let error = parse_scenario(Path::new("scenarios/x.toml"), &text).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("scenarios/x.toml: line 8, column 1: unknown field `surprise`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_consent_mode_is_refused() {
+        let text = MINIMAL.replace("[expect]", "[stack]\nconsent = \"sometimes\"\n[expect]");
+        let error = parse_scenario(Path::new("x.toml"), &text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "x.toml: line 8, column 11: unknown variant `sometimes`, expected `auto` or `prompt`"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! Starts the whole stack (emulator, reference "Your App", reference MCP server) wired together.
+//!
+//! Three listeners are bound first, so every piece knows the others' real addresses before it is
+//! built: the emulator's connection points at Your App's login endpoint, its resource's Server URL
+//! is the MCP server's `/mcp`, and both other pieces know the emulator's environment URL. Each
+//! piece is then served on its own task; they talk to each other only over HTTP.
+
+mod fixtures;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use scalekit_emulator::{Deps, ManualClock};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use url::Url;
+
+pub use fixtures::{FixtureError, Fixtures};
+pub use scalekit_emulator::ConsentMode;
+
+/// The scopes the reference MCP server requires for its tools.
+pub const DEFAULT_REQUIRED_SCOPES: &[&str] = &["mcp:read"];
+
+/// Where the pieces listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// `127.0.0.1:0` for every piece: tests and the embedded conformance target.
+    Ephemeral,
+    /// The addresses in the fixtures (`cargo xtask up`).
+    FromFixtures,
+}
+
+/// Everything that shapes one stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// The environment and the personas.
+    pub fixtures: Fixtures,
+    /// Where the pieces listen.
+    pub ports: Ports,
+    /// A persona Your App signs in without a form, for headless runs.
+    pub auto_login: Option<String>,
+    /// Overrides the consent mode of every resource.
+    pub consent: Option<ConsentMode>,
+    /// The scopes the MCP server requires for its tools.
+    pub required_scopes: Vec<String>,
+    /// Drive the emulator's clock by hand instead of the system clock.
+    pub manual_clock: bool,
+}
+
+impl StackConfig {
+    /// A stack on ephemeral ports from the given fixtures, signing in `auto_login` headlessly.
+    pub fn ephemeral(fixtures: Fixtures, auto_login: Option<&str>) -> Self {
+        Self {
+            fixtures,
+            ports: Ports::Ephemeral,
+            auto_login: auto_login.map(str::to_owned),
+            consent: None,
+            required_scopes: DEFAULT_REQUIRED_SCOPES.iter().map(|scope| (*scope).to_owned()).collect(),
+            manual_clock: false,
+        }
+    }
+}
+
+/// Why the stack did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The fixtures do not describe a stack this crate can wire.
+    #[error("fixtures: {0}")]
+    Fixtures(String),
+    /// A piece refused its configuration.
+    #[error("{piece} did not start: {message}")]
+    Start { piece: &'static str, message: String },
+}
+
+/// A running stack. Dropping it stops every piece.
+pub struct Stack {
+    /// The emulated Scalekit environment URL.
+    pub environment_url: Url,
+    /// Your App's base URL; its login endpoint is `{app_url}/login`.
+    pub app_url: Url,
+    /// The MCP server's Server URL (`…/mcp`).
+    pub mcp_url: Url,
+    /// The emulator's clock when `manual_clock` was asked for.
+    pub clock: Option<ManualClock>,
+    /// The fixtures the stack runs with, URLs rewritten to the bound addresses.
+    pub fixtures: Fixtures,
+    tasks: JoinSet<(&'static str, std::io::Result<()>)>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Stack")
+            .field("environment_url", &self.environment_url.as_str())
+            .field("app_url", &self.app_url.as_str())
+            .field("mcp_url", &self.mcp_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stack {
+    /// Binds the three listeners, wires the pieces to each other's real addresses and serves them.
+    pub async fn spawn(config: StackConfig) -> Result<Stack, StackError> {
+        let StackConfig { mut fixtures, ports, auto_login, consent, required_scopes, manual_clock } =
+            config;
+        let resource = fixtures
+            .environment
+            .resources
+            .first()
+            .cloned()
+            .ok_or_else(|| StackError::Fixtures("the environment has no resource".to_owned()))?;
+
+        let (emulator_address, app_address, mcp_address) = match ports {
+            Ports::Ephemeral => {
+                let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+                (loopback, loopback, loopback)
+            }
+            Ports::FromFixtures => (
+                fixtures.environment.listen,
+                fixtures.app_listen,
+                fixtures.mcp_listen,
+            ),
+        };
+        let emulator_listener = bind(emulator_address).await?;
+        let app_listener = bind(app_address).await?;
+        let mcp_listener = bind(mcp_address).await?;
+
+        let environment_url = match (&fixtures.environment.public_url, ports) {
+            (Some(public_url), Ports::FromFixtures) => public_url.clone(),
+            _ => base_url(&emulator_listener)?,
+        };
+        let app_url = base_url(&app_listener)?;
+        let mcp_base_url = base_url(&mcp_listener)?;
+        let mcp_url = join(&mcp_base_url, "mcp");
+
+        // Point the environment at the addresses actually bound.
+        fixtures.environment.public_url = Some(environment_url.clone());
+        for connection in &mut fixtures.environment.connections {
+            connection.login_endpoint = join(&app_url, "login");
+        }
+        if let Some(first) = fixtures.environment.resources.first_mut() {
+            first.server_url = mcp_url.clone();
+        }
+        if let Some(mode) = consent {
+            for each in &mut fixtures.environment.resources {
+                each.consent = mode;
+            }
+        }
+
+        let clock = manual_clock.then(ManualClock::now);
+        let mut deps = Deps::default();
+        if let Some(clock) = &clock {
+            deps.clock = std::sync::Arc::new(clock.clone());
+        }
+        let emulator = scalekit_emulator::App::from_listener_with(
+            emulator_listener,
+            fixtures.environment.clone(),
+            deps,
+        )
+        .map_err(|error| StackError::Start { piece: "emulator", message: error.to_string() })?;
+
+        let app_config = your_app::Config {
+            listen: app_listener.local_addr().map_err(|source| StackError::Bind {
+                address: app_address,
+                source,
+            })?,
+            public_url: Some(app_url.clone()),
+            environment_url: environment_url.clone(),
+            client_id: fixtures.environment.api_client.client_id.clone(),
+            client_secret: fixtures.environment.api_client.client_secret.clone(),
+            connection_id: resource.connection.clone(),
+            auto_login,
+            personas: fixtures.personas.clone(),
+        };
+        let app = your_app::App::from_listener(app_listener, app_config)
+            .map_err(|error| StackError::Start { piece: "your-app", message: error.to_string() })?;
+
+        let mcp_config = mcp_server::Config {
+            listen: mcp_listener.local_addr().map_err(|source| StackError::Bind {
+                address: mcp_address,
+                source,
+            })?,
+            public_url: Some(mcp_base_url),
+            environment_url: environment_url.clone(),
+            resource_id: resource.id.clone(),
+            resource_name: resource.name.clone(),
+            scopes_supported: resource.scopes.clone(),
+            required_scopes,
+            leeway_secs: 0,
+        };
+        let mcp = mcp_server::App::from_listener(mcp_listener, mcp_config)
+            .map_err(|error| StackError::Start { piece: "mcp-server", message: error.to_string() })?;
+
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move { ("emulator", emulator.serve().await) });
+        tasks.spawn(async move { ("your-app", app.serve().await) });
+        tasks.spawn(async move { ("mcp-server", mcp.serve().await) });
+        tracing::debug!(%environment_url, %app_url, %mcp_url, "stack started");
+
+        Ok(Stack { environment_url, app_url, mcp_url, clock, fixtures, tasks })
+    }
+
+    /// Serves until one piece stops (which it does only on an IO error) and says which.
+    pub async fn wait(mut self) -> Result<(), StackError> {
+        match self.tasks.join_next().await {
+            Some(Ok((piece, Ok(())))) => Err(StackError::Start {
+                piece,
+                message: "stopped serving".to_owned(),
+            }),
+            Some(Ok((piece, Err(error)))) => Err(StackError::Start { piece, message: error.to_string() }),
+            Some(Err(join_error)) => Err(StackError::Start {
+                piece: "stack",
+                message: join_error.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StackError> {
+    TcpListener::bind(address).await.map_err(|source| StackError::Bind { address, source })
+}
+
+fn base_url(listener: &TcpListener) -> Result<Url, StackError> {
+    let address = listener.local_addr().map_err(|source| StackError::Bind {
+        address: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        source,
+    })?;
+    Url::parse(&format!("http://{address}"))
+        .map_err(|error| StackError::Fixtures(format!("bound address {address} is not a URL: {error}")))
+}
+
+/// `base` + `/path`, keeping no trailing slash (issuers and Server URLs are compared byte for byte).
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    url.set_path(path);
+    url
+}

@@ -1,0 +1,225 @@
+//! `testbed`: start the whole stack, run the conformance suite, or run the emulator alone.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use testbed_stack::{ConsentMode, Fixtures, Ports, Stack, StackConfig};
+
+/// Exit code when a scenario failed.
+const EXIT_FAILED: u8 = 1;
+/// Exit code when the run could not start (bad arguments, bad scenario or fixture files).
+const EXIT_UNUSABLE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "testbed", version, about = "A local test bed for bring-your-own-auth MCP servers on Scalekit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the emulator, Your App and the MCP server on the fixtures' ports, and print where they are.
+    Up {
+        /// A folder with environment.toml and users.toml (default: the fixtures built in).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// Sign this persona in without showing the login form (headless MCP clients).
+        #[arg(long)]
+        auto_login: Option<String>,
+        /// Override every resource's consent mode.
+        #[arg(long, value_enum)]
+        consent: Option<ConsentArg>,
+    },
+    /// Run the conformance scenarios against the embedded stack.
+    Conformance {
+        /// The scenario folder, searched recursively for *.toml.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+        /// A folder with environment.toml and users.toml (default: the fixtures built in).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
+        /// Only scenarios whose id contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// List the scenarios and exit.
+        #[arg(long)]
+        list: bool,
+        /// How many scenarios run at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Where report.json and checks.json go.
+        #[arg(long, default_value = "target/conformance")]
+        report_dir: PathBuf,
+    },
+    /// Run the emulator alone.
+    Emulator {
+        /// The environment file.
+        #[arg(long, default_value = "fixtures/environment.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ConsentArg {
+    Auto,
+    Prompt,
+}
+
+impl From<ConsentArg> for ConsentMode {
+    fn from(consent: ConsentArg) -> Self {
+        match consent {
+            ConsentArg::Auto => ConsentMode::Auto,
+            ConsentArg::Prompt => ConsentMode::Prompt,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,testbed=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_UNUSABLE);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Up { fixtures, auto_login, consent } => up(fixtures, auto_login, consent).await,
+        Command::Conformance { scenarios, fixtures, filter, list, concurrency, report_dir } => {
+            conformance(scenarios, fixtures, filter, list, concurrency, report_dir).await
+        }
+        Command::Emulator { config } => emulator(config).await,
+    }
+}
+
+fn load_fixtures(directory: Option<PathBuf>) -> anyhow::Result<Fixtures> {
+    Ok(match directory {
+        Some(directory) => Fixtures::from_dir(&directory)?,
+        None => Fixtures::embedded()?,
+    })
+}
+
+async fn up(
+    fixtures: Option<PathBuf>,
+    auto_login: Option<String>,
+    consent: Option<ConsentArg>,
+) -> anyhow::Result<ExitCode> {
+    let fixtures = load_fixtures(fixtures)?;
+    if let Some(name) = &auto_login
+        && fixtures.persona(name).is_none()
+    {
+        anyhow::bail!("--auto-login {name}: no such persona in users.toml");
+    }
+    let mut config = StackConfig::ephemeral(fixtures, auto_login.as_deref());
+    config.ports = Ports::FromFixtures;
+    config.consent = consent.map(ConsentMode::from);
+    let stack = Stack::spawn(config).await.context("starting the stack")?;
+    println!("{}", describe_stack(&stack, auto_login.as_deref()));
+    tokio::select! {
+        result = stack.wait() => {
+            result.context("the stack stopped")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
+    let environment = &stack.fixtures.environment;
+    let mut out = String::new();
+    out.push_str("The test bed is up.\n\n");
+    out.push_str(&format!("  MCP server (point your MCP client here): {}\n", stack.mcp_url));
+    out.push_str(&format!("  Scalekit environment (emulator):        {}\n", trim(&stack.environment_url)));
+    out.push_str(&format!("  Your App (login endpoint):              {}login\n", stack.app_url));
+    for resource in &environment.resources {
+        out.push_str(&format!(
+            "  Resource {} ({}), authorization server {}/resources/{}\n",
+            resource.id,
+            resource.name,
+            trim(&stack.environment_url),
+            resource.id
+        ));
+    }
+    for connection in &environment.connections {
+        out.push_str(&format!("  Connection {}\n", connection.id));
+    }
+    out.push_str(&format!("  API client {} (secret in fixtures/environment.toml)\n", environment.api_client.client_id));
+    out.push_str("\nPersonas (passwords are in the comment at the top of fixtures/users.toml):\n");
+    for persona in &stack.fixtures.personas {
+        let marker = if Some(persona.name.as_str()) == auto_login { "  [signed in automatically]" } else { "" };
+        out.push_str(&format!(
+            "  {:<8} {:<28} {}{marker}\n",
+            persona.name,
+            persona.claims.email.as_deref().unwrap_or("-"),
+            persona.description
+        ));
+    }
+    out.push_str("\nPress Ctrl-C to stop.");
+    out
+}
+
+fn trim(url: &url::Url) -> &str {
+    url.as_str().trim_end_matches('/')
+}
+
+async fn conformance(
+    scenarios: PathBuf,
+    fixtures: Option<PathBuf>,
+    filter: Option<String>,
+    list: bool,
+    concurrency: usize,
+    report_dir: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    let fixtures = load_fixtures(fixtures)?;
+    let scenarios = conformance::load_dir(&scenarios)?;
+    if list {
+        for scenario in &scenarios {
+            println!("{:<32} {}", scenario.id, scenario.title);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = conformance::RunOptions {
+        fixtures,
+        filter,
+        concurrency,
+        target: conformance::Target::Embedded,
+    };
+    let report = conformance::run(scenarios, &options).await;
+    if report.scenarios.is_empty() {
+        eprintln!("error: no scenario matched");
+        return Ok(ExitCode::from(EXIT_UNUSABLE));
+    }
+    print!("\n{}", conformance::render_table(&report));
+    report
+        .write_json(&report_dir)
+        .with_context(|| format!("writing the reports to {}", report_dir.display()))?;
+    println!("Reports: {}/report.json, {}/checks.json", report_dir.display(), report_dir.display());
+    Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}
+
+async fn emulator(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = scalekit_emulator::Config::from_file(&config)?;
+    let app = scalekit_emulator::App::bind(config).await?;
+    println!("Scalekit emulator listening on {}", app.base_url());
+    app.serve().await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,7 @@
+//! End-to-end: the MCP client driver runs the whole BYOA flow against the stack, over HTTP only.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod flow;
+mod harness;

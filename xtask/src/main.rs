@@ -1,0 +1,104 @@
+//! `cargo xtask`: the one entry point for the project's own jobs; CI runs the same commands.
+//!
+//! - `cargo xtask conformance [ARGS]`: every scenario against the embedded stack (`testbed conformance`).
+//! - `cargo xtask up [ARGS]`: the stack on the fixtures' ports (`testbed up`).
+//! - `cargo xtask ci`: format check, clippy, docs, Node setup for the interop test, tests, conformance.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "usage: cargo xtask <conformance|up|ci> [ARGS]
+
+  conformance [ARGS]  run every scenario against the embedded stack; ARGS go to `testbed conformance`
+                      (--filter ID, --list, --concurrency N, --report-dir DIR, --fixtures DIR)
+  up [ARGS]           start the emulator, Your App and the MCP server on the fixtures' ports;
+                      ARGS go to `testbed up` (--auto-login PERSONA, --consent auto|prompt)
+  ci                  what CI runs: fmt --check, clippy -D warnings, doc, npm ci, tests, conformance";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let Some(task) = args.next() else {
+        eprintln!("{USAGE}");
+        std::process::exit(2);
+    };
+    let rest: Vec<String> = args.collect();
+    let root = workspace_root();
+    match task.as_str() {
+        "conformance" => conformance(&root, &rest),
+        "up" => testbed(&root, "up", &rest),
+        "ci" => ci(&root),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("unknown task {other:?}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_owned()
+}
+
+fn conformance(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    let mut args = vec![
+        "--scenarios".to_owned(),
+        root.join("scenarios").display().to_string(),
+        "--report-dir".to_owned(),
+        root.join("target/conformance").display().to_string(),
+    ];
+    args.extend(rest.iter().cloned());
+    testbed(root, "conformance", &args)
+}
+
+/// Runs `testbed <subcommand> ARGS` through cargo, passing its exit code on.
+fn testbed(root: &Path, subcommand: &str, args: &[String]) -> anyhow::Result<()> {
+    let status = Command::new(cargo())
+        .current_dir(root)
+        .args(["run", "--quiet", "--package", "testbed", "--", subcommand])
+        .args(args)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
+
+fn ci(root: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    step(root, "format", cargo(), &["fmt", "--all", "--", "--check"])?;
+    step(root, "clippy", cargo(), &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    let ts_sdk = root.join("tests/interop/ts-sdk");
+    if !ts_sdk.join("node_modules/@modelcontextprotocol/sdk").exists() {
+        step(&ts_sdk, "npm ci (TypeScript SDK interop)", "npm".into(), &["ci", "--no-audit", "--no-fund"])?;
+    }
+    step(root, "tests", cargo(), &["test", "--workspace"])?;
+    conformance(root, &[])?;
+    eprintln!("xtask ci: everything passed in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn step(directory: &Path, name: &str, program: String, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("==> {name}: {program} {}", args.join(" "));
+    let started = Instant::now();
+    let status = Command::new(&program)
+        .current_dir(directory)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    eprintln!("==> {name}: ok in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}

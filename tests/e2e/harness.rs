@@ -11,7 +11,12 @@ fn scenarios_dir() -> &'static Path {
 }
 
 fn options() -> RunOptions {
-    RunOptions { fixtures: Fixtures::embedded().unwrap(), filter: None, concurrency: 2, target: Target::Embedded }
+    RunOptions {
+        fixtures: Fixtures::embedded().unwrap(),
+        filter: None,
+        concurrency: 2,
+        target: Target::Embedded,
+    }
 }
 
 #[tokio::test]
@@ -29,7 +34,9 @@ async fn every_shipped_scenario_passes_against_the_embedded_stack() {
 #[tokio::test]
 async fn a_scenario_expecting_another_identity_fails_the_run() {
     let path = scenarios_dir().join("happy-path.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("identity = \"ada\"", "identity = \"grace\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("identity = \"ada\"", "identity = \"grace\"");
     let scenario = conformance::parse_scenario(&path, &text).unwrap();
 
     let report = conformance::run(vec![scenario], &options()).await;

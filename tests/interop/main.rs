@@ -20,13 +20,23 @@ fn ts_sdk_dir() -> PathBuf {
 fn missing_node_setup() -> Option<String> {
     let installed = ts_sdk_dir().join("node_modules/@modelcontextprotocol/sdk/package.json");
     let reason = if !installed.exists() {
-        format!("{} is missing: run `npm ci` in tests/interop/ts-sdk", installed.display())
-    } else if std::process::Command::new("node").arg("--version").output().is_err() {
+        format!(
+            "{} is missing: run `npm ci` in tests/interop/ts-sdk",
+            installed.display()
+        )
+    } else if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         "node is not on PATH".to_owned()
     } else {
         return None;
     };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "required under CI=true: {reason}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "required under CI=true: {reason}"
+    );
     Some(reason)
 }
 
@@ -54,7 +64,10 @@ async fn the_typescript_sdk_client_completes_the_flow_and_calls_whoami() {
         .unwrap_or_else(|error| panic!("driver output is not JSON ({error}):\n{stdout}\n{stderr}"));
     assert_eq!(result["ok"], Value::Bool(true), "{result}\n{stderr}");
     let ada = stack.fixtures.persona("ada").unwrap();
-    assert_eq!(result["whoami"]["email"].as_str(), ada.claims.email.as_deref());
+    assert_eq!(
+        result["whoami"]["email"].as_str(),
+        ada.claims.email.as_deref()
+    );
     assert_eq!(result["whoami"]["xuid"].as_str(), ada.claims.sub.as_deref());
     // The SDK asks for the challenged scope only, so no offline_access and no refresh token.
     assert_eq!(result["scope"].as_str(), Some("mcp:read"));

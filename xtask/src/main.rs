@@ -42,7 +42,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_owned()
 }
 
 fn conformance(root: &Path, rest: &[String]) -> anyhow::Result<()> {
@@ -73,14 +76,37 @@ fn testbed(root: &Path, subcommand: &str, args: &[String]) -> anyhow::Result<()>
 fn ci(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     step(root, "format", cargo(), &["fmt", "--all", "--", "--check"])?;
-    step(root, "clippy", cargo(), &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    step(
+        root,
+        "clippy",
+        cargo(),
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     let ts_sdk = root.join("tests/interop/ts-sdk");
-    if !ts_sdk.join("node_modules/@modelcontextprotocol/sdk").exists() {
-        step(&ts_sdk, "npm ci (TypeScript SDK interop)", "npm".into(), &["ci", "--no-audit", "--no-fund"])?;
+    if !ts_sdk
+        .join("node_modules/@modelcontextprotocol/sdk")
+        .exists()
+    {
+        step(
+            &ts_sdk,
+            "npm ci (TypeScript SDK interop)",
+            "npm".into(),
+            &["ci", "--no-audit", "--no-fund"],
+        )?;
     }
     step(root, "tests", cargo(), &["test", "--workspace"])?;
     conformance(root, &[])?;
-    eprintln!("xtask ci: everything passed in {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask ci: everything passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

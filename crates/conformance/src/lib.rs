@@ -11,7 +11,9 @@ mod scenario;
 
 pub use report::{Report, ScenarioResult, ScenarioStatus, render_table};
 pub use runner::{RunOptions, run};
-pub use scenario::{Consent, Expectation, Outcome, Scenario, ScenarioError, Target, load_dir, parse_scenario};
+pub use scenario::{
+    Consent, Expectation, Outcome, Scenario, ScenarioError, Target, load_dir, parse_scenario,
+};
 
 use serde::Serialize;
 

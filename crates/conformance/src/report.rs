@@ -86,7 +86,12 @@ pub struct Report {
 
 impl Report {
     pub(crate) fn new(scenarios: Vec<ScenarioResult>, elapsed: Duration) -> Self {
-        let count = |status| scenarios.iter().filter(|result| result.status == status).count();
+        let count = |status| {
+            scenarios
+                .iter()
+                .filter(|result| result.status == status)
+                .count()
+        };
         Self {
             passed: count(ScenarioStatus::Passed),
             failed: count(ScenarioStatus::Failed),
@@ -103,7 +108,10 @@ impl Report {
 
     /// Every check of every scenario, in the MCP conformance suite's `checks.json` shape.
     pub fn checks(&self) -> Vec<&Check> {
-        self.scenarios.iter().flat_map(|result| &result.checks).collect()
+        self.scenarios
+            .iter()
+            .flat_map(|result| &result.checks)
+            .collect()
     }
 
     /// Writes `report.json` (the whole run) and `checks.json` (the flat check list) into `directory`.
@@ -118,10 +126,23 @@ impl Report {
 
 /// The summary table, then one line per failed check.
 pub fn render_table(report: &Report) -> String {
-    let id_width = report.scenarios.iter().map(|result| result.id.len()).max().unwrap_or(8).max(8);
-    let mut out = format!("{:<6} {:<id_width$} {:>7} {:>8}  TITLE\n", "STATUS", "SCENARIO", "CHECKS", "TIME");
+    let id_width = report
+        .scenarios
+        .iter()
+        .map(|result| result.id.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let mut out = format!(
+        "{:<6} {:<id_width$} {:>7} {:>8}  TITLE\n",
+        "STATUS", "SCENARIO", "CHECKS", "TIME"
+    );
     for result in &report.scenarios {
-        let held = result.checks.iter().filter(|check| check.status == CheckStatus::Success).count();
+        let held = result
+            .checks
+            .iter()
+            .filter(|check| check.status == CheckStatus::Success)
+            .count();
         out.push_str(&format!(
             "{:<6} {:<id_width$} {:>7} {:>6}ms  {}\n",
             result.status.label(),
@@ -131,8 +152,11 @@ pub fn render_table(report: &Report) -> String {
             result.title
         ));
     }
-    let failures: Vec<&Check> =
-        report.checks().into_iter().filter(|check| check.status == CheckStatus::Failure).collect();
+    let failures: Vec<&Check> = report
+        .checks()
+        .into_iter()
+        .filter(|check| check.status == CheckStatus::Failure)
+        .collect();
     if !failures.is_empty() {
         out.push_str("\nFailed checks:\n");
         for check in failures {
@@ -163,7 +187,11 @@ mod tests {
             id: id.to_owned(),
             title: format!("{id} title"),
             path: format!("scenarios/{id}.toml"),
-            status: if status == CheckStatus::Failure { ScenarioStatus::Failed } else { ScenarioStatus::Passed },
+            status: if status == CheckStatus::Failure {
+                ScenarioStatus::Failed
+            } else {
+                ScenarioStatus::Passed
+            },
             duration_ms: 12,
             checks: vec![Check {
                 id: format!("{id}/flow-completes"),
@@ -180,15 +208,24 @@ mod tests {
     #[test]
     fn a_failed_check_fails_the_run_and_is_listed() {
         let report = Report::new(
-            vec![result("good", CheckStatus::Success), result("bad", CheckStatus::Failure)],
+            vec![
+                result("good", CheckStatus::Success),
+                result("bad", CheckStatus::Failure),
+            ],
             Duration::from_millis(1500),
         );
         assert!(!report.succeeded());
         assert_eq!((report.passed, report.failed, report.skipped), (1, 1, 0));
         let table = render_table(&report);
         assert!(table.contains("FAIL   bad"), "{table}");
-        assert!(table.contains("  bad/flow-completes: The flow completes\n    boom\n"), "{table}");
-        assert!(table.ends_with("1 passed, 1 failed, 0 skipped in 1.5s\n"), "{table}");
+        assert!(
+            table.contains("  bad/flow-completes: The flow completes\n    boom\n"),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("1 passed, 1 failed, 0 skipped in 1.5s\n"),
+            "{table}"
+        );
     }
 
     #[test]

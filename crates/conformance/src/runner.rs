@@ -34,7 +34,12 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
     let started = Instant::now();
     let selected: Vec<Scenario> = scenarios
         .into_iter()
-        .filter(|scenario| options.filter.as_ref().is_none_or(|filter| scenario.id.contains(filter.as_str())))
+        .filter(|scenario| {
+            options
+                .filter
+                .as_ref()
+                .is_none_or(|filter| scenario.id.contains(filter.as_str()))
+        })
         .collect();
     let total = selected.len();
     let mut pending = selected.into_iter();
@@ -42,12 +47,16 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
     let mut results = Vec::with_capacity(total);
     loop {
         while running.len() < options.concurrency.max(1) {
-            let Some(scenario) = pending.next() else { break };
+            let Some(scenario) = pending.next() else {
+                break;
+            };
             let fixtures = options.fixtures.clone();
             let target = options.target;
             running.spawn(async move { run_scenario(scenario, fixtures, target).await });
         }
-        let Some(joined) = running.join_next().await else { break };
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
         let result = match joined {
             Ok(result) => result,
             Err(join_error) => ScenarioResult::crashed(join_error.to_string()),
@@ -69,8 +78,15 @@ async fn run_scenario(scenario: Scenario, fixtures: Fixtures, target: Target) ->
     let started = Instant::now();
     let mut checks = Checks::new(&scenario);
     if !scenario.targets.contains(&target) {
-        checks.push("target", "The scenario runs on this target", CheckStatus::Skipped, None,
-            Some(format!("the scenario does not run on the {target:?} target")));
+        checks.push(
+            "target",
+            "The scenario runs on this target",
+            CheckStatus::Skipped,
+            None,
+            Some(format!(
+                "the scenario does not run on the {target:?} target"
+            )),
+        );
         return checks.finish(&scenario, started.elapsed());
     }
     run_embedded(&scenario, fixtures, &mut checks).await;
@@ -129,11 +145,19 @@ async fn check_expectations(
     if let Some(persona_name) = &expect.identity {
         let name = "The MCP server sees the persona Your App signed in";
         match stack.fixtures.persona(persona_name) {
-            None => checks.fail("identity", name, format!("the fixtures have no persona {persona_name:?}")),
+            None => checks.fail(
+                "identity",
+                name,
+                format!("the fixtures have no persona {persona_name:?}"),
+            ),
             Some(persona) => {
                 let email = report.whoami.get("email").and_then(Value::as_str);
                 let external_sub = report.whoami.get("xuid").and_then(Value::as_str);
-                let subject = report.whoami.get("sub").and_then(Value::as_str).unwrap_or_default();
+                let subject = report
+                    .whoami
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let details = json!({ "email": email, "xuid": external_sub, "sub": subject });
                 if email == persona.claims.email.as_deref()
                     && external_sub == persona.claims.sub.as_deref()
@@ -157,15 +181,29 @@ async fn check_expectations(
 
     let audience_name = "The access token's audience names the Server URL and the resource id";
     let resource = stack.fixtures.environment.resources.first();
-    let audience = report.access_token_claims.get("aud").cloned().unwrap_or(Value::Null);
-    let audience_strings: Vec<&str> = audience.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let audience = report
+        .access_token_claims
+        .get("aud")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let audience_strings: Vec<&str> = audience
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     match resource {
         Some(resource)
             if audience_strings == [resource.server_url.as_str(), resource.id.as_str()] =>
         {
             checks.pass("audience", audience_name, Some(audience));
         }
-        _ => checks.fail_with("audience", audience_name, audience, "expected [Server URL, res_…]".to_owned()),
+        _ => checks.fail_with(
+            "audience",
+            audience_name,
+            audience,
+            "expected [Server URL, res_…]".to_owned(),
+        ),
     }
 
     if let Some(expected) = &expect.granted_scopes {
@@ -177,7 +215,12 @@ async fn check_expectations(
         if granted == expected_sorted {
             checks.pass("granted-scopes", name, Some(json!(granted)));
         } else {
-            checks.fail_with("granted-scopes", name, json!(granted), format!("expected {expected_sorted:?}"));
+            checks.fail_with(
+                "granted-scopes",
+                name,
+                json!(granted),
+                format!("expected {expected_sorted:?}"),
+            );
         }
     }
 
@@ -187,7 +230,11 @@ async fn check_expectations(
         if issued == expected {
             checks.pass("refresh-token-issued", name, Some(json!(issued)));
         } else {
-            checks.fail("refresh-token-issued", name, format!("expected {expected}, got {issued}"));
+            checks.fail(
+                "refresh-token-issued",
+                name,
+                format!("expected {expected}, got {issued}"),
+            );
         }
     }
 
@@ -197,7 +244,11 @@ async fn check_expectations(
         if verified == expected {
             checks.pass("id-token", name, report.id_token_claims.clone());
         } else {
-            checks.fail("id-token", name, format!("expected {expected}, got {verified}"));
+            checks.fail(
+                "id-token",
+                name,
+                format!("expected {expected}, got {verified}"),
+            );
         }
     }
 
@@ -206,29 +257,59 @@ async fn check_expectations(
     }
 }
 
-async fn check_refresh_rotation(driver_config: &DriverConfig, report: &FlowReport, checks: &mut Checks) {
+async fn check_refresh_rotation(
+    driver_config: &DriverConfig,
+    report: &FlowReport,
+    checks: &mut Checks,
+) {
     let name = "Refreshing rotates the refresh token and the old one is refused with invalid_grant";
     let rotated = match mcp_driver::refresh(driver_config, report).await {
         Ok(tokens) => tokens,
         Err(error) => {
-            checks.fail("refresh-rotates", name, format!("the first refresh failed: {error}"));
+            checks.fail(
+                "refresh-rotates",
+                name,
+                format!("the first refresh failed: {error}"),
+            );
             return;
         }
     };
     let (Some(old), Some(new)) = (&report.tokens.refresh_token, &rotated.refresh_token) else {
-        checks.fail("refresh-rotates", name, "the refresh response carried no refresh token".to_owned());
+        checks.fail(
+            "refresh-rotates",
+            name,
+            "the refresh response carried no refresh token".to_owned(),
+        );
         return;
     };
     if old.expose() == new.expose() {
-        checks.fail("refresh-rotates", name, "the refresh token did not change".to_owned());
+        checks.fail(
+            "refresh-rotates",
+            name,
+            "the refresh token did not change".to_owned(),
+        );
         return;
     }
     match mcp_driver::refresh(driver_config, report).await {
-        Err(mcp_driver::DriverError::TokenEndpoint { status, error, .. }) if error == "invalid_grant" => {
-            checks.pass("refresh-rotates", name, Some(json!({ "reuse_status": status, "reuse_error": error })));
+        Err(mcp_driver::DriverError::TokenEndpoint { status, error, .. })
+            if error == "invalid_grant" =>
+        {
+            checks.pass(
+                "refresh-rotates",
+                name,
+                Some(json!({ "reuse_status": status, "reuse_error": error })),
+            );
         }
-        Err(other) => checks.fail("refresh-rotates", name, format!("reusing the old token failed wrongly: {other}")),
-        Ok(_) => checks.fail("refresh-rotates", name, "the rotated-out refresh token still worked".to_owned()),
+        Err(other) => checks.fail(
+            "refresh-rotates",
+            name,
+            format!("reusing the old token failed wrongly: {other}"),
+        ),
+        Ok(_) => checks.fail(
+            "refresh-rotates",
+            name,
+            "the rotated-out refresh token still worked".to_owned(),
+        ),
     }
 }
 
@@ -241,7 +322,11 @@ struct Checks {
 
 impl Checks {
     fn new(scenario: &Scenario) -> Self {
-        Self { scenario_id: scenario.id.clone(), spec: scenario.spec.clone(), checks: Vec::new() }
+        Self {
+            scenario_id: scenario.id.clone(),
+            spec: scenario.spec.clone(),
+            checks: Vec::new(),
+        }
     }
 
     fn push(
@@ -276,9 +361,17 @@ impl Checks {
     }
 
     fn finish(self, scenario: &Scenario, elapsed: Duration) -> ScenarioResult {
-        let status = if self.checks.iter().any(|check| check.status == CheckStatus::Failure) {
+        let status = if self
+            .checks
+            .iter()
+            .any(|check| check.status == CheckStatus::Failure)
+        {
             ScenarioStatus::Failed
-        } else if self.checks.iter().all(|check| check.status == CheckStatus::Skipped) {
+        } else if self
+            .checks
+            .iter()
+            .all(|check| check.status == CheckStatus::Skipped)
+        {
             ScenarioStatus::Skipped
         } else {
             ScenarioStatus::Passed

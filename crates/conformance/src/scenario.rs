@@ -112,15 +112,31 @@ pub enum ScenarioError {
     Invalid { path: PathBuf, message: String },
     /// Two files use one id.
     #[error("scenario id {id} is used by both {first} and {second}")]
-    DuplicateId { id: String, first: PathBuf, second: PathBuf },
+    DuplicateId {
+        id: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }
 
 /// Parses one scenario file's text.
 pub fn parse_scenario(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-    let invalid = |message: String| ScenarioError::Invalid { path: path.to_owned(), message };
-    let mut scenario: Scenario = toml::from_str(text).map_err(|error| invalid(describe_toml_error(text, &error)))?;
-    if scenario.id.is_empty() || !scenario.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        return Err(invalid(format!("id {:?} must be non-empty kebab-case", scenario.id)));
+    let invalid = |message: String| ScenarioError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let mut scenario: Scenario =
+        toml::from_str(text).map_err(|error| invalid(describe_toml_error(text, &error)))?;
+    if scenario.id.is_empty()
+        || !scenario
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(invalid(format!(
+            "id {:?} must be non-empty kebab-case",
+            scenario.id
+        )));
     }
     if scenario.spec.is_empty() {
         return Err(invalid("spec must name at least one reference".to_owned()));
@@ -139,7 +155,10 @@ pub fn load_dir(directory: &Path) -> Result<Vec<Scenario>, ScenarioError> {
     files.sort();
     let mut scenarios: Vec<Scenario> = Vec::with_capacity(files.len());
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let scenario = parse_scenario(&path, &text)?;
         if let Some(first) = scenarios.iter().find(|existing| existing.id == scenario.id) {
             return Err(ScenarioError::DuplicateId {
@@ -154,14 +173,22 @@ pub fn load_dir(directory: &Path) -> Result<Vec<Scenario>, ScenarioError> {
 }
 
 fn collect_toml_files(directory: &Path, files: &mut Vec<PathBuf>) -> Result<(), ScenarioError> {
-    let entries = std::fs::read_dir(directory)
-        .map_err(|source| ScenarioError::Read { path: directory.to_owned(), source })?;
+    let entries = std::fs::read_dir(directory).map_err(|source| ScenarioError::Read {
+        path: directory.to_owned(),
+        source,
+    })?;
     for entry in entries {
-        let entry = entry.map_err(|source| ScenarioError::Read { path: directory.to_owned(), source })?;
+        let entry = entry.map_err(|source| ScenarioError::Read {
+            path: directory.to_owned(),
+            source,
+        })?;
         let path = entry.path();
         if path.is_dir() {
             collect_toml_files(&path, files)?;
-        } else if path.extension().is_some_and(|extension| extension == "toml") {
+        } else if path
+            .extension()
+            .is_some_and(|extension| extension == "toml")
+        {
             files.push(path);
         }
     }
@@ -176,7 +203,11 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
     format!("line {line}, column {column}: {message}")
 }
 
@@ -203,7 +234,10 @@ outcome = "success"
 
     #[test]
     fn an_unknown_key_is_reported_with_file_and_line() {
-        let text = MINIMAL.replace("outcome = \"success\"", "outcome = \"success\"\nsurprise = 1");
+        let text = MINIMAL.replace(
+            "outcome = \"success\"",
+            "outcome = \"success\"\nsurprise = 1",
+        );
         let error = parse_scenario(Path::new("scenarios/x.toml"), &text).unwrap_err();
         let message = error.to_string();
         assert!(

@@ -22,19 +22,35 @@ pub struct UserClaims {
     #[serde(default, alias = "familyName", skip_serializing_if = "Option::is_none")]
     pub family_name: Option<String>,
     /// Field 5.
-    #[serde(default, alias = "emailVerified", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "emailVerified",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub email_verified: Option<bool>,
     /// Field 6, E.164.
-    #[serde(default, alias = "phoneNumber", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "phoneNumber",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub phone_number: Option<String>,
     /// Field 7.
-    #[serde(default, alias = "phoneNumberVerified", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "phoneNumberVerified",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub phone_number_verified: Option<bool>,
     /// Field 8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Field 9.
-    #[serde(default, alias = "preferredUsername", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "preferredUsername",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub preferred_username: Option<String>,
     /// Field 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,19 +65,35 @@ pub struct UserClaims {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     /// Field 14, a `google.protobuf.Struct`: any JSON object.
-    #[serde(default, alias = "customAttributes", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "customAttributes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_attributes: Option<serde_json::Map<String, serde_json::Value>>,
     /// Field 15.
-    #[serde(default, alias = "organizationExternalId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "organizationExternalId",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub organization_external_id: Option<String>,
     /// Field 16.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// Field 17, at most 200 characters; shown on the consent screen.
-    #[serde(default, alias = "organizationExternalName", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "organizationExternalName",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub organization_external_name: Option<String>,
     /// Field 18: the login failed; `sub` and `email` are then not required.
-    #[serde(default, alias = "loginFailed", skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        alias = "loginFailed",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub login_failed: bool,
 }
 

@@ -44,7 +44,12 @@ pub enum FixtureError {
 impl Fixtures {
     /// The fixtures shipped in the repository's `fixtures/` folder.
     pub fn embedded() -> Result<Self, FixtureError> {
-        Self::parse("fixtures/environment.toml", EMBEDDED_ENVIRONMENT, "fixtures/users.toml", EMBEDDED_USERS)
+        Self::parse(
+            "fixtures/environment.toml",
+            EMBEDDED_ENVIRONMENT,
+            "fixtures/users.toml",
+            EMBEDDED_USERS,
+        )
     }
 
     /// `environment.toml` and `users.toml` from `directory`.
@@ -67,23 +72,45 @@ impl Fixtures {
         users_name: &str,
         users_text: &str,
     ) -> Result<Self, FixtureError> {
-        let environment = scalekit_emulator::Config::from_toml_str(environment_text).map_err(|error| {
-            FixtureError::Invalid { file: environment_name.to_owned(), message: error.to_string() }
-        })?;
+        let environment =
+            scalekit_emulator::Config::from_toml_str(environment_text).map_err(|error| {
+                FixtureError::Invalid {
+                    file: environment_name.to_owned(),
+                    message: error.to_string(),
+                }
+            })?;
         let personas = your_app::personas_from_toml_str(users_text).map_err(|error| {
-            FixtureError::Invalid { file: users_name.to_owned(), message: error.to_string() }
+            FixtureError::Invalid {
+                file: users_name.to_owned(),
+                message: error.to_string(),
+            }
         })?;
-        let connection = environment.connections.first().ok_or_else(|| FixtureError::Invalid {
-            file: environment_name.to_owned(),
-            message: "at least one [[connections]] entry is needed".to_owned(),
-        })?;
-        let resource = environment.resources.first().ok_or_else(|| FixtureError::Invalid {
-            file: environment_name.to_owned(),
-            message: "at least one [[resources]] entry is needed".to_owned(),
-        })?;
-        let app_listen = listen_address(&connection.login_endpoint, environment_name, "login_endpoint")?;
+        let connection = environment
+            .connections
+            .first()
+            .ok_or_else(|| FixtureError::Invalid {
+                file: environment_name.to_owned(),
+                message: "at least one [[connections]] entry is needed".to_owned(),
+            })?;
+        let resource = environment
+            .resources
+            .first()
+            .ok_or_else(|| FixtureError::Invalid {
+                file: environment_name.to_owned(),
+                message: "at least one [[resources]] entry is needed".to_owned(),
+            })?;
+        let app_listen = listen_address(
+            &connection.login_endpoint,
+            environment_name,
+            "login_endpoint",
+        )?;
         let mcp_listen = listen_address(&resource.server_url, environment_name, "server_url")?;
-        Ok(Self { environment, personas, app_listen, mcp_listen })
+        Ok(Self {
+            environment,
+            personas,
+            app_listen,
+            mcp_listen,
+        })
     }
 
     /// The persona called `name`.
@@ -93,18 +120,34 @@ impl Fixtures {
 }
 
 fn read(path: &Path) -> Result<String, FixtureError> {
-    std::fs::read_to_string(path).map_err(|source| FixtureError::Read { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| FixtureError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn listen_address(url: &Url, file: &str, field: &str) -> Result<SocketAddr, FixtureError> {
-    let invalid = |message: String| FixtureError::Invalid { file: file.to_owned(), message };
-    let host = url.host_str().ok_or_else(|| invalid(format!("{field} {url} has no host")))?;
-    let port = url.port_or_known_default().ok_or_else(|| invalid(format!("{field} {url} has no port")))?;
+    let invalid = |message: String| FixtureError::Invalid {
+        file: file.to_owned(),
+        message,
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| invalid(format!("{field} {url} has no host")))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| invalid(format!("{field} {url} has no port")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = if host == "localhost" { "127.0.0.1" } else { host };
-    format!("{ip}:{port}")
-        .parse()
-        .map_err(|_| invalid(format!("{field} {url} must name an IP address or localhost to listen on")))
+    let ip = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{ip}:{port}").parse().map_err(|_| {
+        invalid(format!(
+            "{field} {url} must name an IP address or localhost to listen on"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -122,6 +165,9 @@ mod tests {
     #[test]
     fn a_missing_directory_names_the_file() {
         let error = Fixtures::from_dir(Path::new("/nonexistent/fixtures")).unwrap_err();
-        assert_eq!(error.to_string(), "cannot read /nonexistent/fixtures/environment.toml");
+        assert_eq!(
+            error.to_string(),
+            "cannot read /nonexistent/fixtures/environment.toml"
+        );
     }
 }

@@ -54,7 +54,10 @@ impl StackConfig {
             ports: Ports::Ephemeral,
             auto_login: auto_login.map(str::to_owned),
             consent: None,
-            required_scopes: DEFAULT_REQUIRED_SCOPES.iter().map(|scope| (*scope).to_owned()).collect(),
+            required_scopes: DEFAULT_REQUIRED_SCOPES
+                .iter()
+                .map(|scope| (*scope).to_owned())
+                .collect(),
             manual_clock: false,
         }
     }
@@ -75,7 +78,10 @@ pub enum StackError {
     Fixtures(String),
     /// A piece refused its configuration.
     #[error("{piece} did not start: {message}")]
-    Start { piece: &'static str, message: String },
+    Start {
+        piece: &'static str,
+        message: String,
+    },
 }
 
 /// A running stack. Dropping it stops every piece.
@@ -107,8 +113,14 @@ impl std::fmt::Debug for Stack {
 impl Stack {
     /// Binds the three listeners, wires the pieces to each other's real addresses and serves them.
     pub async fn spawn(config: StackConfig) -> Result<Stack, StackError> {
-        let StackConfig { mut fixtures, ports, auto_login, consent, required_scopes, manual_clock } =
-            config;
+        let StackConfig {
+            mut fixtures,
+            ports,
+            auto_login,
+            consent,
+            required_scopes,
+            manual_clock,
+        } = config;
         let resource = fixtures
             .environment
             .resources
@@ -163,13 +175,18 @@ impl Stack {
             fixtures.environment.clone(),
             deps,
         )
-        .map_err(|error| StackError::Start { piece: "emulator", message: error.to_string() })?;
+        .map_err(|error| StackError::Start {
+            piece: "emulator",
+            message: error.to_string(),
+        })?;
 
         let app_config = your_app::Config {
-            listen: app_listener.local_addr().map_err(|source| StackError::Bind {
-                address: app_address,
-                source,
-            })?,
+            listen: app_listener
+                .local_addr()
+                .map_err(|source| StackError::Bind {
+                    address: app_address,
+                    source,
+                })?,
             public_url: Some(app_url.clone()),
             environment_url: environment_url.clone(),
             client_id: fixtures.environment.api_client.client_id.clone(),
@@ -178,14 +195,20 @@ impl Stack {
             auto_login,
             personas: fixtures.personas.clone(),
         };
-        let app = your_app::App::from_listener(app_listener, app_config)
-            .map_err(|error| StackError::Start { piece: "your-app", message: error.to_string() })?;
+        let app = your_app::App::from_listener(app_listener, app_config).map_err(|error| {
+            StackError::Start {
+                piece: "your-app",
+                message: error.to_string(),
+            }
+        })?;
 
         let mcp_config = mcp_server::Config {
-            listen: mcp_listener.local_addr().map_err(|source| StackError::Bind {
-                address: mcp_address,
-                source,
-            })?,
+            listen: mcp_listener
+                .local_addr()
+                .map_err(|source| StackError::Bind {
+                    address: mcp_address,
+                    source,
+                })?,
             public_url: Some(mcp_base_url),
             environment_url: environment_url.clone(),
             resource_id: resource.id.clone(),
@@ -194,8 +217,12 @@ impl Stack {
             required_scopes,
             leeway_secs: 0,
         };
-        let mcp = mcp_server::App::from_listener(mcp_listener, mcp_config)
-            .map_err(|error| StackError::Start { piece: "mcp-server", message: error.to_string() })?;
+        let mcp = mcp_server::App::from_listener(mcp_listener, mcp_config).map_err(|error| {
+            StackError::Start {
+                piece: "mcp-server",
+                message: error.to_string(),
+            }
+        })?;
 
         let mut tasks = JoinSet::new();
         tasks.spawn(async move { ("emulator", emulator.serve().await) });
@@ -203,7 +230,14 @@ impl Stack {
         tasks.spawn(async move { ("mcp-server", mcp.serve().await) });
         tracing::debug!(%environment_url, %app_url, %mcp_url, "stack started");
 
-        Ok(Stack { environment_url, app_url, mcp_url, clock, fixtures, tasks })
+        Ok(Stack {
+            environment_url,
+            app_url,
+            mcp_url,
+            clock,
+            fixtures,
+            tasks,
+        })
     }
 
     /// Serves until one piece stops (which it does only on an IO error) and says which.
@@ -213,7 +247,10 @@ impl Stack {
                 piece,
                 message: "stopped serving".to_owned(),
             }),
-            Some(Ok((piece, Err(error)))) => Err(StackError::Start { piece, message: error.to_string() }),
+            Some(Ok((piece, Err(error)))) => Err(StackError::Start {
+                piece,
+                message: error.to_string(),
+            }),
             Some(Err(join_error)) => Err(StackError::Start {
                 piece: "stack",
                 message: join_error.to_string(),
@@ -224,7 +261,9 @@ impl Stack {
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StackError> {
-    TcpListener::bind(address).await.map_err(|source| StackError::Bind { address, source })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StackError::Bind { address, source })
 }
 
 fn base_url(listener: &TcpListener) -> Result<Url, StackError> {
@@ -232,8 +271,9 @@ fn base_url(listener: &TcpListener) -> Result<Url, StackError> {
         address: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         source,
     })?;
-    Url::parse(&format!("http://{address}"))
-        .map_err(|error| StackError::Fixtures(format!("bound address {address} is not a URL: {error}")))
+    Url::parse(&format!("http://{address}")).map_err(|error| {
+        StackError::Fixtures(format!("bound address {address} is not a URL: {error}"))
+    })
 }
 
 /// `base` + `/path`, keeping no trailing slash (issuers and Server URLs are compared byte for byte).

@@ -13,7 +13,11 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_UNUSABLE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "testbed", version, about = "A local test bed for bring-your-own-auth MCP servers on Scalekit")]
+#[command(
+    name = "testbed",
+    version,
+    about = "A local test bed for bring-your-own-auth MCP servers on Scalekit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,7 +84,8 @@ impl From<ConsentArg> for ConsentMode {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,testbed=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,testbed=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -103,10 +108,19 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Up { fixtures, auto_login, consent } => up(fixtures, auto_login, consent).await,
-        Command::Conformance { scenarios, fixtures, filter, list, concurrency, report_dir } => {
-            conformance(scenarios, fixtures, filter, list, concurrency, report_dir).await
-        }
+        Command::Up {
+            fixtures,
+            auto_login,
+            consent,
+        } => up(fixtures, auto_login, consent).await,
+        Command::Conformance {
+            scenarios,
+            fixtures,
+            filter,
+            list,
+            concurrency,
+            report_dir,
+        } => conformance(scenarios, fixtures, filter, list, concurrency, report_dir).await,
         Command::Emulator { config } => emulator(config).await,
     }
 }
@@ -147,9 +161,18 @@ fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
     let environment = &stack.fixtures.environment;
     let mut out = String::new();
     out.push_str("The test bed is up.\n\n");
-    out.push_str(&format!("  MCP server (point your MCP client here): {}\n", stack.mcp_url));
-    out.push_str(&format!("  Scalekit environment (emulator):        {}\n", trim(&stack.environment_url)));
-    out.push_str(&format!("  Your App (login endpoint):              {}login\n", stack.app_url));
+    out.push_str(&format!(
+        "  MCP server (point your MCP client here): {}\n",
+        stack.mcp_url
+    ));
+    out.push_str(&format!(
+        "  Scalekit environment (emulator):        {}\n",
+        trim(&stack.environment_url)
+    ));
+    out.push_str(&format!(
+        "  Your App (login endpoint):              {}login\n",
+        stack.app_url
+    ));
     for resource in &environment.resources {
         out.push_str(&format!(
             "  Resource {} ({}), authorization server {}/resources/{}\n",
@@ -162,10 +185,17 @@ fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
     for connection in &environment.connections {
         out.push_str(&format!("  Connection {}\n", connection.id));
     }
-    out.push_str(&format!("  API client {} (secret in fixtures/environment.toml)\n", environment.api_client.client_id));
+    out.push_str(&format!(
+        "  API client {} (secret in fixtures/environment.toml)\n",
+        environment.api_client.client_id
+    ));
     out.push_str("\nPersonas (passwords are in the comment at the top of fixtures/users.toml):\n");
     for persona in &stack.fixtures.personas {
-        let marker = if Some(persona.name.as_str()) == auto_login { "  [signed in automatically]" } else { "" };
+        let marker = if Some(persona.name.as_str()) == auto_login {
+            "  [signed in automatically]"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "  {:<8} {:<28} {}{marker}\n",
             persona.name,
@@ -212,8 +242,16 @@ async fn conformance(
     report
         .write_json(&report_dir)
         .with_context(|| format!("writing the reports to {}", report_dir.display()))?;
-    println!("Reports: {}/report.json, {}/checks.json", report_dir.display(), report_dir.display());
-    Ok(if report.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    println!(
+        "Reports: {}/report.json, {}/checks.json",
+        report_dir.display(),
+        report_dir.display()
+    );
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }
 
 async fn emulator(config: PathBuf) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,127 @@
+//! Every way a driver run can fail, one variant per failure a conformance scenario may assert.
+
+use url::Url;
+
+/// Why a run of the driver failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The unauthenticated MCP request was not answered with 401 (the status is in the hops and
+    /// the log).
+    #[error("the MCP server did not answer the unauthenticated request with 401")]
+    NoChallenge,
+    /// No protected-resource metadata could be fetched or parsed (RFC 9728).
+    #[error("protected resource metadata at {url}: {reason}")]
+    ProtectedResourceMetadata {
+        /// The (last) URL tried.
+        url: Url,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The PRM `resource` is neither the MCP URL nor a same-origin path prefix of it (RFC 9728 §3.3).
+    #[error("protected resource metadata names resource {published:?}, expected {expected}")]
+    ResourceMismatch {
+        /// The `resource` the PRM published.
+        published: String,
+        /// The MCP server URL the driver was given.
+        expected: Url,
+    },
+    /// PRM lists no authorization server.
+    #[error("protected resource metadata lists no authorization_servers")]
+    NoAuthorizationServer,
+    /// No authorization-server metadata document was found at any well-known URL.
+    #[error("no authorization server metadata for issuer {issuer:?} (tried {tried:?})")]
+    AuthorizationServerMetadata {
+        /// `authorization_servers[0]` from the PRM.
+        issuer: String,
+        /// Every URL tried, in order.
+        tried: Vec<Url>,
+    },
+    /// The metadata `issuer` is not byte-identical to the issuer used for discovery (RFC 8414 §3.3).
+    #[error("authorization server metadata issuer {found:?} differs from {expected:?}")]
+    IssuerMismatch {
+        /// `authorization_servers[0]` from the PRM.
+        expected: String,
+        /// The document's `issuer`.
+        found: String,
+    },
+    /// `code_challenge_methods_supported` is absent or lacks `S256`.
+    #[error(
+        "authorization server does not advertise PKCE S256 in code_challenge_methods_supported"
+    )]
+    PkceNotSupported,
+    /// The metadata has no `registration_endpoint`, so the driver cannot register.
+    #[error("authorization server metadata has no registration_endpoint")]
+    NoRegistrationEndpoint,
+    /// Dynamic client registration failed.
+    #[error("client registration answered {status}: {body}")]
+    Registration {
+        /// The HTTP status.
+        status: u16,
+        /// The response body (or what was wrong with it).
+        body: String,
+    },
+    /// The authorize redirect chain broke before reaching the redirect URI.
+    #[error("authorization redirect chain broken: {reason}")]
+    AuthorizationRedirect {
+        /// Status, URL and a body excerpt of the page where it stopped.
+        reason: String,
+    },
+    /// The redirect URI came back with `error=` (RFC 6749 §4.1.2.1).
+    #[error("authorization error {error}: {}", error_description.as_deref().unwrap_or("(no description)"))]
+    AuthorizationError {
+        /// The RFC 6749 error code.
+        error: String,
+        /// `error_description`, if any.
+        error_description: Option<String>,
+    },
+    /// The callback `state` is not the one the driver sent.
+    #[error("the callback state does not match the state sent")]
+    StateMismatch,
+    /// The AS advertises RFC 9207 `iss` but the callback has none.
+    #[error("the callback has no iss although the authorization server advertises it (RFC 9207)")]
+    MissingIss,
+    /// The callback `iss` differs from the metadata issuer (RFC 9207 §2.4).
+    #[error("the callback iss {found:?} differs from the issuer {expected:?} (RFC 9207)")]
+    IssMismatch {
+        /// The metadata issuer.
+        expected: String,
+        /// The callback's `iss`.
+        found: String,
+    },
+    /// The token endpoint refused or answered something unusable.
+    #[error("token endpoint answered {status}: {error} ({})", error_description.as_deref().unwrap_or("no description"))]
+    TokenEndpoint {
+        /// The HTTP status (0 if no response was received).
+        status: u16,
+        /// The RFC 6749 §5.2 error code, or a driver-made code such as `invalid_response`.
+        error: String,
+        /// `error_description`, or what could not be parsed.
+        error_description: Option<String>,
+    },
+    /// The ID token failed verification.
+    #[error("id token: {0}")]
+    IdToken(String),
+    /// The MCP session or the whoami call failed.
+    #[error("mcp: {0}")]
+    Mcp(String),
+    /// The HTTP client failed (connection refused, timeout, …).
+    #[error("http request failed")]
+    Http(#[source] reqwest::Error),
+    /// A URL in a document or header could not be parsed.
+    #[error("invalid url {value:?} in {context}")]
+    InvalidUrl {
+        /// Where the URL came from.
+        context: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// `refresh` was called for a flow that returned no refresh token.
+    #[error("no refresh token was issued in this flow")]
+    NoRefreshToken,
+}
+
+impl From<reqwest::Error> for DriverError {
+    fn from(error: reqwest::Error) -> Self {
+        Self::Http(error)
+    }
+}

@@ -1,0 +1,238 @@
+//! The record of every HTTP exchange the driver makes, with secrets in URLs redacted.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use url::Url;
+
+/// Which step of the flow an HTTP exchange belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The unauthenticated MCP request that should be answered with a 401 challenge.
+    Challenge,
+    /// Fetching the protected-resource metadata (RFC 9728).
+    ProtectedResourceMetadata,
+    /// Fetching the authorization-server metadata (RFC 8414 / OIDC discovery).
+    AuthorizationServerMetadata,
+    /// Dynamic client registration (RFC 7591).
+    Registration,
+    /// The user agent following the authorization redirect chain.
+    Authorization,
+    /// The token endpoint (code exchange).
+    Token,
+    /// Fetching the JWKS to verify the ID token.
+    Jwks,
+    /// The token endpoint (refresh).
+    Refresh,
+    /// MCP requests with the access token.
+    Mcp,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Challenge => "challenge",
+            Self::ProtectedResourceMetadata => "protected_resource_metadata",
+            Self::AuthorizationServerMetadata => "authorization_server_metadata",
+            Self::Registration => "registration",
+            Self::Authorization => "authorization",
+            Self::Token => "token",
+            Self::Jwks => "jwks",
+            Self::Refresh => "refresh",
+            Self::Mcp => "mcp",
+        };
+        formatter.write_str(name)
+    }
+}
+
+/// One HTTP exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hop {
+    /// The step of the flow.
+    pub phase: Phase,
+    /// `GET`, `POST`, ….
+    pub method: String,
+    /// The request URL, with secret query values redacted (see [`redact_url`]).
+    pub url: String,
+    /// The response status.
+    pub status: u16,
+    /// The response's `Location` header, redacted the same way, for redirects.
+    pub location: Option<String>,
+    /// The response's `Cache-Control` header (token responses must say `no-store`).
+    pub cache_control: Option<String>,
+    /// What the exchange was, where the URL does not say: the JSON-RPC method of an MCP POST.
+    pub detail: Option<String>,
+}
+
+impl fmt::Display for Hop {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "[{}] {} {} -> {}",
+            self.phase, self.method, self.url, self.status
+        )?;
+        if let Some(detail) = &self.detail {
+            write!(formatter, " ({detail})")?;
+        }
+        if let Some(location) = &self.location {
+            write!(formatter, " (Location: {location})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Query parameters whose values are never shown.
+const SECRET_PARAMS: &[&str] = &[
+    "code",
+    "code_verifier",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "password",
+    "token",
+    "client_assertion",
+];
+
+/// Query parameters shown only by a short prefix when long (enough to correlate, not to replay).
+const PREFIX_PARAMS: &[&str] = &["state", "nonce"];
+
+/// How many characters of a [`PREFIX_PARAMS`] value are kept.
+const KEPT_PREFIX: usize = 8;
+
+/// Redacts one query value by parameter name.
+fn redact_value(name: &str, value: &str) -> String {
+    if SECRET_PARAMS.contains(&name) {
+        return "[redacted]".to_owned();
+    }
+    if PREFIX_PARAMS.contains(&name) && value.chars().count() > KEPT_PREFIX {
+        let prefix: String = value.chars().take(KEPT_PREFIX).collect();
+        return format!("{prefix}...");
+    }
+    value.to_owned()
+}
+
+/// A URL for logs and reports: `code`, `code_verifier`, tokens and secrets in the query or
+/// fragment are replaced by `[redacted]`; `state` and `nonce` longer than 8 characters keep an
+/// 8-character prefix.
+pub fn redact_url(url: &Url) -> String {
+    let mut redacted = url.clone();
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let shown = redact_value(&name, &value);
+                (name.into_owned(), shown)
+            })
+            .collect();
+        redacted.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    if let Some(fragment) = url.fragment() {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(fragment.as_bytes())
+            .map(|(name, value)| {
+                let shown = redact_value(&name, &value);
+                (name.into_owned(), shown)
+            })
+            .collect();
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        redacted.set_fragment(Some(&encoded));
+    }
+    redacted.to_string()
+}
+
+/// Redacts a `Location` header value that may be relative (then only its query is redacted).
+pub fn redact_location(base: &Url, location: &str) -> String {
+    match base.join(location) {
+        Ok(absolute) => redact_url(&absolute),
+        Err(_) => "[unparseable location]".to_owned(),
+    }
+}
+
+/// The shared, append-only list of hops of one run. Cloned into the OAuth and MCP HTTP clients.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HopLog(Arc<Mutex<Vec<Hop>>>);
+
+impl HopLog {
+    pub(crate) fn push(&self, hop: Hop) {
+        tracing::debug!(%hop, "http exchange");
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hop);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<Hop> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The status of the most recent hop, used to report the token endpoint's status (the
+    /// `oauth2` crate keeps it to itself).
+    pub(crate) fn last_status(&self) -> Option<u16> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .map(|hop| hop.status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_and_tokens_are_redacted_and_long_state_keeps_a_prefix() {
+        let url = Url::parse(
+            "http://127.0.0.1:33418/callback?code=abc123secret&state=0123456789abcdef&iss=http%3A%2F%2F127.0.0.1%3A9%2Fresources%2Fres_1",
+        )
+        .unwrap();
+        assert_eq!(
+            redact_url(&url),
+            "http://127.0.0.1:33418/callback?code=%5Bredacted%5D&state=01234567...&iss=http%3A%2F%2F127.0.0.1%3A9%2Fresources%2Fres_1"
+        );
+    }
+
+    #[test]
+    fn short_state_and_other_params_are_kept() {
+        let url =
+            Url::parse("http://h/authorize?state=abc&client_id=m2m_1&code_challenge=xyz").unwrap();
+        assert_eq!(
+            redact_url(&url),
+            "http://h/authorize?state=abc&client_id=m2m_1&code_challenge=xyz"
+        );
+    }
+
+    #[test]
+    fn url_without_query_is_unchanged() {
+        let url = Url::parse("http://h/.well-known/oauth-protected-resource/mcp").unwrap();
+        assert_eq!(
+            redact_url(&url),
+            "http://h/.well-known/oauth-protected-resource/mcp"
+        );
+    }
+
+    #[test]
+    fn fragment_tokens_are_redacted() {
+        let url = Url::parse("http://h/cb#access_token=tok&token_type=Bearer").unwrap();
+        assert_eq!(
+            redact_url(&url),
+            "http://h/cb#access_token=%5Bredacted%5D&token_type=Bearer"
+        );
+    }
+
+    #[test]
+    fn relative_location_is_resolved_before_redaction() {
+        let base = Url::parse("http://h/a/b?x=1").unwrap();
+        assert_eq!(
+            redact_location(&base, "/cb?code=zzz"),
+            "http://h/cb?code=%5Bredacted%5D"
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! The MCP client driver: behaves like the strictest real MCP client, given only the MCP URL.
+//!
+//! [`run_flow`] performs, over HTTP only: the unauthenticated `initialize` and its 401 challenge,
+//! protected-resource metadata discovery (RFC 9728), authorization-server metadata discovery in the
+//! MCP spec's order with a byte-exact issuer check (RFC 8414 §3.3), dynamic client registration
+//! (RFC 7591), an authorization request with PKCE S256 (RFC 7636) and `resource` (RFC 8707), a
+//! headless user agent following the redirect chain with cookies, the authorization-response
+//! checks (RFC 9207 `iss`, `state`), the code exchange, ID-token verification when `openid` was
+//! granted, and finally an MCP session that calls the `whoami` tool with the access token.
+//! Every HTTP exchange is recorded as a [`Hop`].
+
+mod callback;
+mod challenge;
+mod discovery;
+mod error;
+mod flow;
+mod hop;
+mod mcp;
+
+use std::time::Duration;
+
+use scalekit_wire::Secret;
+use url::Url;
+
+pub use callback::{CallbackExpectation, check_callback, is_redirect_uri, resolve_location};
+pub use challenge::{BearerChallenge, Challenge, parse_challenges};
+pub use discovery::{
+    AuthorizationServerMetadata, ProtectedResourceMetadata, accepted_id_token_issuers,
+    authorization_server_metadata_candidates, check_resource,
+    protected_resource_metadata_candidates, select_scopes,
+};
+pub use error::DriverError;
+pub use hop::{Hop, Phase, redact_url};
+
+/// The redirect URI the driver registers. Nothing listens there: the user agent stops when a
+/// `Location` points at it.
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
+
+/// What the driver needs to know; everything else it discovers.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// The MCP server's Streamable HTTP endpoint.
+    pub mcp_url: Url,
+    /// The redirect URI registered and used in the authorization request.
+    pub redirect_uri: Url,
+    /// `client_name` for dynamic client registration and the MCP `clientInfo`.
+    pub client_name: String,
+    /// Scopes added to the selected ones when the AS lists them in `scopes_supported`, e.g.
+    /// `offline_access` and `openid`.
+    pub extra_scopes: Vec<String>,
+    /// Timeout of each HTTP request.
+    pub timeout: Duration,
+}
+
+impl DriverConfig {
+    /// A configuration with the defaults for everything but the MCP URL.
+    pub fn new(mcp_url: Url) -> Self {
+        Self {
+            mcp_url,
+            redirect_uri: Url::parse(DEFAULT_REDIRECT_URI)
+                .expect("the default redirect URI parses"),
+            client_name: "testbed mcp-driver".to_owned(),
+            extra_scopes: Vec::new(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Tokens from the token endpoint. `Debug` never shows a token.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: Secret,
+    /// `token_type`, normally `Bearer`.
+    pub token_type: String,
+    /// The refresh token, when one was issued.
+    pub refresh_token: Option<Secret>,
+    /// The ID token, when one was issued.
+    pub id_token: Option<Secret>,
+    /// `expires_in`.
+    pub expires_in: Option<Duration>,
+    /// `scope` of the response split on spaces, when the response had one.
+    pub scope: Option<Vec<String>>,
+}
+
+/// Everything a successful run saw.
+#[derive(Debug, Clone)]
+pub struct FlowReport {
+    /// Every HTTP exchange in order (secrets in URLs redacted).
+    pub hops: Vec<Hop>,
+    /// The authorization server's issuer (metadata `issuer`).
+    pub authorization_server: Url,
+    /// The `client_id` from dynamic client registration.
+    pub client_id: String,
+    /// The scopes the driver asked for.
+    pub requested_scopes: Vec<String>,
+    /// The granted scopes: the token response's `scope`, else the requested ones (RFC 6749 §5.1).
+    pub granted_scopes: Vec<String>,
+    /// The PRM `resource`, sent verbatim as `resource` on every OAuth request.
+    pub resource: String,
+    /// The metadata `token_endpoint` (used by [`refresh`]).
+    pub token_endpoint: Url,
+    /// The tokens.
+    pub tokens: TokenSet,
+    /// The access token's payload, decoded WITHOUT verification (for reporting); `null` when the
+    /// token is not a JWT.
+    pub access_token_claims: serde_json::Value,
+    /// The ID token's payload, after verification, when `openid` was granted and an ID token
+    /// returned.
+    pub id_token_claims: Option<serde_json::Value>,
+    /// What the MCP server's `whoami` tool returned.
+    pub whoami: serde_json::Value,
+}
+
+/// Runs the whole flow (see the crate documentation).
+pub async fn run_flow(config: &DriverConfig) -> Result<FlowReport, DriverError> {
+    run_flow_recorded(config).await.1
+}
+
+/// Like [`run_flow`], but also returns the hops when the run fails, for reports of failed runs.
+pub async fn run_flow_recorded(
+    config: &DriverConfig,
+) -> (Vec<Hop>, Result<FlowReport, DriverError>) {
+    let driver = match flow::Driver::new(config) {
+        Ok(driver) => driver,
+        Err(error) => return (Vec::new(), Err(error)),
+    };
+    let result = driver.run().await;
+    (driver.hops(), result)
+}
+
+/// Uses the flow's refresh token (`grant_type=refresh_token`, with `resource`, RFC 8707 §2.2) and
+/// returns the new tokens.
+pub async fn refresh(config: &DriverConfig, report: &FlowReport) -> Result<TokenSet, DriverError> {
+    flow::Driver::new(config)?.refresh(report).await
+}

@@ -1,0 +1,4 @@
+//! Integration tests: the driver against a fake authorization and resource server on loopback.
+
+mod fake;
+mod flow;

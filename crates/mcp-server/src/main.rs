@@ -1,0 +1,68 @@
+//! `mcp-server`: runs the reference protected MCP server against a Scalekit environment.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use url::Url;
+
+/// The reference MCP server protected by Scalekit MCP auth.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The Scalekit environment URL.
+    #[arg(long, env = "SCALEKIT_ENVIRONMENT_URL")]
+    environment_url: Url,
+    /// The MCP server resource id (`res_…`).
+    #[arg(long, env = "SCALEKIT_RESOURCE_ID")]
+    resource_id: String,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8402")]
+    listen: SocketAddr,
+    /// The base URL clients use, when it is not `http://{listen}`; the MCP endpoint is `{base}/mcp`.
+    #[arg(long)]
+    public_url: Option<Url>,
+    /// A scope a token needs to call tools (repeatable).
+    #[arg(long = "required-scope", default_values = ["mcp:read"])]
+    required_scopes: Vec<String>,
+    /// A scope to publish in the protected-resource metadata (repeatable; defaults to the required
+    /// scopes).
+    #[arg(long = "scope-supported")]
+    scopes_supported: Vec<String>,
+    /// The resource name to publish in the protected-resource metadata.
+    #[arg(long, default_value = "Testbed MCP server")]
+    resource_name: String,
+    /// Clock tolerance for `exp` and `nbf`, in seconds.
+    #[arg(long, default_value_t = 0)]
+    leeway_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let scopes_supported = if args.scopes_supported.is_empty() {
+        args.required_scopes.clone()
+    } else {
+        args.scopes_supported
+    };
+    let config = mcp_server::Config {
+        listen: args.listen,
+        public_url: args.public_url,
+        environment_url: args.environment_url,
+        resource_id: args.resource_id,
+        scopes_supported,
+        required_scopes: args.required_scopes,
+        resource_name: args.resource_name,
+        leeway_secs: args.leeway_secs,
+    };
+    let app = mcp_server::App::bind(config)
+        .await
+        .context("starting the MCP server")?;
+    app.serve().await.context("serving the MCP server")
+}

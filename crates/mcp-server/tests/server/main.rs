@@ -1,0 +1,8 @@
+//! Integration tests of the reference MCP server against a fake environment that serves `/keys`.
+
+mod challenges;
+mod helpers;
+mod jwks;
+mod mcp;
+mod metadata;
+mod router;

@@ -1,0 +1,321 @@
+//! The emulated environment's configuration, read from `fixtures/environment.toml`.
+//!
+//! Every field is `pub` because the test stack rewrites URLs after binding ephemeral ports. Ids stay
+//! plain strings here (they are the fixture's words); the flow state machine turns them into typed
+//! ids once, in `Flows::new`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use scalekit_wire::{Secret, prefix};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The whole environment: one API client, BYOA connections, MCP server resources and
+/// pre-registered clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the emulator listens.
+    pub listen: SocketAddr,
+    /// The environment URL when it is not `http://{bound address}` (e.g. behind a proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<Url>,
+    /// The environment API client "Your App" authenticates with.
+    pub api_client: ApiClientConfig,
+    /// BYOA connections.
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+    /// MCP server resources.
+    #[serde(default)]
+    pub resources: Vec<ResourceConfig>,
+    /// Clients registered ahead of time (besides those registered through DCR).
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+/// The environment API client (client credentials, `skc_…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiClientConfig {
+    /// `skc_…`.
+    pub client_id: String,
+    /// The client secret, sent as a form field or with HTTP Basic.
+    pub client_secret: Secret,
+    /// Lifetime of the management token (Decisions §3).
+    pub token_lifetime_secs: u64,
+}
+
+/// A BYOA connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// `conn_…`.
+    pub id: String,
+    /// Where Scalekit sends the browser with `login_request_id` and `state`.
+    pub login_endpoint: Url,
+}
+
+/// Whether the consent page is shown after the partner callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    /// Skip the consent page (headless runs).
+    Auto,
+    /// Show the consent page.
+    Prompt,
+}
+
+/// An MCP server resource.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// `res_…`.
+    pub id: String,
+    /// Shown on the consent page.
+    pub name: String,
+    /// The "Server URL": exactly what the MCP server publishes as `resource`.
+    pub server_url: Url,
+    /// The `conn_…` users of this resource sign in through.
+    pub connection: String,
+    /// The scopes clients may ask for.
+    pub scopes: Vec<String>,
+    /// Consent page or not.
+    pub consent: ConsentMode,
+    /// Access tokens carry `iss = {env}/resources/{res}` instead of the environment URL.
+    pub issuer_bound_tokens: bool,
+    /// Whether `clients:register` is open for this resource.
+    pub dynamic_client_registration: bool,
+    /// Lifetime of access tokens and ID tokens.
+    pub access_token_lifetime_secs: u64,
+    /// Lifetime of each refresh token.
+    pub refresh_token_lifetime_secs: u64,
+    /// Lifetime of an authorization code.
+    pub authorization_code_lifetime_secs: u64,
+    /// Lifetime of a login request (and its `state`).
+    pub login_request_lifetime_secs: u64,
+}
+
+/// A client registered ahead of time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Any client id (a URL-free string); DCR clients get `m2m_…`.
+    pub client_id: String,
+    /// Registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// The `res_…` this client is for.
+    pub resource: String,
+    /// A confidential client's secret; a public client has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// Shown on the consent page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("{origin}: invalid configuration")]
+    Parse {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The configuration is well formed but inconsistent.
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Config {
+    /// Parses and validates a configuration given as text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::parse("configuration", text)
+    }
+
+    /// Reads, parses and validates a configuration file; errors name the file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    fn parse(origin: &str, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks id prefixes, references between sections and scope names.
+    pub fn validate(&self) -> Result<(), String> {
+        check_prefix(
+            "api_client.client_id",
+            &self.api_client.client_id,
+            prefix::API_CLIENT,
+        )?;
+        for connection in &self.connections {
+            check_prefix("connections.id", &connection.id, prefix::CONNECTION)?;
+        }
+        for resource in &self.resources {
+            check_prefix("resources.id", &resource.id, prefix::RESOURCE)?;
+            if !self
+                .connections
+                .iter()
+                .any(|connection| connection.id == resource.connection)
+            {
+                return Err(format!(
+                    "resource {} names connection {}, which is not configured",
+                    resource.id, resource.connection
+                ));
+            }
+            for scope in &resource.scopes {
+                if !is_valid_scope_name(scope) {
+                    return Err(format!(
+                        "resource {} has scope {scope:?}, which does not match ^[a-zA-Z0-9:_]{{1,64}}$",
+                        resource.id
+                    ));
+                }
+            }
+        }
+        for client in &self.clients {
+            if client.client_id.is_empty() {
+                return Err("clients.client_id must not be empty".to_owned());
+            }
+            if !self
+                .resources
+                .iter()
+                .any(|resource| resource.id == client.resource)
+            {
+                return Err(format!(
+                    "client {} names resource {}, which is not configured",
+                    client.client_id, client.resource
+                ));
+            }
+            if client.redirect_uris.is_empty() {
+                return Err(format!("client {} has no redirect_uris", client.client_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resource with this `res_…` id.
+    pub fn resource(&self, id: &str) -> Option<&ResourceConfig> {
+        self.resources.iter().find(|resource| resource.id == id)
+    }
+}
+
+fn check_prefix(field: &str, value: &str, expected: &str) -> Result<(), String> {
+    if value.starts_with(expected) && value.len() > expected.len() {
+        Ok(())
+    } else {
+        Err(format!("{field} {value:?} must start with {expected}"))
+    }
+}
+
+/// Scalekit's scope grammar (DESC `Scope.name`, plus `_` for names like `offline_access`).
+pub(crate) fn is_valid_scope_name(scope: &str) -> bool {
+    (1..=64).contains(&scope.len())
+        && scope
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b':' || byte == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../../fixtures/environment.toml");
+
+    #[test]
+    fn the_shipped_fixture_parses() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        assert_eq!(config.api_client.client_id, "skc_81920374650192837");
+        assert_eq!(config.resources[0].consent, ConsentMode::Auto);
+        assert_eq!(
+            config.resources[0].server_url.as_str(),
+            "http://127.0.0.1:8402/mcp"
+        );
+        assert!(config.clients.is_empty());
+    }
+
+    #[test]
+    fn a_configuration_survives_a_round_trip_through_toml() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        let text = toml::to_string(&config).unwrap();
+        let again = Config::from_toml_str(&text).unwrap();
+        assert_eq!(
+            again.resources[0].server_url,
+            config.resources[0].server_url
+        );
+        assert_eq!(
+            again.api_client.client_secret,
+            config.api_client.client_secret
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let text = FIXTURE.replace("listen =", "colour = \"red\"\nlisten =");
+        let error = Config::from_toml_str(&text).unwrap_err();
+        assert!(matches!(error, ConfigError::Parse { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn a_resource_naming_an_unknown_connection_is_refused() {
+        let text = FIXTURE.replace(
+            "connection = \"conn_81920374650192838\"",
+            "connection = \"conn_1\"",
+        );
+        let error = Config::from_toml_str(&text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "configuration: resource res_81920374650192839 names connection conn_1, which is not configured"
+        );
+    }
+
+    #[test]
+    fn a_wrong_prefix_is_refused() {
+        let text = FIXTURE.replace(
+            "id = \"res_81920374650192839\"",
+            "id = \"conn_81920374650192839\"",
+        );
+        let error = Config::from_toml_str(&text).unwrap_err();
+        assert!(
+            error.to_string().contains("must start with res_"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_scope_name_is_refused() {
+        let text = FIXTURE.replace("\"mcp:write\"", "\"mcp write\"");
+        let error = Config::from_toml_str(&text).unwrap_err();
+        assert!(error.to_string().contains("mcp write"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let error = Config::from_file(Path::new("/nonexistent/environment.toml")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot read /nonexistent/environment.toml"
+        );
+    }
+}

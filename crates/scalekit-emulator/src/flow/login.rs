@@ -1,0 +1,389 @@
+//! The BYOA leg: "Your App" posts the user (Decisions §5), the browser comes back on
+//! `partner:callback` (Decisions §6), and the consent page decides (Decisions §8).
+
+use scalekit_wire::{FieldViolation, UserClaims, prefix};
+
+use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
+use super::{CodeRecord, Flows, PendingConsent, SignIn, SubmittedUser};
+use crate::config::ConsentMode;
+use crate::ids::IdGenerator;
+use crate::types::{
+    AuthRequestId, AuthorizationCode, ConnectionId, ConsentId, LoginRequestId, LoginState,
+    OrganizationId, ScopeSet, SessionId, UserId,
+};
+
+/// Why the user-details call was refused (gateway error body at the HTTP edge).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitUserError {
+    /// Unknown connection, a `res_…` id in the connection slot, or an unknown, expired, completed
+    /// or other-connection login request: 404 / NOT_FOUND (5).
+    #[error("{0}")]
+    NotFound(String),
+    /// `sub`/`email` missing without `login_failed`, or a malformed field: 400 /
+    /// INVALID_ARGUMENT (3) with `validation_error_info.field_violations`.
+    #[error("{message}")]
+    InvalidArgument {
+        message: String,
+        violations: Vec<FieldViolation>,
+    },
+    /// A different user was already posted for this login request: 409 / ALREADY_EXISTS (6).
+    #[error("{0}")]
+    AlreadyExists(String),
+}
+
+/// What happens after a successful partner callback.
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    /// Show the consent page (resource mode `prompt`).
+    NeedsConsent(ConsentPrompt),
+    /// Redirect to the client: a code (mode `auto`, or consent remembered), or `access_denied`
+    /// after `login_failed`.
+    Redirect(ClientRedirect),
+}
+
+/// What the consent page shows.
+#[derive(Debug, Clone)]
+pub struct ConsentPrompt {
+    /// The id the consent form posts back (an unguessable secret).
+    pub consent_id: ConsentId,
+    /// The MCP server's name.
+    pub resource_name: String,
+    /// The client's name, or its id when it registered none.
+    pub client_name: String,
+    /// The scopes asked for.
+    pub scopes: ScopeSet,
+    /// The host the browser will be sent to (MCP authorization: shown on consent).
+    pub redirect_host: String,
+    /// Who signed in (email or sub).
+    pub user: String,
+}
+
+/// Why the partner callback failed: always the hosted error page `invalid_state`, never a
+/// redirect, because the client's redirect URI is not trusted yet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// Unknown, expired, other-connection or reused `state`, or no user submitted yet.
+    #[error("{0}")]
+    InvalidState(String),
+}
+
+/// Why a consent decision failed: hosted error page `invalid_request`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsentError {
+    /// The consent id is unknown, expired or already decided.
+    #[error("this consent request is unknown, expired or already decided")]
+    UnknownConsent,
+}
+
+const LOGIN_REQUEST_NOT_FOUND: &str = "login request not found: it is unknown, expired, already completed or belongs to another connection";
+
+impl Flows {
+    /// The user-details call: records the user "Your App" signed in for a login request.
+    pub fn submit_user(
+        &mut self,
+        connection_id: &str,
+        login_request_id: &str,
+        claims: UserClaims,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<AuthRequestId, SubmitUserError> {
+        if connection_id.starts_with(prefix::RESOURCE) {
+            return Err(SubmitUserError::NotFound(format!(
+                "connection {connection_id} not found: {connection_id} is an MCP server (resource) id; \
+                 the user-details call takes the connection id (conn_…)"
+            )));
+        }
+        let connection = ConnectionId::new(connection_id);
+        if !self.connections.contains_key(&connection) {
+            return Err(SubmitUserError::NotFound(format!(
+                "connection {connection_id} not found"
+            )));
+        }
+        let login_request_id = LoginRequestId::new(login_request_id);
+        let expired = self
+            .login_requests
+            .get(&login_request_id)
+            .is_some_and(|request| request.expires_at <= now);
+        if expired {
+            self.drop_login_request(&login_request_id);
+        }
+        let request = self
+            .login_requests
+            .get_mut(&login_request_id)
+            .filter(|request| request.connection == connection)
+            .ok_or_else(|| SubmitUserError::NotFound(LOGIN_REQUEST_NOT_FOUND.to_owned()))?;
+
+        let violations = validate_claims(&claims);
+        if !violations.is_empty() {
+            let fields: Vec<&str> = violations.iter().map(|each| each.field.as_str()).collect();
+            return Err(SubmitUserError::InvalidArgument {
+                message: format!("invalid user: {}", fields.join(", ")),
+                violations,
+            });
+        }
+        if let Some(submitted) = &request.submitted {
+            // Idempotent for the same user, a conflict for another (Decisions §5).
+            if submitted.claims.sub == claims.sub
+                && submitted.claims.login_failed == claims.login_failed
+            {
+                return Ok(submitted.auth_request_id.clone());
+            }
+            return Err(SubmitUserError::AlreadyExists(format!(
+                "a different user was already submitted for login request {login_request_id}"
+            )));
+        }
+        let auth_request_id = AuthRequestId::new(ids.id(prefix::AUTH_REQUEST));
+        request.submitted = Some(SubmittedUser {
+            auth_request_id: auth_request_id.clone(),
+            claims,
+        });
+        Ok(auth_request_id)
+    }
+
+    /// The browser's return from "Your App": consumes the login request (single use).
+    pub fn partner_callback(
+        &mut self,
+        connection_id: &str,
+        state: &str,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        let invalid = |why: &str| CallbackError::InvalidState(why.to_owned());
+        let login_request_id = self
+            .login_states
+            .get(&LoginState::new(state))
+            .cloned()
+            .ok_or_else(|| invalid("the sign-in request is unknown or was already used"))?;
+        let request = self
+            .login_requests
+            .get(&login_request_id)
+            .cloned()
+            .ok_or_else(|| invalid("the sign-in request is unknown or was already used"))?;
+        if request.expires_at <= now {
+            self.drop_login_request(&login_request_id);
+            return Err(invalid("the sign-in request expired"));
+        }
+        if request.connection.as_str() != connection_id {
+            return Err(invalid("the state does not belong to this connection"));
+        }
+        let Some(submitted) = request.submitted else {
+            return Err(invalid("no user was submitted for this sign-in request"));
+        };
+        self.drop_login_request(&login_request_id);
+
+        let authorization = request.authorization;
+        let iss = self.resource_issuer(&authorization.resource);
+        if submitted.claims.login_failed {
+            return Ok(CallbackOutcome::Redirect(ClientRedirect {
+                redirect_uri: authorization.redirect_uri,
+                state: authorization.client_state,
+                iss,
+                outcome: RedirectOutcome::Error {
+                    error: RedirectError::AccessDenied,
+                    description: "the user could not be signed in".to_owned(),
+                },
+            }));
+        }
+
+        let claims = submitted.claims;
+        let external_sub = claims.sub.clone().unwrap_or_default();
+        let user = self
+            .users
+            .entry((request.connection.clone(), external_sub.clone()))
+            .or_insert_with(|| UserId::new(ids.id(prefix::USER)))
+            .clone();
+        let organization = claims.organization_external_id.as_ref().map(|external| {
+            self.organizations
+                .entry((request.connection.clone(), external.clone()))
+                .or_insert_with(|| OrganizationId::new(ids.id(prefix::ORGANIZATION)))
+                .clone()
+        });
+        let sign_in = SignIn {
+            authorization,
+            connection: request.connection,
+            user,
+            external_sub,
+            claims,
+            organization,
+            session: SessionId::new(ids.id(prefix::SESSION)),
+            auth_time: now,
+        };
+        let resource = self.resource(&sign_in.authorization.resource).cloned();
+        let prompt = resource
+            .as_ref()
+            .is_some_and(|resource| resource.consent == ConsentMode::Prompt);
+        let remembered = self
+            .remembered_consents
+            .get(&(
+                sign_in.user.clone(),
+                sign_in.authorization.client.clone(),
+                sign_in.authorization.resource.clone(),
+            ))
+            .is_some_and(|granted| {
+                sign_in
+                    .authorization
+                    .scopes
+                    .is_subset_of(granted.as_slice())
+            });
+        if prompt && !remembered {
+            let consent_id = ConsentId::new(ids.secret());
+            let client_name = self
+                .clients
+                .get(&sign_in.authorization.client)
+                .and_then(|client| client.name.clone())
+                .unwrap_or_else(|| sign_in.authorization.client.to_string());
+            let prompt = ConsentPrompt {
+                consent_id: consent_id.clone(),
+                resource_name: resource
+                    .as_ref()
+                    .map(|resource| resource.name.clone())
+                    .unwrap_or_default(),
+                client_name,
+                scopes: sign_in.authorization.scopes.clone(),
+                redirect_host: sign_in.authorization.redirect_uri.host(),
+                user: sign_in
+                    .claims
+                    .email
+                    .clone()
+                    .unwrap_or_else(|| sign_in.external_sub.clone()),
+            };
+            let lifetime = resource.map_or(600, |resource| resource.login_request_lifetime_secs);
+            self.consents.insert(
+                consent_id.as_str().to_owned(),
+                PendingConsent {
+                    sign_in,
+                    expires_at: now + lifetime,
+                },
+            );
+            return Ok(CallbackOutcome::NeedsConsent(prompt));
+        }
+        Ok(CallbackOutcome::Redirect(
+            self.issue_code(sign_in, iss, now, ids),
+        ))
+    }
+
+    /// The consent form's answer: approve issues a code, deny sends `access_denied`.
+    pub fn decide_consent(
+        &mut self,
+        consent_id: &str,
+        approve: bool,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<ClientRedirect, ConsentError> {
+        let consent = self
+            .consents
+            .remove(consent_id)
+            .ok_or(ConsentError::UnknownConsent)?;
+        if consent.expires_at <= now {
+            return Err(ConsentError::UnknownConsent);
+        }
+        let sign_in = consent.sign_in;
+        let iss = self.resource_issuer(&sign_in.authorization.resource);
+        if !approve {
+            return Ok(ClientRedirect {
+                redirect_uri: sign_in.authorization.redirect_uri,
+                state: sign_in.authorization.client_state,
+                iss,
+                outcome: RedirectOutcome::Error {
+                    error: RedirectError::AccessDenied,
+                    description: "the user denied access".to_owned(),
+                },
+            });
+        }
+        self.remembered_consents.insert(
+            (
+                sign_in.user.clone(),
+                sign_in.authorization.client.clone(),
+                sign_in.authorization.resource.clone(),
+            ),
+            sign_in.authorization.scopes.clone(),
+        );
+        Ok(self.issue_code(sign_in, iss, now, ids))
+    }
+
+    fn issue_code(
+        &mut self,
+        sign_in: SignIn,
+        iss: String,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> ClientRedirect {
+        let lifetime = self
+            .resource(&sign_in.authorization.resource)
+            .map_or(600, |resource| resource.authorization_code_lifetime_secs);
+        let code = AuthorizationCode::new(ids.secret());
+        let redirect_uri = sign_in.authorization.redirect_uri.clone();
+        let state = sign_in.authorization.client_state.clone();
+        self.codes.insert(
+            code.expose().to_owned(),
+            CodeRecord {
+                sign_in,
+                expires_at: now + lifetime,
+                redeemed_as: None,
+            },
+        );
+        ClientRedirect {
+            redirect_uri,
+            state,
+            iss,
+            outcome: RedirectOutcome::Code(code),
+        }
+    }
+
+    fn drop_login_request(&mut self, id: &LoginRequestId) {
+        if let Some(request) = self.login_requests.remove(id) {
+            self.login_states.remove(&request.state);
+        }
+    }
+}
+
+/// `sub` and `email` unless `login_failed`; `phone_number` in E.164; the organization name at
+/// most 200 characters.
+fn validate_claims(claims: &UserClaims) -> Vec<FieldViolation> {
+    let mut violations = Vec::new();
+    let missing =
+        |value: &Option<String>| value.as_deref().is_none_or(|value| value.trim().is_empty());
+    if !claims.login_failed {
+        if missing(&claims.sub) {
+            violations.push(FieldViolation {
+                field: "sub".to_owned(),
+                description: "sub is required unless login_failed is true".to_owned(),
+            });
+        }
+        if missing(&claims.email) {
+            violations.push(FieldViolation {
+                field: "email".to_owned(),
+                description: "email is required unless login_failed is true".to_owned(),
+            });
+        }
+    }
+    if let Some(phone) = &claims.phone_number
+        && !is_e164(phone)
+    {
+        violations.push(FieldViolation {
+            field: "phone_number".to_owned(),
+            description: "phone_number must be in E.164 format, e.g. +14155550123".to_owned(),
+        });
+    }
+    if claims
+        .organization_external_name
+        .as_ref()
+        .is_some_and(|name| name.chars().count() > 200)
+    {
+        violations.push(FieldViolation {
+            field: "organization_external_name".to_owned(),
+            description: "organization_external_name must be at most 200 characters".to_owned(),
+        });
+    }
+    violations
+}
+
+/// `^\+[1-9][0-9]{1,14}$`.
+fn is_e164(phone: &str) -> bool {
+    let Some(digits) = phone.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|byte| byte.is_ascii_digit())
+        && !digits.starts_with('0')
+}

@@ -1,0 +1,283 @@
+//! The state machine of the emulated authorization server.
+//!
+//! Architecture invariant: nothing here does IO, knows about axum or tokio, or signs anything.
+//! Every transition is a method on [`Flows`] that takes `now` (unix seconds) and the id generator
+//! as arguments and returns a typed result or a typed error enum whose variants name the wire
+//! error they become at the HTTP edge.
+
+mod authorize;
+mod login;
+mod redirect;
+mod register;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use scalekit_wire::{Secret, UserClaims};
+use url::Url;
+
+pub use authorize::{AuthorizeError, AuthorizeRequest, LoginRedirect};
+pub use login::{CallbackError, CallbackOutcome, ConsentError, ConsentPrompt, SubmitUserError};
+pub use redirect::{ClientRedirect, RedirectError, RedirectOutcome};
+pub use register::{ClientRegistration, RegisterError, RegisteredClient};
+pub use token::{AuthorizationCodeRequest, IssuedGrant, RefreshRequest, TokenError};
+
+use crate::config::{Config, ConsentMode};
+use crate::types::{
+    AuthRequestId, ClientId, ClientState, ConnectionId, LoginRequestId, LoginState, OrganizationId,
+    PkceChallenge, RedirectUri, ResourceId, ScopeSet, SessionId, UserId,
+};
+
+/// A BYOA connection as the state machine sees it.
+#[derive(Debug, Clone)]
+struct Connection {
+    login_endpoint: Url,
+}
+
+/// An MCP server resource as the state machine sees it.
+#[derive(Debug, Clone)]
+struct Resource {
+    id: ResourceId,
+    name: String,
+    server_url: Url,
+    connection: ConnectionId,
+    scopes: Vec<String>,
+    consent: ConsentMode,
+    dynamic_client_registration: bool,
+    authorization_code_lifetime_secs: u64,
+    refresh_token_lifetime_secs: u64,
+    login_request_lifetime_secs: u64,
+}
+
+/// A registered client (from the configuration or DCR).
+#[derive(Debug, Clone)]
+struct Client {
+    id: ClientId,
+    name: Option<String>,
+    redirect_uris: Vec<String>,
+    resource: ResourceId,
+    secret: Option<Secret>,
+}
+
+/// What `/oauth/authorize` remembered while the user signs in at "Your App".
+#[derive(Debug, Clone)]
+struct LoginRequest {
+    state: LoginState,
+    connection: ConnectionId,
+    authorization: PendingAuthorization,
+    expires_at: u64,
+    submitted: Option<SubmittedUser>,
+}
+
+/// The client's side of a flow: everything the authorization code will be bound to.
+#[derive(Debug, Clone)]
+struct PendingAuthorization {
+    client: ClientId,
+    redirect_uri: RedirectUri,
+    client_state: Option<ClientState>,
+    nonce: Option<String>,
+    scopes: ScopeSet,
+    challenge: PkceChallenge,
+    resource: ResourceId,
+}
+
+/// The user "Your App" posted for a login request.
+#[derive(Debug, Clone)]
+struct SubmittedUser {
+    auth_request_id: AuthRequestId,
+    claims: UserClaims,
+}
+
+/// A completed sign-in: the pending authorization plus who signed in.
+#[derive(Debug, Clone)]
+struct SignIn {
+    authorization: PendingAuthorization,
+    connection: ConnectionId,
+    user: UserId,
+    external_sub: String,
+    claims: UserClaims,
+    organization: Option<OrganizationId>,
+    session: SessionId,
+    auth_time: u64,
+}
+
+/// A consent page waiting for the user's decision.
+#[derive(Debug, Clone)]
+struct PendingConsent {
+    sign_in: SignIn,
+    expires_at: u64,
+}
+
+/// An issued authorization code.
+#[derive(Debug, Clone)]
+struct CodeRecord {
+    sign_in: SignIn,
+    expires_at: u64,
+    /// Set once redeemed: a second presentation revokes this grant (RFC 6749 §4.1.2).
+    redeemed_as: Option<String>,
+}
+
+/// The grant behind a family of refresh tokens.
+#[derive(Debug, Clone)]
+struct GrantRecord {
+    sign_in: SignIn,
+    refresh_tokens: Vec<String>,
+}
+
+/// One refresh token of a grant.
+#[derive(Debug, Clone)]
+struct RefreshRecord {
+    grant: String,
+    client: ClientId,
+    expires_at: u64,
+    /// Already exchanged for a newer token; presenting it again revokes the grant.
+    rotated: bool,
+}
+
+/// The in-memory state of the emulated environment.
+#[derive(Debug)]
+pub struct Flows {
+    environment_url: String,
+    connections: HashMap<ConnectionId, Connection>,
+    resources: Vec<Resource>,
+    clients: HashMap<ClientId, Client>,
+    login_requests: HashMap<LoginRequestId, LoginRequest>,
+    login_states: HashMap<LoginState, LoginRequestId>,
+    consents: HashMap<String, PendingConsent>,
+    codes: HashMap<String, CodeRecord>,
+    grants: HashMap<String, GrantRecord>,
+    refresh_tokens: HashMap<String, RefreshRecord>,
+    users: HashMap<(ConnectionId, String), UserId>,
+    organizations: HashMap<(ConnectionId, String), OrganizationId>,
+    remembered_consents: HashMap<(UserId, ClientId, ResourceId), ScopeSet>,
+}
+
+impl Flows {
+    /// The state for `config`, served at `environment_url` (no trailing slash is kept).
+    pub fn new(config: &Config, environment_url: &Url) -> Flows {
+        let connections = config
+            .connections
+            .iter()
+            .map(|connection| {
+                (
+                    ConnectionId::new(&connection.id),
+                    Connection {
+                        login_endpoint: connection.login_endpoint.clone(),
+                    },
+                )
+            })
+            .collect();
+        let resources = config
+            .resources
+            .iter()
+            .map(|resource| Resource {
+                id: ResourceId::new(&resource.id),
+                name: resource.name.clone(),
+                server_url: resource.server_url.clone(),
+                connection: ConnectionId::new(&resource.connection),
+                scopes: resource.scopes.clone(),
+                consent: resource.consent,
+                dynamic_client_registration: resource.dynamic_client_registration,
+                authorization_code_lifetime_secs: resource.authorization_code_lifetime_secs,
+                refresh_token_lifetime_secs: resource.refresh_token_lifetime_secs,
+                login_request_lifetime_secs: resource.login_request_lifetime_secs,
+            })
+            .collect();
+        let clients = config
+            .clients
+            .iter()
+            .map(|client| {
+                let id = ClientId::new(&client.client_id);
+                let record = Client {
+                    id: id.clone(),
+                    name: client.client_name.clone(),
+                    redirect_uris: client.redirect_uris.clone(),
+                    resource: ResourceId::new(&client.resource),
+                    secret: client.client_secret.clone(),
+                };
+                (id, record)
+            })
+            .collect();
+        Flows {
+            environment_url: environment_url.as_str().trim_end_matches('/').to_owned(),
+            connections,
+            resources,
+            clients,
+            login_requests: HashMap::new(),
+            login_states: HashMap::new(),
+            consents: HashMap::new(),
+            codes: HashMap::new(),
+            grants: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            users: HashMap::new(),
+            organizations: HashMap::new(),
+            remembered_consents: HashMap::new(),
+        }
+    }
+
+    /// `{env}/resources/{res}`: the per-resource issuer, sent as `iss` on every redirect to the
+    /// client (RFC 9207), because MCP clients discover the per-resource metadata document.
+    pub fn resource_issuer(&self, resource: &ResourceId) -> String {
+        format!("{}/resources/{resource}", self.environment_url)
+    }
+
+    /// Drops expired login requests, consents, codes and refresh tokens, so abandoned flows do
+    /// not grow memory without bound.
+    pub fn sweep(&mut self, now: u64) {
+        self.login_requests
+            .retain(|_, request| request.expires_at > now);
+        let live_requests = &self.login_requests;
+        self.login_states
+            .retain(|_, id| live_requests.contains_key(id));
+        self.consents.retain(|_, consent| consent.expires_at > now);
+        self.codes.retain(|_, code| code.expires_at > now);
+        self.refresh_tokens
+            .retain(|_, token| token.expires_at > now);
+        let live_tokens = &self.refresh_tokens;
+        for grant in self.grants.values_mut() {
+            grant
+                .refresh_tokens
+                .retain(|token| live_tokens.contains_key(token));
+        }
+        self.grants
+            .retain(|_, grant| !grant.refresh_tokens.is_empty());
+    }
+
+    /// How many login requests, codes and refresh tokens are held (for tests and logs).
+    pub fn pending_counts(&self) -> (usize, usize, usize) {
+        (
+            self.login_requests.len(),
+            self.codes.len(),
+            self.refresh_tokens.len(),
+        )
+    }
+
+    /// The resource whose Server URL is exactly `value`, else whose `res_…` id is `value`.
+    fn resolve_resource(&self, value: &str) -> Option<&Resource> {
+        let by_url = self.resources.iter().find(|resource| {
+            resource.server_url.as_str() == value
+                || Url::parse(value).is_ok_and(|url| url == resource.server_url)
+        });
+        by_url.or_else(|| {
+            self.resources
+                .iter()
+                .find(|resource| resource.id.as_str() == value)
+        })
+    }
+
+    fn resource(&self, id: &ResourceId) -> Option<&Resource> {
+        self.resources.iter().find(|resource| &resource.id == id)
+    }
+
+    /// Removes a grant and every refresh token of it.
+    fn revoke_grant(&mut self, grant_id: &str) {
+        if let Some(grant) = self.grants.remove(grant_id) {
+            for token in grant.refresh_tokens {
+                self.refresh_tokens.remove(&token);
+            }
+        }
+    }
+}

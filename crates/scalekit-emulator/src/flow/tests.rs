@@ -1,0 +1,1035 @@
+//! Unit tests of every transition and error variant, on a manual `now` and sequential ids.
+
+use scalekit_wire::{FieldViolation, UserClaims};
+use url::Url;
+
+use super::*;
+use crate::ids::SequentialIds;
+use crate::types::{AuthRequestId, PkceVerifier, pkce_s256};
+
+const ENVIRONMENT: &str = r#"
+listen = "127.0.0.1:0"
+
+[api_client]
+client_id = "skc_1"
+client_secret = "secret"
+token_lifetime_secs = 3600
+
+[[connections]]
+id = "conn_1"
+login_endpoint = "http://127.0.0.1:8401/login"
+
+[[connections]]
+id = "conn_2"
+login_endpoint = "http://127.0.0.1:8501/login"
+
+[[resources]]
+id = "res_1"
+name = "One"
+server_url = "http://127.0.0.1:8402/mcp"
+connection = "conn_1"
+scopes = ["openid", "email", "offline_access", "mcp:read"]
+consent = "auto"
+issuer_bound_tokens = false
+dynamic_client_registration = true
+access_token_lifetime_secs = 3600
+refresh_token_lifetime_secs = 1000
+authorization_code_lifetime_secs = 600
+login_request_lifetime_secs = 600
+
+[[resources]]
+id = "res_2"
+name = "Two"
+server_url = "http://127.0.0.1:8502/mcp"
+connection = "conn_2"
+scopes = ["mcp:read"]
+consent = "prompt"
+issuer_bound_tokens = false
+dynamic_client_registration = false
+access_token_lifetime_secs = 3600
+refresh_token_lifetime_secs = 1000
+authorization_code_lifetime_secs = 600
+login_request_lifetime_secs = 600
+
+[[clients]]
+client_id = "public-1"
+redirect_uris = ["http://127.0.0.1/cb"]
+resource = "res_1"
+
+[[clients]]
+client_id = "confidential-1"
+redirect_uris = ["https://app.example/cb"]
+resource = "res_1"
+client_secret = "s3cret"
+
+[[clients]]
+client_id = "public-2"
+redirect_uris = ["http://127.0.0.1/cb"]
+resource = "res_2"
+client_name = "Second"
+"#;
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const NOW: u64 = 1_000_000;
+
+struct Fixture {
+    flows: Flows,
+    ids: SequentialIds,
+}
+
+fn fixture() -> Fixture {
+    let config = Config::from_toml_str(ENVIRONMENT).unwrap();
+    let environment_url = Url::parse("http://env.test").unwrap();
+    Fixture {
+        flows: Flows::new(&config, &environment_url),
+        ids: SequentialIds::new(),
+    }
+}
+
+fn request(client: &str) -> AuthorizeRequest {
+    let challenge = pkce_s256(&PkceVerifier::parse(VERIFIER).unwrap());
+    AuthorizeRequest {
+        client_id: Some(client.to_owned()),
+        redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+        response_type: Some("code".to_owned()),
+        scope: Some("openid offline_access mcp:read".to_owned()),
+        state: Some("client-state".to_owned()),
+        code_challenge: Some(challenge.as_str().to_owned()),
+        code_challenge_method: Some("S256".to_owned()),
+        nonce: Some("n".to_owned()),
+        resource: None,
+    }
+}
+
+fn ada() -> UserClaims {
+    UserClaims {
+        sub: Some("ada".to_owned()),
+        email: Some("ada@example.com".to_owned()),
+        ..UserClaims::default()
+    }
+}
+
+fn error_of(redirect: &ClientRedirect) -> Option<(RedirectError, &str)> {
+    match &redirect.outcome {
+        RedirectOutcome::Error { error, description } => Some((*error, description)),
+        RedirectOutcome::Code(_) => None,
+    }
+}
+
+impl Fixture {
+    fn authorize(&mut self, request: AuthorizeRequest) -> Result<LoginRedirect, AuthorizeError> {
+        self.flows.authorize(request, NOW, &self.ids)
+    }
+
+    fn submit(
+        &mut self,
+        connection: &str,
+        login: &LoginRedirect,
+        claims: UserClaims,
+    ) -> Result<AuthRequestId, SubmitUserError> {
+        self.flows.submit_user(
+            connection,
+            login.login_request_id.as_str(),
+            claims,
+            NOW,
+            &self.ids,
+        )
+    }
+
+    fn callback(
+        &mut self,
+        connection: &str,
+        login: &LoginRedirect,
+    ) -> Result<CallbackOutcome, CallbackError> {
+        self.flows
+            .partner_callback(connection, login.state.as_str(), NOW, &self.ids)
+    }
+
+    /// Authorize, submit Ada and come back: the redirect with a code.
+    fn signed_in(&mut self, request: AuthorizeRequest) -> ClientRedirect {
+        let login = self.authorize(request).unwrap();
+        self.submit("conn_1", &login, ada()).unwrap();
+        match self.callback("conn_1", &login).unwrap() {
+            CallbackOutcome::Redirect(redirect) => redirect,
+            CallbackOutcome::NeedsConsent(prompt) => panic!("unexpected consent {prompt:?}"),
+        }
+    }
+
+    fn code(&mut self) -> String {
+        match self.signed_in(request("public-1")).outcome {
+            RedirectOutcome::Code(code) => code.expose().to_owned(),
+            RedirectOutcome::Error { error, description } => panic!("{error:?}: {description}"),
+        }
+    }
+
+    fn exchange(&mut self, code: &str, now: u64) -> Result<IssuedGrant, TokenError> {
+        self.flows.exchange_code(
+            AuthorizationCodeRequest {
+                client_id: ClientId::new("public-1"),
+                code: code.to_owned(),
+                code_verifier: Some(VERIFIER.to_owned()),
+                redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+                resource: None,
+            },
+            now,
+            &self.ids,
+        )
+    }
+
+    fn refresh(&mut self, token: &str, now: u64) -> Result<IssuedGrant, TokenError> {
+        self.flows.refresh(
+            RefreshRequest {
+                client_id: ClientId::new("public-1"),
+                refresh_token: token.to_owned(),
+                resource: None,
+                scope: None,
+            },
+            now,
+            &self.ids,
+        )
+    }
+}
+
+mod register_client {
+    use super::*;
+
+    fn registration(uris: &[&str], scope: Option<&str>) -> ClientRegistration {
+        ClientRegistration {
+            client_name: Some("Claude".to_owned()),
+            redirect_uris: uris.iter().map(|uri| (*uri).to_owned()).collect(),
+            scope: scope.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_public_m2m_client_is_registered_and_can_authorize() {
+        let mut fixture = fixture();
+        let client = fixture
+            .flows
+            .register_client(
+                "res_1",
+                registration(&["http://localhost:1/cb"], Some("mcp:read")),
+                NOW,
+                &fixture.ids,
+            )
+            .unwrap();
+        assert!(client.client_id.as_str().starts_with("m2m_"));
+        assert_eq!(client.issued_at, NOW);
+        assert_eq!(client.scope.as_slice(), ["mcp:read"]);
+        let mut authorize = request(client.client_id.as_str());
+        authorize.redirect_uri = Some("http://localhost:7/cb".to_owned());
+        assert!(fixture.authorize(authorize).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_resource_is_refused() {
+        let mut fixture = fixture();
+        let error = fixture.flows.register_client(
+            "res_9",
+            registration(&["http://127.0.0.1/cb"], None),
+            NOW,
+            &fixture.ids,
+        );
+        assert_eq!(
+            error.unwrap_err(),
+            RegisterError::UnknownResource("res_9".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_resource_without_dcr_is_refused() {
+        let mut fixture = fixture();
+        let error = fixture.flows.register_client(
+            "res_2",
+            registration(&["http://127.0.0.1/cb"], None),
+            NOW,
+            &fixture.ids,
+        );
+        assert_eq!(
+            error.unwrap_err(),
+            RegisterError::Disabled(ResourceId::new("res_2"))
+        );
+    }
+
+    #[test]
+    fn missing_fragment_or_plain_http_redirect_uris_are_refused() {
+        let mut fixture = fixture();
+        for uris in [
+            &[][..],
+            &["https://a.example/cb#f"][..],
+            &["http://a.example/cb"][..],
+            &["/relative"][..],
+        ] {
+            let error =
+                fixture
+                    .flows
+                    .register_client("res_1", registration(uris, None), NOW, &fixture.ids);
+            assert!(
+                matches!(error, Err(RegisterError::InvalidRedirectUri(_))),
+                "{uris:?}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_scope_the_resource_does_not_offer_is_invalid_metadata() {
+        let mut fixture = fixture();
+        let error = fixture.flows.register_client(
+            "res_1",
+            registration(&["http://127.0.0.1/cb"], Some("admin")),
+            NOW,
+            &fixture.ids,
+        );
+        assert!(
+            matches!(error, Err(RegisterError::InvalidClientMetadata(_))),
+            "{error:?}"
+        );
+    }
+}
+
+mod authorize {
+    use super::*;
+
+    #[test]
+    fn a_valid_request_creates_a_login_request_for_the_resource_connection() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        assert!(login.login_request_id.as_str().starts_with("lri_"));
+        assert_eq!(login.login_endpoint.as_str(), "http://127.0.0.1:8401/login");
+        let location = login.location();
+        assert_eq!(
+            location.as_str(),
+            format!(
+                "http://127.0.0.1:8401/login?login_request_id={}&state={}",
+                login.login_request_id, login.state
+            )
+        );
+        assert_eq!(fixture.flows.pending_counts(), (1, 0, 0));
+    }
+
+    #[test]
+    fn the_resource_is_found_by_server_url_or_by_id() {
+        let mut fixture = fixture();
+        for resource in ["http://127.0.0.1:8402/mcp", "res_1"] {
+            let mut authorize = request("public-1");
+            authorize.resource = Some(resource.to_owned());
+            assert!(fixture.authorize(authorize).is_ok(), "{resource}");
+        }
+    }
+
+    #[test]
+    fn missing_or_unknown_clients_and_bad_redirect_uris_are_not_redirected() {
+        let mut fixture = fixture();
+        let mut no_client = request("x");
+        no_client.client_id = None;
+        assert!(matches!(
+            fixture.authorize(no_client),
+            Err(AuthorizeError::MissingClientId)
+        ));
+        assert!(matches!(
+            fixture.authorize(request("nobody")),
+            Err(AuthorizeError::UnknownClient(_))
+        ));
+        let mut no_uri = request("public-1");
+        no_uri.redirect_uri = None;
+        assert!(matches!(
+            fixture.authorize(no_uri),
+            Err(AuthorizeError::InvalidRedirectUri(_))
+        ));
+        let mut other_path = request("public-1");
+        other_path.redirect_uri = Some("http://127.0.0.1:5000/other".to_owned());
+        assert!(matches!(
+            fixture.authorize(other_path),
+            Err(AuthorizeError::InvalidRedirectUri(_))
+        ));
+    }
+
+    fn refused(
+        fixture: &mut Fixture,
+        request: AuthorizeRequest,
+    ) -> (RedirectError, String, ClientRedirect) {
+        match fixture.authorize(request) {
+            Err(AuthorizeError::Redirect(redirect)) => {
+                let (error, description) = error_of(&redirect).unwrap();
+                (error, description.to_owned(), redirect)
+            }
+            other => panic!("expected a redirected error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn protocol_errors_are_redirected_with_state_and_iss() {
+        let mut fixture = fixture();
+        let mut token = request("public-1");
+        token.response_type = Some("token".to_owned());
+        let (error, _, redirect) = refused(&mut fixture, token);
+        assert_eq!(error, RedirectError::UnsupportedResponseType);
+        assert_eq!(
+            redirect.state.as_ref().map(ClientState::as_str),
+            Some("client-state")
+        );
+        assert_eq!(redirect.iss, "http://env.test/resources/res_1");
+
+        let mut no_challenge = request("public-1");
+        no_challenge.code_challenge = None;
+        assert_eq!(
+            refused(&mut fixture, no_challenge).0,
+            RedirectError::InvalidRequest
+        );
+
+        let mut plain = request("public-1");
+        plain.code_challenge_method = Some("plain".to_owned());
+        let (error, description, _) = refused(&mut fixture, plain);
+        assert_eq!(
+            (error, description.as_str()),
+            (
+                RedirectError::InvalidRequest,
+                "code_challenge_method must be S256"
+            )
+        );
+
+        let mut no_method = request("public-1");
+        no_method.code_challenge_method = None;
+        assert_eq!(
+            refused(&mut fixture, no_method).0,
+            RedirectError::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn an_unknown_or_foreign_resource_is_invalid_target() {
+        let mut fixture = fixture();
+        let mut unknown = request("public-1");
+        unknown.resource = Some("http://127.0.0.1:1/mcp".to_owned());
+        assert_eq!(
+            refused(&mut fixture, unknown).0,
+            RedirectError::InvalidTarget
+        );
+        let mut foreign = request("public-1");
+        foreign.resource = Some("res_2".to_owned());
+        assert_eq!(
+            refused(&mut fixture, foreign).0,
+            RedirectError::InvalidTarget
+        );
+    }
+
+    #[test]
+    fn scopes_outside_the_resource_are_invalid_scope_and_no_scope_means_all() {
+        let mut fixture = fixture();
+        let mut beyond = request("public-1");
+        beyond.scope = Some("mcp:read mcp:admin".to_owned());
+        let (error, description, _) = refused(&mut fixture, beyond);
+        assert_eq!(error, RedirectError::InvalidScope);
+        assert_eq!(
+            description,
+            "scope mcp:admin is not offered by this MCP server"
+        );
+
+        let mut none = request("public-1");
+        none.scope = None;
+        let redirect = fixture.signed_in(none);
+        let RedirectOutcome::Code(code) = redirect.outcome else {
+            panic!("no code")
+        };
+        let grant = fixture.exchange(code.expose(), NOW).unwrap();
+        assert_eq!(
+            grant.scopes.as_slice(),
+            ["openid", "email", "offline_access", "mcp:read"]
+        );
+    }
+}
+
+mod submit_user {
+    use super::*;
+
+    #[test]
+    fn a_user_is_recorded_once_and_the_same_user_again_is_idempotent() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        let first = fixture.submit("conn_1", &login, ada()).unwrap();
+        assert!(first.as_str().starts_with("req_"));
+        assert_eq!(fixture.submit("conn_1", &login, ada()).unwrap(), first);
+        let grace = UserClaims {
+            sub: Some("grace".to_owned()),
+            ..ada()
+        };
+        assert!(matches!(
+            fixture.submit("conn_1", &login, grace),
+            Err(SubmitUserError::AlreadyExists(_))
+        ));
+    }
+
+    #[test]
+    fn a_resource_id_in_the_connection_slot_names_the_mix_up() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        let Err(SubmitUserError::NotFound(message)) = fixture.submit("res_1", &login, ada()) else {
+            panic!("expected NotFound");
+        };
+        assert!(
+            message.contains("resource") && message.contains("conn_"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_expired_foreign_or_completed_login_requests_are_not_found() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        assert!(matches!(
+            fixture.submit("conn_9", &login, ada()),
+            Err(SubmitUserError::NotFound(_))
+        ));
+        assert!(matches!(
+            fixture.submit("conn_2", &login, ada()),
+            Err(SubmitUserError::NotFound(_))
+        ));
+        let unknown = fixture
+            .flows
+            .submit_user("conn_1", "lri_9", ada(), NOW, &fixture.ids);
+        assert!(matches!(unknown, Err(SubmitUserError::NotFound(_))));
+        let expired = fixture.flows.submit_user(
+            "conn_1",
+            login.login_request_id.as_str(),
+            ada(),
+            NOW + 600,
+            &fixture.ids,
+        );
+        assert!(matches!(expired, Err(SubmitUserError::NotFound(_))));
+
+        let done = fixture.authorize(request("public-1")).unwrap();
+        fixture.submit("conn_1", &done, ada()).unwrap();
+        fixture.callback("conn_1", &done).unwrap();
+        assert!(matches!(
+            fixture.submit("conn_1", &done, ada()),
+            Err(SubmitUserError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn sub_and_email_are_required_unless_login_failed() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        let Err(SubmitUserError::InvalidArgument {
+            message,
+            violations,
+        }) = fixture.submit("conn_1", &login, UserClaims::default())
+        else {
+            panic!("expected InvalidArgument");
+        };
+        assert_eq!(message, "invalid user: sub, email");
+        assert_eq!(
+            violations,
+            [
+                FieldViolation {
+                    field: "sub".into(),
+                    description: "sub is required unless login_failed is true".into()
+                },
+                FieldViolation {
+                    field: "email".into(),
+                    description: "email is required unless login_failed is true".into()
+                },
+            ]
+        );
+        let failed = UserClaims {
+            login_failed: true,
+            ..UserClaims::default()
+        };
+        assert!(fixture.submit("conn_1", &login, failed).is_ok());
+    }
+
+    #[test]
+    fn a_phone_number_outside_e164_is_invalid() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        for phone in ["0123", "+0123", "+1", "+1234567890123456", "+1 415"] {
+            let claims = UserClaims {
+                phone_number: Some(phone.to_owned()),
+                ..ada()
+            };
+            let result = fixture.submit("conn_1", &login, claims);
+            assert!(
+                matches!(result, Err(SubmitUserError::InvalidArgument { .. })),
+                "{phone}"
+            );
+        }
+        let claims = UserClaims {
+            phone_number: Some("+14155550123".to_owned()),
+            ..ada()
+        };
+        assert!(fixture.submit("conn_1", &login, claims).is_ok());
+    }
+}
+
+mod partner_callback {
+    use super::*;
+
+    #[test]
+    fn auto_consent_redirects_with_a_code_and_consumes_the_login_request() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        fixture.submit("conn_1", &login, ada()).unwrap();
+        let Ok(CallbackOutcome::Redirect(redirect)) = fixture.callback("conn_1", &login) else {
+            panic!("expected a redirect");
+        };
+        assert!(matches!(redirect.outcome, RedirectOutcome::Code(_)));
+        assert_eq!(redirect.redirect_uri.as_str(), "http://127.0.0.1:5000/cb");
+        assert_eq!(fixture.flows.pending_counts(), (0, 1, 0));
+        let reused = fixture.callback("conn_1", &login);
+        assert!(
+            matches!(reused, Err(CallbackError::InvalidState(_))),
+            "{reused:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_expired_foreign_and_unsubmitted_states_are_invalid_state() {
+        let mut fixture = fixture();
+        let unknown = fixture
+            .flows
+            .partner_callback("conn_1", "nope", NOW, &fixture.ids);
+        assert!(matches!(unknown, Err(CallbackError::InvalidState(_))));
+
+        let login = fixture.authorize(request("public-1")).unwrap();
+        let Err(CallbackError::InvalidState(why)) = fixture.callback("conn_1", &login) else {
+            panic!()
+        };
+        assert_eq!(why, "no user was submitted for this sign-in request");
+        fixture.submit("conn_1", &login, ada()).unwrap();
+        let Err(CallbackError::InvalidState(why)) = fixture.callback("conn_2", &login) else {
+            panic!()
+        };
+        assert_eq!(why, "the state does not belong to this connection");
+        let expired =
+            fixture
+                .flows
+                .partner_callback("conn_1", login.state.as_str(), NOW + 600, &fixture.ids);
+        assert_eq!(
+            expired.unwrap_err(),
+            CallbackError::InvalidState("the sign-in request expired".to_owned())
+        );
+    }
+
+    #[test]
+    fn login_failed_redirects_with_access_denied() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        fixture
+            .submit(
+                "conn_1",
+                &login,
+                UserClaims {
+                    login_failed: true,
+                    ..UserClaims::default()
+                },
+            )
+            .unwrap();
+        let Ok(CallbackOutcome::Redirect(redirect)) = fixture.callback("conn_1", &login) else {
+            panic!()
+        };
+        assert_eq!(
+            error_of(&redirect).map(|(error, _)| error),
+            Some(RedirectError::AccessDenied)
+        );
+    }
+}
+
+mod decide_consent {
+    use super::*;
+
+    fn prompt(fixture: &mut Fixture) -> ConsentPrompt {
+        let mut authorize = request("public-2");
+        authorize.scope = Some("mcp:read".to_owned());
+        let login = fixture.authorize(authorize).unwrap();
+        fixture.submit("conn_2", &login, ada()).unwrap();
+        match fixture.callback("conn_2", &login).unwrap() {
+            CallbackOutcome::NeedsConsent(prompt) => prompt,
+            CallbackOutcome::Redirect(redirect) => panic!("unexpected redirect {redirect:?}"),
+        }
+    }
+
+    #[test]
+    fn prompt_mode_asks_and_approval_issues_a_code_and_is_remembered() {
+        let mut fixture = fixture();
+        let consent = prompt(&mut fixture);
+        assert_eq!(consent.resource_name, "Two");
+        assert_eq!(consent.client_name, "Second");
+        assert_eq!(consent.redirect_host, "127.0.0.1");
+        assert_eq!(consent.user, "ada@example.com");
+        let redirect = fixture
+            .flows
+            .decide_consent(consent.consent_id.as_str(), true, NOW, &fixture.ids)
+            .unwrap();
+        assert!(matches!(redirect.outcome, RedirectOutcome::Code(_)));
+        let again =
+            fixture
+                .flows
+                .decide_consent(consent.consent_id.as_str(), true, NOW, &fixture.ids);
+        assert_eq!(again.unwrap_err(), ConsentError::UnknownConsent);
+
+        let mut authorize = request("public-2");
+        authorize.scope = Some("mcp:read".to_owned());
+        let login = fixture.authorize(authorize).unwrap();
+        fixture.submit("conn_2", &login, ada()).unwrap();
+        assert!(matches!(
+            fixture.callback("conn_2", &login),
+            Ok(CallbackOutcome::Redirect(_))
+        ));
+    }
+
+    #[test]
+    fn denial_redirects_with_access_denied() {
+        let mut fixture = fixture();
+        let consent = prompt(&mut fixture);
+        let redirect = fixture
+            .flows
+            .decide_consent(consent.consent_id.as_str(), false, NOW, &fixture.ids)
+            .unwrap();
+        assert_eq!(
+            error_of(&redirect).map(|(error, _)| error),
+            Some(RedirectError::AccessDenied)
+        );
+    }
+
+    #[test]
+    fn an_expired_consent_is_unknown() {
+        let mut fixture = fixture();
+        let consent = prompt(&mut fixture);
+        let late = fixture.flows.decide_consent(
+            consent.consent_id.as_str(),
+            true,
+            NOW + 600,
+            &fixture.ids,
+        );
+        assert_eq!(late.unwrap_err(), ConsentError::UnknownConsent);
+    }
+}
+
+mod exchange_code {
+    use super::*;
+
+    #[test]
+    fn a_code_is_exchanged_once_for_a_grant_with_a_refresh_token() {
+        let mut fixture = fixture();
+        let code = fixture.code();
+        let grant = fixture.exchange(&code, NOW).unwrap();
+        assert!(grant.subject.as_str().starts_with("usr_"));
+        assert_eq!(grant.external_sub, "ada");
+        assert_eq!(grant.client_id.as_str(), "public-1");
+        assert_eq!(grant.resource.as_str(), "res_1");
+        assert_eq!(grant.connection.as_str(), "conn_1");
+        assert_eq!(grant.nonce.as_deref(), Some("n"));
+        assert!(grant.session.as_str().starts_with("ses_"));
+        assert!(grant.refresh_token.is_some());
+    }
+
+    #[test]
+    fn a_reused_code_is_invalid_grant_and_revokes_its_refresh_tokens() {
+        let mut fixture = fixture();
+        let code = fixture.code();
+        let grant = fixture.exchange(&code, NOW).unwrap();
+        let refresh = grant.refresh_token.unwrap().expose().to_owned();
+        assert_eq!(
+            fixture.exchange(&code, NOW).unwrap_err(),
+            TokenError::InvalidGrant("the authorization code was already used".to_owned())
+        );
+        assert!(matches!(
+            fixture.refresh(&refresh, NOW),
+            Err(TokenError::InvalidGrant(_))
+        ));
+    }
+
+    #[test]
+    fn an_expired_code_is_invalid_grant() {
+        let mut fixture = fixture();
+        let code = fixture.code();
+        assert_eq!(
+            fixture.exchange(&code, NOW + 600).unwrap_err(),
+            TokenError::InvalidGrant("the authorization code expired".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_code_is_bound_to_client_redirect_uri_resource_and_verifier() {
+        let mut fixture = fixture();
+        let code = fixture.code();
+        let base = || AuthorizationCodeRequest {
+            client_id: ClientId::new("public-1"),
+            code: code.clone(),
+            code_verifier: Some(VERIFIER.to_owned()),
+            redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+            resource: None,
+        };
+        let cases: Vec<(AuthorizationCodeRequest, TokenError)> = vec![
+            (
+                AuthorizationCodeRequest {
+                    client_id: ClientId::new("confidential-1"),
+                    ..base()
+                },
+                TokenError::InvalidGrant(
+                    "the authorization code was issued to another client".into(),
+                ),
+            ),
+            (
+                AuthorizationCodeRequest {
+                    redirect_uri: Some("http://127.0.0.1:5001/cb".into()),
+                    ..base()
+                },
+                TokenError::InvalidGrant(
+                    "redirect_uri does not match the authorization request".into(),
+                ),
+            ),
+            (
+                AuthorizationCodeRequest {
+                    redirect_uri: None,
+                    ..base()
+                },
+                TokenError::InvalidRequest("redirect_uri is required".into()),
+            ),
+            (
+                AuthorizationCodeRequest {
+                    resource: Some("res_2".into()),
+                    ..base()
+                },
+                TokenError::InvalidTarget(
+                    "resource res_2 is not the resource this grant is for".into(),
+                ),
+            ),
+            (
+                AuthorizationCodeRequest {
+                    code_verifier: None,
+                    ..base()
+                },
+                TokenError::InvalidGrant("code_verifier is required".into()),
+            ),
+            (
+                AuthorizationCodeRequest {
+                    code_verifier: Some("a".repeat(43)),
+                    ..base()
+                },
+                TokenError::InvalidGrant("code_verifier does not match the code_challenge".into()),
+            ),
+            (
+                AuthorizationCodeRequest {
+                    code_verifier: Some("bad!".into()),
+                    ..base()
+                },
+                TokenError::InvalidGrant("code_verifier is malformed".into()),
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(
+                fixture
+                    .flows
+                    .exchange_code(request, NOW, &fixture.ids)
+                    .unwrap_err(),
+                expected
+            );
+        }
+        // None of the failures consumed the code.
+        let with_resource = AuthorizationCodeRequest {
+            resource: Some("http://127.0.0.1:8402/mcp".into()),
+            ..base()
+        };
+        assert!(
+            fixture
+                .flows
+                .exchange_code(with_resource, NOW, &fixture.ids)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn confidential_clients_must_present_their_secret() {
+        let fixture = fixture();
+        assert!(
+            fixture
+                .flows
+                .authenticate_client("confidential-1", Some("s3cret"))
+                .is_ok()
+        );
+        for secret in [None, Some("wrong")] {
+            assert!(matches!(
+                fixture.flows.authenticate_client("confidential-1", secret),
+                Err(TokenError::InvalidClient(_))
+            ));
+        }
+        assert!(fixture.flows.authenticate_client("public-1", None).is_ok());
+        assert!(matches!(
+            fixture.flows.authenticate_client("nobody", None),
+            Err(TokenError::InvalidClient(_))
+        ));
+    }
+}
+
+mod refresh {
+    use super::*;
+
+    fn refresh_token(fixture: &mut Fixture) -> String {
+        let code = fixture.code();
+        fixture
+            .exchange(&code, NOW)
+            .unwrap()
+            .refresh_token
+            .unwrap()
+            .expose()
+            .to_owned()
+    }
+
+    #[test]
+    fn refresh_rotates_and_reuse_revokes_the_whole_grant() {
+        let mut fixture = fixture();
+        let first = refresh_token(&mut fixture);
+        let second = fixture
+            .refresh(&first, NOW + 10)
+            .unwrap()
+            .refresh_token
+            .unwrap()
+            .expose()
+            .to_owned();
+        assert_ne!(first, second);
+        assert_eq!(
+            fixture.refresh(&first, NOW + 20).unwrap_err(),
+            TokenError::InvalidGrant(
+                "the refresh token was already used; the grant is revoked".into()
+            )
+        );
+        assert!(matches!(
+            fixture.refresh(&second, NOW + 30),
+            Err(TokenError::InvalidGrant(_))
+        ));
+    }
+
+    #[test]
+    fn an_expired_refresh_token_is_invalid_grant() {
+        let mut fixture = fixture();
+        let token = refresh_token(&mut fixture);
+        assert_eq!(
+            fixture.refresh(&token, NOW + 1000).unwrap_err(),
+            TokenError::InvalidGrant("the refresh token expired".into())
+        );
+    }
+
+    #[test]
+    fn the_refresh_token_is_bound_to_client_resource_and_scopes() {
+        let mut fixture = fixture();
+        let token = refresh_token(&mut fixture);
+        let base = || RefreshRequest {
+            client_id: ClientId::new("public-1"),
+            refresh_token: token.clone(),
+            resource: None,
+            scope: None,
+        };
+        let other_client = RefreshRequest {
+            client_id: ClientId::new("confidential-1"),
+            ..base()
+        };
+        assert!(matches!(
+            fixture.flows.refresh(other_client, NOW, &fixture.ids),
+            Err(TokenError::InvalidGrant(_))
+        ));
+        let other_resource = RefreshRequest {
+            resource: Some("res_2".into()),
+            ..base()
+        };
+        assert!(matches!(
+            fixture.flows.refresh(other_resource, NOW, &fixture.ids),
+            Err(TokenError::InvalidTarget(_))
+        ));
+        let wider = RefreshRequest {
+            scope: Some("mcp:read email".into()),
+            ..base()
+        };
+        assert_eq!(
+            fixture.flows.refresh(wider, NOW, &fixture.ids).unwrap_err(),
+            TokenError::InvalidScope("scope email was not granted".into())
+        );
+        let narrower = RefreshRequest {
+            scope: Some("mcp:read".into()),
+            ..base()
+        };
+        let grant = fixture.flows.refresh(narrower, NOW, &fixture.ids).unwrap();
+        assert_eq!(grant.scopes.as_slice(), ["mcp:read"]);
+        assert!(grant.nonce.is_none());
+    }
+}
+
+mod sweep {
+    use super::*;
+
+    #[test]
+    fn sweep_drops_expired_login_requests_codes_and_refresh_tokens() {
+        let mut fixture = fixture();
+        fixture.authorize(request("public-1")).unwrap();
+        let code = fixture.code();
+        let other = fixture.code();
+        fixture.exchange(&other, NOW).unwrap();
+        assert_eq!(fixture.flows.pending_counts(), (1, 2, 1));
+        fixture.flows.sweep(NOW + 599);
+        assert_eq!(fixture.flows.pending_counts(), (1, 2, 1));
+        fixture.flows.sweep(NOW + 600);
+        assert_eq!(fixture.flows.pending_counts(), (0, 0, 1));
+        fixture.flows.sweep(NOW + 1000);
+        assert_eq!(fixture.flows.pending_counts(), (0, 0, 0));
+        assert!(matches!(
+            fixture.exchange(&code, NOW),
+            Err(TokenError::InvalidGrant(_))
+        ));
+    }
+}
+
+mod revoke {
+    use super::*;
+
+    #[test]
+    fn public_clients_cannot_revoke_and_confidential_ones_revoke_their_grant() {
+        let mut fixture = fixture();
+        let public = fixture.flows.revoke("public-1", None, "anything");
+        assert!(
+            matches!(public, Err(TokenError::InvalidClient(_))),
+            "{public:?}"
+        );
+        let wrong = fixture
+            .flows
+            .revoke("confidential-1", Some("wrong"), "anything");
+        assert!(
+            matches!(wrong, Err(TokenError::InvalidClient(_))),
+            "{wrong:?}"
+        );
+
+        let mut authorize = request("confidential-1");
+        authorize.redirect_uri = Some("https://app.example/cb".to_owned());
+        let RedirectOutcome::Code(code) = fixture.signed_in(authorize).outcome else {
+            panic!("no code")
+        };
+        let grant = fixture
+            .flows
+            .exchange_code(
+                AuthorizationCodeRequest {
+                    client_id: ClientId::new("confidential-1"),
+                    code: code.expose().to_owned(),
+                    code_verifier: Some(VERIFIER.to_owned()),
+                    redirect_uri: Some("https://app.example/cb".to_owned()),
+                    resource: None,
+                },
+                NOW,
+                &fixture.ids,
+            )
+            .unwrap();
+        let token = grant.refresh_token.unwrap().expose().to_owned();
+        // Another client's token is left alone; an unknown token is accepted without effect.
+        assert!(
+            fixture
+                .flows
+                .revoke("confidential-1", Some("s3cret"), "unknown")
+                .is_ok()
+        );
+        assert!(
+            fixture
+                .flows
+                .revoke("confidential-1", Some("s3cret"), &token)
+                .is_ok()
+        );
+        assert_eq!(fixture.flows.pending_counts().2, 0);
+    }
+}

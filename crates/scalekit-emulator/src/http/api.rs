@@ -1,0 +1,163 @@
+//! `/api/v1`: the user-details call (Decisions §5) and Dynamic Client Registration (Decisions §7).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use scalekit_wire::{AuthRequestResponse, UserClaims};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, GrpcCode, OAuthError, OAuthErrorCode};
+use crate::flow::{ClientRegistration, SubmitUserError};
+
+pub(super) async fn submit_user(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Json<UserClaims>, JsonRejection>,
+) -> Result<Json<AuthRequestResponse>, ApiError> {
+    let Path((connection, login_request)) =
+        path.map_err(|rejection| ApiError::new(GrpcCode::NotFound, rejection.body_text()))?;
+    let token =
+        bearer(&headers).ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "Token empty"))?;
+    let now = state.clock.now();
+    state
+        .minter
+        .verify_management(
+            &state.signer,
+            token,
+            &state.config.api_client.client_id,
+            now,
+        )
+        .ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "invalid token"))?;
+    let Json(claims) = body.map_err(|rejection| {
+        ApiError::new(
+            GrpcCode::InvalidArgument,
+            format!("invalid user: {}", rejection.body_text()),
+        )
+    })?;
+    let result =
+        state
+            .flows()
+            .submit_user(&connection, &login_request, claims, now, state.ids.as_ref());
+    match result {
+        Ok(auth_request_id) => Ok(Json(AuthRequestResponse {
+            auth_request_id: auth_request_id.to_string(),
+        })),
+        Err(SubmitUserError::NotFound(message)) => Err(ApiError::new(GrpcCode::NotFound, message)),
+        Err(SubmitUserError::InvalidArgument {
+            message,
+            violations,
+        }) => Err(ApiError::invalid_argument(message, violations)),
+        Err(SubmitUserError::AlreadyExists(message)) => {
+            Err(ApiError::new(GrpcCode::AlreadyExists, message))
+        }
+    }
+}
+
+/// The bearer token, or `None` when the header is missing or empty.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .unwrap_or(value)
+        .trim();
+    (!token.is_empty() && token != "Bearer").then_some(token)
+}
+
+/// RFC 7591 §2 client metadata. Unknown fields are ignored (Decisions §7).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RegistrationRequest {
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    client_name: Option<String>,
+    scope: Option<String>,
+    application_type: Option<String>,
+    software_id: Option<String>,
+    software_version: Option<String>,
+    client_uri: Option<String>,
+    logo_uri: Option<String>,
+    tos_uri: Option<String>,
+    policy_uri: Option<String>,
+}
+
+/// RFC 7591 §3.2.1 response.
+#[derive(Debug, Serialize)]
+struct RegistrationResponse {
+    client_id: String,
+    client_id_issued_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_name: Option<String>,
+    redirect_uris: Vec<String>,
+    grant_types: Vec<&'static str>,
+    response_types: Vec<&'static str>,
+    token_endpoint_auth_method: &'static str,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    software_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    software_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logo_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tos_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_uri: Option<String>,
+}
+
+pub(super) async fn register_client(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<RegistrationRequest>, JsonRejection>,
+) -> Result<Response, OAuthError> {
+    let Path(resource) = path.map_err(|rejection| {
+        OAuthError::new(OAuthErrorCode::InvalidRequest, rejection.body_text())
+            .with_status(StatusCode::NOT_FOUND)
+    })?;
+    let Json(request) = body.map_err(|rejection| {
+        OAuthError::new(
+            OAuthErrorCode::InvalidClientMetadata,
+            "the registration request must be a JSON object",
+        )
+        .internal(rejection.body_text())
+    })?;
+    let registration = ClientRegistration {
+        client_name: request.client_name,
+        redirect_uris: request.redirect_uris,
+        scope: request.scope,
+    };
+    let now = state.clock.now();
+    let registered =
+        state
+            .flows()
+            .register_client(&resource, registration, now, state.ids.as_ref())?;
+    let response = RegistrationResponse {
+        client_id: registered.client_id.to_string(),
+        client_id_issued_at: registered.issued_at,
+        client_name: registered.client_name,
+        redirect_uris: registered.redirect_uris,
+        grant_types: vec!["authorization_code", "refresh_token"],
+        response_types: vec!["code"],
+        token_endpoint_auth_method: "none",
+        scope: registered.scope.to_space_separated(),
+        application_type: request.application_type,
+        software_id: request.software_id,
+        software_version: request.software_version,
+        client_uri: request.client_uri,
+        logo_uri: request.logo_uri,
+        tos_uri: request.tos_uri,
+        policy_uri: request.policy_uri,
+    };
+    let mut http = (StatusCode::CREATED, Json(response)).into_response();
+    http.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(http)
+}

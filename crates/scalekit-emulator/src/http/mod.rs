@@ -1,0 +1,170 @@
+//! The HTTP edge: axum routes over the state machine. Only this module knows about axum.
+
+mod api;
+pub mod error;
+mod html;
+mod oauth;
+mod sso;
+mod wellknown;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower::ServiceExt as _;
+use tower_http::trace::TraceLayer;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::flow::Flows;
+use crate::ids::IdGenerator;
+use crate::keys::Signer;
+use crate::tokens::TokenMinter;
+use error::{ApiError, GrpcCode};
+
+/// Everything a handler needs. Cheap to clone: every field is an `Arc`. The flow state sits
+/// behind a `std::sync::Mutex` that is never held across an `.await`.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the emulator runs with.
+    pub config: Arc<Config>,
+    /// The state machine.
+    pub flows: Arc<Mutex<Flows>>,
+    /// The signing key.
+    pub signer: Arc<Signer>,
+    /// Token minting.
+    pub minter: Arc<TokenMinter>,
+    /// The injected clock.
+    pub clock: Arc<dyn Clock>,
+    /// The injected id generator.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AppState")
+            .field("environment_url", &self.minter.environment_url())
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The state for `config` served at `environment_url`.
+    pub fn new(
+        config: Config,
+        environment_url: &url::Url,
+        signer: Signer,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> AppState {
+        let flows = Flows::new(&config, environment_url);
+        AppState {
+            minter: Arc::new(TokenMinter::new(environment_url.as_str())),
+            config: Arc::new(config),
+            flows: Arc::new(Mutex::new(flows)),
+            signer: Arc::new(signer),
+            clock,
+            ids,
+        }
+    }
+
+    /// The environment URL without a trailing slash (the issuer string).
+    pub fn environment_url(&self) -> &str {
+        self.minter.environment_url()
+    }
+
+    /// Locks the state machine. A panic in another handler does not poison the emulator: the
+    /// maps stay consistent because every transition checks before it mutates.
+    pub fn flows(&self) -> MutexGuard<'_, Flows> {
+        self.flows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops expired entries now.
+    pub fn sweep(&self) {
+        let now = self.clock.now();
+        self.flows().sweep(now);
+    }
+}
+
+/// All routes. A leading `//` in the path (Python's `env_url + "/oauth/token"` with a trailing
+/// slash in `env_url`) is collapsed before routing.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/oauth/authorize", get(oauth::authorize))
+        .route(
+            "/resources/{resource}/oauth/authorize",
+            get(oauth::authorize_for_resource),
+        )
+        .route("/oauth/token", post(oauth::token))
+        .route(
+            "/resources/{resource}/oauth/token",
+            post(oauth::token_for_resource),
+        )
+        .route("/oauth/consent", post(oauth::consent))
+        .route("/oauth/revoke", post(oauth::revoke))
+        .route("/keys", get(wellknown::keys))
+        .route(
+            "/.well-known/openid-configuration",
+            get(wellknown::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(wellknown::environment_metadata),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server/resources/{resource}",
+            get(wellknown::resource_metadata),
+        )
+        .route(
+            "/resources/{resource}/.well-known/oauth-authorization-server",
+            get(wellknown::resource_metadata),
+        )
+        .route(
+            "/api/v1/resources/{resource}/clients:register",
+            post(api::register_client),
+        )
+        .route(
+            "/api/v1/connections/{connection}/auth-requests/{login_request}/user",
+            post(api::submit_user),
+        )
+        .route(
+            "/sso/v1/connections/{connection}/partner:callback",
+            get(sso::partner_callback),
+        )
+        .fallback(not_found)
+        .with_state(state);
+    let normalised = routes.map_request(collapse_leading_slashes);
+    Router::new()
+        .fallback_service(normalised.map_err(|never: Infallible| match never {}))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::new(GrpcCode::NotFound, "Not Found")
+}
+
+fn collapse_leading_slashes(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if !path.starts_with("//") {
+        return request;
+    }
+    let collapsed = format!("/{}", path.trim_start_matches('/'));
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{collapsed}?{query}"),
+        None => collapsed,
+    };
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(parsed) = path_and_query.parse() {
+        parts.path_and_query = Some(parsed);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}

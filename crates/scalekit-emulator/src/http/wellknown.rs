@@ -1,0 +1,51 @@
+//! `/keys` and the discovery documents.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::JwkSet;
+
+use super::AppState;
+use super::error::{ApiError, GrpcCode};
+use crate::metadata::{self, AuthorizationServerMetadata};
+
+pub(super) async fn keys(State(state): State<AppState>) -> Json<JwkSet> {
+    Json(state.signer.jwks())
+}
+
+pub(super) async fn openid_configuration(
+    State(state): State<AppState>,
+) -> Json<AuthorizationServerMetadata> {
+    Json(metadata::openid_configuration(
+        state.environment_url(),
+        &state.config,
+    ))
+}
+
+pub(super) async fn environment_metadata(
+    State(state): State<AppState>,
+) -> Json<AuthorizationServerMetadata> {
+    Json(metadata::environment_metadata(
+        state.environment_url(),
+        &state.config,
+    ))
+}
+
+pub(super) async fn resource_metadata(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(resource)) = path else {
+        return ApiError::new(GrpcCode::NotFound, "resource not found").into_response();
+    };
+    match state.config.resource(&resource) {
+        Some(resource) => Json(metadata::resource_metadata(
+            state.environment_url(),
+            resource,
+        ))
+        .into_response(),
+        None => ApiError::new(GrpcCode::NotFound, format!("resource {resource} not found"))
+            .into_response(),
+    }
+}

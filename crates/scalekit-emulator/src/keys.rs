@@ -1,0 +1,146 @@
+//! The RS256 signing key, its `kid` (`snk_…`) and the JWKS served at `/keys`.
+
+use aws_lc_rs::digest;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use scalekit_wire::{Secret, prefix};
+use serde::Serialize;
+
+/// Why a key could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// aws-lc could not generate or export the key.
+    #[error("cannot generate an RSA-2048 signing key")]
+    Generate,
+    /// The PEM or the JWK derived from it was refused.
+    #[error("invalid signing key")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+    /// Signing failed.
+    #[error("cannot sign a token")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+}
+
+/// The environment's signing key.
+pub struct Signer {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: Jwk,
+    pem: Secret,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Signer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A fresh RSA-2048 key (aws-lc exports PKCS#8 only, hence the "PRIVATE KEY" PEM).
+    pub fn generate() -> Result<Signer, KeyError> {
+        let key_pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
+        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'static>>::as_der(&key_pair)
+            .map_err(|_| KeyError::Generate)?;
+        Self::from_pem(&pkcs8_pem(der.as_ref()))
+    }
+
+    /// A key from a PKCS#8 "PRIVATE KEY" (or PKCS#1 "RSA PRIVATE KEY") PEM, so a key can be kept
+    /// across restarts. The `kid` is derived from the public key, so it is stable too.
+    pub fn from_pem(pem: &str) -> Result<Signer, KeyError> {
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(KeyError::Invalid)?;
+        let mut jwk =
+            Jwk::from_encoding_key(&encoding, Algorithm::RS256).map_err(KeyError::Invalid)?;
+        let kid = derive_kid(&jwk);
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwk.common.key_id = Some(kid.clone());
+        let decoding = DecodingKey::from_jwk(&jwk).map_err(KeyError::Invalid)?;
+        Ok(Signer {
+            kid,
+            encoding,
+            decoding,
+            jwk,
+            pem: Secret::new(pem),
+        })
+    }
+
+    /// `snk_…`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The private key as PEM, for persisting it.
+    pub fn private_key_pem(&self) -> &Secret {
+        &self.pem
+    }
+
+    /// The JWKS: one RSA key with `use: sig`, `alg: RS256` and the `kid`.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![self.jwk.clone()],
+        }
+    }
+
+    /// The key that verifies this signer's tokens.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
+    /// Signs claims as an RS256 JWT with `typ: JWT` and the `kid`.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(KeyError::Sign)
+    }
+}
+
+fn pkcs8_pem(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
+/// `snk_` + 18 digits taken from the SHA-256 of the public JWK, so one key always has one `kid`.
+fn derive_kid(jwk: &Jwk) -> String {
+    let public = serde_json::to_vec(&jwk.algorithm).unwrap_or_default();
+    let hash = digest::digest(&digest::SHA256, &public);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.as_ref()[..8]);
+    let digits = 100_000_000_000_000_000 + u64::from_le_bytes(bytes) % 900_000_000_000_000_000;
+    format!("{}{digits}", prefix::SIGNING_KEY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_round_trips_through_pem_with_the_same_kid() {
+        let signer = Signer::generate().unwrap();
+        assert!(signer.kid().starts_with("snk_"));
+        let again = Signer::from_pem(signer.private_key_pem().expose()).unwrap();
+        assert_eq!(again.kid(), signer.kid());
+        let jwks = serde_json::to_value(signer.jwks()).unwrap();
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "RSA");
+        assert_eq!(key["use"], "sig");
+        assert_eq!(key["alg"], "RS256");
+        assert_eq!(key["e"], "AQAB");
+        assert_eq!(key["kid"], signer.kid());
+        assert_eq!(
+            format!("{signer:?}"),
+            format!("Signer {{ kid: {:?}, .. }}", signer.kid())
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! Claim sets and minting: MCP access tokens and ID tokens (Decisions §4) and the management
+//! token of the environment API client (Decisions §3).
+
+use std::collections::HashSet;
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Validation};
+use scalekit_wire::prefix;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ResourceConfig;
+use crate::flow::IssuedGrant;
+use crate::ids::IdGenerator;
+use crate::keys::{KeyError, Signer};
+
+/// The MCP access token's claims.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    /// The environment URL, or `{env}/resources/{res}` with issuer-bound tokens.
+    pub iss: String,
+    /// `[Server URL, res_…]`, URL first.
+    pub aud: Vec<String>,
+    /// `usr_…`.
+    pub sub: String,
+    /// The `sub` "Your App" posted.
+    pub xuid: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// The same scopes as an array (the Node and Python SDKs read this one).
+    pub scopes: Vec<String>,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// `tkn_…`.
+    pub jti: String,
+    /// `ses_…`.
+    pub sid: String,
+    /// Issued at (never in the future: PyJWT has no leeway).
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expiry.
+    pub exp: u64,
+    /// The posted email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The posted `custom_attributes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_claims: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `org_…`, only when an organization was posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
+    /// The posted roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// The ID token's claims (issued when `openid` was granted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    /// Same rule as the access token.
+    pub iss: String,
+    /// `[client_id]`.
+    pub aud: Vec<String>,
+    /// The client id.
+    pub azp: String,
+    /// `[conn_…]`.
+    pub amr: Vec<String>,
+    /// `usr_…`.
+    pub sub: String,
+    /// `ses_…`.
+    pub sid: String,
+    /// The authorization request's nonce, when one was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Left half of SHA-256 of the access token, base64url (OIDC Core §3.1.3.6).
+    pub at_hash: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Expiry.
+    pub exp: u64,
+    /// When the user signed in.
+    pub auth_time: u64,
+    /// `org_…`, when an organization was posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
+    /// Posted profile claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    /// Posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number_verified: Option<bool>,
+}
+
+/// The management token's claims. `aud` is `[environment URL]`: it is what tells a management
+/// token apart from an MCP access token (whose `aud` names a resource), and the REST handlers
+/// check it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManagementTokenClaims {
+    /// The environment URL.
+    pub iss: String,
+    /// `skc_…`.
+    pub sub: String,
+    /// `[environment URL]`.
+    pub aud: Vec<String>,
+    /// `skc_…`.
+    pub client_id: String,
+    /// `tkn_…`.
+    pub jti: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expiry.
+    pub exp: u64,
+    /// Granted scopes (none are modelled yet).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// The token endpoint's success body (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The granted scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Present when `offline_access` was granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Present when `openid` was granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Mints and checks the environment's tokens.
+#[derive(Debug)]
+pub struct TokenMinter {
+    environment_url: String,
+}
+
+impl TokenMinter {
+    /// A minter for the environment at `environment_url` (no trailing slash is kept).
+    pub fn new(environment_url: &str) -> Self {
+        Self {
+            environment_url: environment_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The environment URL used as issuer.
+    pub fn environment_url(&self) -> &str {
+        &self.environment_url
+    }
+
+    /// A management token for the environment API client.
+    pub fn mint_management(
+        &self,
+        signer: &Signer,
+        client_id: &str,
+        lifetime_secs: u64,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<TokenResponse, KeyError> {
+        let claims = ManagementTokenClaims {
+            iss: self.environment_url.clone(),
+            sub: client_id.to_owned(),
+            aud: vec![self.environment_url.clone()],
+            client_id: client_id.to_owned(),
+            jti: ids.id(prefix::TOKEN),
+            iat: now,
+            nbf: now,
+            exp: now + lifetime_secs,
+            scopes: Vec::new(),
+        };
+        Ok(TokenResponse {
+            access_token: signer.sign(&claims)?,
+            token_type: "Bearer".to_owned(),
+            expires_in: lifetime_secs,
+            scope: None,
+            refresh_token: None,
+            id_token: None,
+        })
+    }
+
+    /// Checks a management token: this signer, issuer and audience the environment, subject the
+    /// API client, and `nbf <= now < exp` on the injected clock (not the system clock).
+    pub fn verify_management(
+        &self,
+        signer: &Signer,
+        token: &str,
+        api_client_id: &str,
+        now: u64,
+    ) -> Option<ManagementTokenClaims> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims =
+            HashSet::from(["iss".to_owned(), "aud".to_owned(), "sub".to_owned()]);
+        validation.set_issuer(&[&self.environment_url]);
+        validation.set_audience(&[&self.environment_url]);
+        let claims = jsonwebtoken::decode::<ManagementTokenClaims>(
+            token,
+            signer.decoding_key(),
+            &validation,
+        )
+        .ok()?
+        .claims;
+        let current = claims.nbf <= now && now < claims.exp;
+        (current && claims.sub == api_client_id).then_some(claims)
+    }
+
+    /// The access token (and ID token when `openid` was granted) for a grant.
+    pub fn mint_for_grant(
+        &self,
+        signer: &Signer,
+        grant: &IssuedGrant,
+        resource: &ResourceConfig,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<TokenResponse, KeyError> {
+        let issuer = if resource.issuer_bound_tokens {
+            format!("{}/resources/{}", self.environment_url, resource.id)
+        } else {
+            self.environment_url.clone()
+        };
+        let lifetime = resource.access_token_lifetime_secs;
+        let scopes = grant.scopes.as_slice().to_vec();
+        let access = AccessTokenClaims {
+            iss: issuer.clone(),
+            aud: vec![resource.server_url.as_str().to_owned(), resource.id.clone()],
+            sub: grant.subject.to_string(),
+            xuid: grant.external_sub.clone(),
+            scope: grant.scopes.to_space_separated(),
+            scopes,
+            client_id: grant.client_id.to_string(),
+            jti: ids.id(prefix::TOKEN),
+            sid: grant.session.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + lifetime,
+            email: grant.claims.email.clone(),
+            custom_claims: grant.claims.custom_attributes.clone(),
+            oid: grant.organization.as_ref().map(ToString::to_string),
+            roles: grant.claims.roles.clone(),
+        };
+        let access_token = signer.sign(&access)?;
+        let id_token = if grant.scopes.contains("openid") {
+            let claims = &grant.claims;
+            let id = IdTokenClaims {
+                iss: issuer,
+                aud: vec![grant.client_id.to_string()],
+                azp: grant.client_id.to_string(),
+                amr: vec![grant.connection.to_string()],
+                sub: grant.subject.to_string(),
+                sid: grant.session.to_string(),
+                nonce: grant.nonce.clone(),
+                at_hash: at_hash(&access_token),
+                iat: now,
+                exp: now + lifetime,
+                auth_time: grant.auth_time,
+                oid: grant.organization.as_ref().map(ToString::to_string),
+                email: claims.email.clone(),
+                email_verified: claims.email_verified,
+                name: claims.name.clone(),
+                given_name: claims.given_name.clone(),
+                family_name: claims.family_name.clone(),
+                preferred_username: claims.preferred_username.clone(),
+                picture: claims.picture.clone(),
+                gender: claims.gender.clone(),
+                locale: claims.locale.clone(),
+                phone_number: claims.phone_number.clone(),
+                phone_number_verified: claims.phone_number_verified,
+            };
+            Some(signer.sign(&id)?)
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: lifetime,
+            scope: Some(grant.scopes.to_space_separated()),
+            refresh_token: grant
+                .refresh_token
+                .as_ref()
+                .map(|token| token.expose().to_owned()),
+            id_token,
+        })
+    }
+}
+
+/// OIDC Core §3.1.3.6: base64url of the left half of SHA-256 of the access token.
+pub fn at_hash(access_token: &str) -> String {
+    let hash = digest::digest(&digest::SHA256, access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16])
+}

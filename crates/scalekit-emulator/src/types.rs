@@ -1,0 +1,339 @@
+//! One newtype per protocol noun (STYLE §4/§5). Secrets print `[redacted]` and single-use values
+//! are not `Clone`.
+
+use std::fmt;
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use url::Url;
+
+/// Defines a plain (non-secret) string newtype.
+macro_rules! string_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a value already known to be well formed.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The value as sent on the wire.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// Defines a secret string newtype: redacted `Debug`, no `Clone`, constant-time comparison.
+macro_rules! secret_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a secret value.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The secret itself, for the one place that sends it.
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+
+            /// Constant-time comparison with a presented value.
+            pub fn matches(&self, presented: &str) -> bool {
+                constant_time_eq(self.0.as_bytes(), presented.as_bytes())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// An OAuth client id: `m2m_…` for DCR clients, any string for pre-registered ones.
+    ClientId
+);
+string_newtype!(
+    /// The client's own `state`, echoed back on the redirect.
+    ClientState
+);
+string_newtype!(
+    /// `lri_…`: the login request handed to "Your App".
+    LoginRequestId
+);
+string_newtype!(
+    /// The `state` Scalekit mints for the login endpoint and expects back on `partner:callback`.
+    /// Unguessable, but not secret from the browser that carries it.
+    LoginState
+);
+string_newtype!(
+    /// The S256 `code_challenge` (RFC 7636 §4.2).
+    PkceChallenge
+);
+string_newtype!(
+    /// `conn_…`.
+    ConnectionId
+);
+string_newtype!(
+    /// `res_…`.
+    ResourceId
+);
+string_newtype!(
+    /// `req_…`: the answer to the user-details call.
+    AuthRequestId
+);
+string_newtype!(
+    /// `usr_…`: the Scalekit user minted per (connection, posted `sub`).
+    UserId
+);
+string_newtype!(
+    /// `org_…`: minted per (connection, `organization_external_id`).
+    OrganizationId
+);
+string_newtype!(
+    /// `ses_…`: one per completed sign-in.
+    SessionId
+);
+string_newtype!(
+    /// The id of a pending consent page (an unguessable secret in the consent form).
+    ConsentId
+);
+
+secret_newtype!(
+    /// A single-use authorization code.
+    AuthorizationCode
+);
+secret_newtype!(
+    /// A refresh token, rotated on every use.
+    RefreshToken
+);
+secret_newtype!(
+    /// The PKCE `code_verifier` (RFC 7636 §4.1).
+    PkceVerifier
+);
+
+impl PkceVerifier {
+    /// Checks the RFC 7636 §4.1 grammar: 43–128 characters of `[A-Za-z0-9-._~]`.
+    pub fn parse(value: &str) -> Option<PkceVerifier> {
+        let well_formed = (43..=128).contains(&value.len())
+            && value.bytes().all(|byte| {
+                byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+            });
+        well_formed.then(|| PkceVerifier(value.to_owned()))
+    }
+}
+
+/// `BASE64URL(SHA256(ASCII(code_verifier)))` (RFC 7636 §4.2).
+pub fn pkce_s256(verifier: &PkceVerifier) -> PkceChallenge {
+    let hash = digest::digest(&digest::SHA256, verifier.expose().as_bytes());
+    PkceChallenge(URL_SAFE_NO_PAD.encode(hash.as_ref()))
+}
+
+/// True when the verifier hashes to the challenge; compared in constant time.
+pub fn pkce_verify(verifier: &PkceVerifier, challenge: &PkceChallenge) -> bool {
+    constant_time_eq(pkce_s256(verifier).0.as_bytes(), challenge.0.as_bytes())
+}
+
+/// A redirect URI as the client sent it (absolute, no fragment: RFC 6749 §3.1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    /// Parses an absolute URI without a fragment.
+    pub fn parse(value: &str) -> Option<RedirectUri> {
+        let url = Url::parse(value).ok()?;
+        if url.fragment().is_some() || url.cannot_be_a_base() {
+            return None;
+        }
+        Some(RedirectUri(value.to_owned()))
+    }
+
+    /// The URI exactly as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URI as a `Url`, for appending parameters.
+    pub fn to_url(&self) -> Option<Url> {
+        Url::parse(&self.0).ok()
+    }
+
+    /// Whether this URI matches a registered one: byte for byte, except that for loopback `http`
+    /// redirect URIs (`127.0.0.1`, `localhost`, `[::1]`) the port may differ (RFC 8252 §7.3).
+    pub fn matches_registered(&self, registered: &str) -> bool {
+        if self.0 == registered {
+            return true;
+        }
+        let (Ok(presented), Ok(registered)) = (Url::parse(&self.0), Url::parse(registered)) else {
+            return false;
+        };
+        if !is_loopback_http(&presented) || !is_loopback_http(&registered) {
+            return false;
+        }
+        let (mut presented, mut registered) = (presented, registered);
+        // Setting the port cannot fail on an http URL with a host.
+        if presented.set_port(None).is_err() || registered.set_port(None).is_err() {
+            return false;
+        }
+        presented == registered
+    }
+
+    /// The host shown on the consent page.
+    pub fn host(&self) -> String {
+        Url::parse(&self.0)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// `http://127.0.0.1`, `http://localhost` or `http://[::1]`.
+pub fn is_loopback_http(url: &Url) -> bool {
+    url.scheme() == "http" && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+}
+
+/// An ordered, de-duplicated set of scopes (RFC 6749 §3.3: space-separated).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ScopeSet(Vec<String>);
+
+impl ScopeSet {
+    /// Parses a space-separated scope string; empty items are skipped, duplicates dropped.
+    pub fn parse(value: &str) -> ScopeSet {
+        Self::from_iter(value.split(' ').filter(|scope| !scope.is_empty()))
+    }
+
+    /// Whether every scope here is in `allowed`.
+    pub fn is_subset_of(&self, allowed: &[String]) -> bool {
+        self.0.iter().all(|scope| allowed.contains(scope))
+    }
+
+    /// The scopes not in `allowed`.
+    pub fn outside_of(&self, allowed: &[String]) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|scope| !allowed.contains(scope))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Whether `scope` is in the set.
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|each| each == scope)
+    }
+
+    /// The scopes in order.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether no scope was asked for.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The space-separated form.
+    pub fn to_space_separated(&self) -> String {
+        self.0.join(" ")
+    }
+}
+
+impl<'a> FromIterator<&'a str> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(items: I) -> Self {
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in items {
+            if !scopes.iter().any(|each| each == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        ScopeSet(scopes)
+    }
+}
+
+/// True when both slices are equal, without an early exit on the first difference.
+fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(left, right).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7636_appendix_b_vector() {
+        let verifier = PkceVerifier::parse("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+        assert_eq!(
+            pkce_s256(&verifier).as_str(),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(pkce_verify(
+            &verifier,
+            &PkceChallenge::new("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        ));
+    }
+
+    #[test]
+    fn verifiers_outside_the_grammar_are_refused() {
+        assert!(PkceVerifier::parse(&"a".repeat(42)).is_none());
+        assert!(PkceVerifier::parse(&"a".repeat(43)).is_some());
+        assert!(PkceVerifier::parse(&"a".repeat(128)).is_some());
+        assert!(PkceVerifier::parse(&"a".repeat(129)).is_none());
+        assert!(PkceVerifier::parse(&format!("{}+", "a".repeat(43))).is_none());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let code = AuthorizationCode::new("abc");
+        assert_eq!(format!("{code:?}"), "AuthorizationCode([redacted])");
+    }
+
+    #[test]
+    fn loopback_redirect_uris_match_on_any_port() {
+        let presented = RedirectUri::parse("http://127.0.0.1:53124/callback").unwrap();
+        assert!(presented.matches_registered("http://127.0.0.1/callback"));
+        assert!(presented.matches_registered("http://127.0.0.1:3000/callback"));
+        assert!(!presented.matches_registered("http://127.0.0.1:3000/other"));
+        assert!(!presented.matches_registered("http://localhost:3000/callback"));
+        let ipv6 = RedirectUri::parse("http://[::1]:1/cb").unwrap();
+        assert!(ipv6.matches_registered("http://[::1]:2/cb"));
+    }
+
+    #[test]
+    fn other_redirect_uris_match_exactly() {
+        let presented = RedirectUri::parse("https://app.example/cb").unwrap();
+        assert!(presented.matches_registered("https://app.example/cb"));
+        assert!(!presented.matches_registered("https://app.example:8443/cb"));
+        assert!(!presented.matches_registered("https://app.example/cb/"));
+        assert!(RedirectUri::parse("https://app.example/cb#frag").is_none());
+        assert!(RedirectUri::parse("not a uri").is_none());
+    }
+
+    #[test]
+    fn scope_sets_keep_order_and_drop_duplicates() {
+        let scopes = ScopeSet::parse("openid  mcp:read openid");
+        assert_eq!(scopes.as_slice(), ["openid", "mcp:read"]);
+        assert_eq!(scopes.to_space_separated(), "openid mcp:read");
+        assert!(scopes.is_subset_of(&["mcp:read".into(), "openid".into()]));
+        assert_eq!(scopes.outside_of(&["openid".into()]), ["mcp:read"]);
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests of Your App against a fake Scalekit that records what it receives.
+
+mod binary;
+mod form_login;
+mod handoff;
+mod pages;
+mod support;

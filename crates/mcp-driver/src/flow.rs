@@ -632,37 +632,6 @@ fn token_error(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwt_payload_is_decoded_without_verification() {
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(br#"{"sub":"usr_1","aud":["res_1"]}"#);
-        let token = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.sig");
-        assert_eq!(
-            decode_jwt_payload(&token),
-            Some(json!({"sub": "usr_1", "aud": ["res_1"]}))
-        );
-        assert_eq!(decode_jwt_payload("opaque-token"), None);
-        assert_eq!(decode_jwt_payload("a.b.c.d"), None);
-    }
-
-    #[test]
-    fn excerpt_collapses_whitespace_and_truncates() {
-        assert_eq!(
-            excerpt(b"<h1>\n  invalid_state </h1>"),
-            "<h1> invalid_state </h1>"
-        );
-        let long = "x".repeat(BODY_EXCERPT_CHARS + 10);
-        assert_eq!(
-            excerpt(long.as_bytes()).chars().count(),
-            BODY_EXCERPT_CHARS + 1
-        );
-    }
-}
-
 /// Sends one request and reads the response to the end, recording it as a hop.
 async fn exchange(
     hops: &HopLog,
@@ -729,4 +698,35 @@ async fn oauth_http(
             error: "invalid_response".to_owned(),
             error_description: Some(error.to_string()),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_payload_is_decoded_without_verification() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"usr_1","aud":["res_1"]}"#);
+        let token = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.sig");
+        assert_eq!(
+            decode_jwt_payload(&token),
+            Some(json!({"sub": "usr_1", "aud": ["res_1"]}))
+        );
+        assert_eq!(decode_jwt_payload("opaque-token"), None);
+        assert_eq!(decode_jwt_payload("a.b.c.d"), None);
+    }
+
+    #[test]
+    fn excerpt_collapses_whitespace_and_truncates() {
+        assert_eq!(
+            excerpt(b"<h1>\n  invalid_state </h1>"),
+            "<h1> invalid_state </h1>"
+        );
+        let long = "x".repeat(BODY_EXCERPT_CHARS + 10);
+        assert_eq!(
+            excerpt(long.as_bytes()).chars().count(),
+            BODY_EXCERPT_CHARS + 1
+        );
+    }
 }

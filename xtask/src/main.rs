@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask conformance [ARGS]`: every scenario against the embedded stack (`testbed conformance`).
 //! - `cargo xtask up [ARGS]`: the stack on the fixtures' ports (`testbed up`).
-//! - `cargo xtask ci`: format check, clippy, docs, Node setup for the interop test, tests, conformance.
+//! - `cargo xtask ci`: format check, clippy, docs, Node setup for the interop tests, tests, conformance.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +16,8 @@ const USAGE: &str = "usage: cargo xtask <conformance|up|ci> [ARGS]
                       (--filter ID, --list, --concurrency N, --report-dir DIR, --fixtures DIR)
   up [ARGS]           start the emulator, Your App and the MCP server on the fixtures' ports;
                       ARGS go to `testbed up` (--auto-login PERSONA, --consent auto|prompt)
-  ci                  what CI runs: fmt --check, clippy -D warnings, doc, npm ci, tests, conformance";
+  ci                  what CI runs: fmt --check, clippy -D warnings, doc -D warnings, npm ci, tests,
+                      conformance";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -89,17 +90,23 @@ fn ci(root: &Path) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
-    let ts_sdk = root.join("tests/interop/ts-sdk");
-    if !ts_sdk
-        .join("node_modules/@modelcontextprotocol/sdk")
-        .exists()
-    {
-        step(
-            &ts_sdk,
-            "npm ci (TypeScript SDK interop)",
-            "npm".into(),
-            &["ci", "--no-audit", "--no-fund"],
-        )?;
+    step_with_env(
+        root,
+        "doc",
+        cargo(),
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    for package in node_packages(root)? {
+        if !package.join("node_modules").exists() {
+            let name = format!("npm ci in {}", package.display());
+            step(
+                &package,
+                &name,
+                "npm".into(),
+                &["ci", "--no-audit", "--no-fund"],
+            )?;
+        }
     }
     step(root, "tests", cargo(), &["test", "--workspace"])?;
     conformance(root, &[])?;
@@ -110,12 +117,39 @@ fn ci(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The interop tests' Node packages: every `tests/interop/*/package.json`.
+fn node_packages(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let interop = root.join("tests/interop");
+    let mut packages = Vec::new();
+    for entry in
+        std::fs::read_dir(&interop).with_context(|| format!("reading {}", interop.display()))?
+    {
+        let path = entry?.path();
+        if path.join("package.json").exists() {
+            packages.push(path);
+        }
+    }
+    packages.sort();
+    Ok(packages)
+}
+
 fn step(directory: &Path, name: &str, program: String, args: &[&str]) -> anyhow::Result<()> {
+    step_with_env(directory, name, program, args, &[])
+}
+
+fn step_with_env(
+    directory: &Path,
+    name: &str,
+    program: String,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<()> {
     eprintln!("==> {name}: {program} {}", args.join(" "));
     let started = Instant::now();
     let status = Command::new(&program)
         .current_dir(directory)
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .with_context(|| format!("running {program}"))?;
     if !status.success() {

@@ -252,7 +252,7 @@ outcome = "success"
         let error = parse_scenario(Path::new("x.toml"), &text).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "x.toml: line 8, column 11: unknown variant `sometimes`, expected `auto` or `prompt`"
+            "x.toml: line 7, column 11: unknown variant `sometimes`, expected `auto` or `prompt`"
         );
     }
 }

@@ -5,9 +5,11 @@
 //! state and run concurrently, drives the flow only over HTTP, and turns what happened into checks
 //! whose shape follows the MCP conformance suite's `checks.json`.
 
+mod exec;
 mod report;
 mod runner;
 mod scenario;
+pub mod steps;
 
 pub use report::{Report, ScenarioResult, ScenarioStatus, render_table};
 pub use runner::{RunOptions, run};

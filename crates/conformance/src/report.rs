@@ -168,12 +168,13 @@ pub fn render_table(report: &Report) -> String {
             ));
         }
     }
+    // The count line stands alone so that CI log readers recognise it.
     out.push_str(&format!(
-        "\n{} passed, {} failed, {} skipped in {:.1}s\n",
+        "\nWall time {:.1}s\n{} passed, {} failed, {} skipped\n",
+        report.duration_ms as f64 / 1000.0,
         report.passed,
         report.failed,
         report.skipped,
-        report.duration_ms as f64 / 1000.0
     ));
     out
 }
@@ -223,7 +224,7 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.ends_with("1 passed, 1 failed, 0 skipped in 1.5s\n"),
+            table.ends_with("\nWall time 1.5s\n1 passed, 1 failed, 0 skipped\n"),
             "{table}"
         );
     }

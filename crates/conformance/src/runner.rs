@@ -8,9 +8,13 @@ use testbed_stack::{ConsentMode, Fixtures, Stack, StackConfig};
 use tokio::task::JoinSet;
 use url::Url;
 
+use crate::exec::StepRunner;
 use crate::report::{Report, ScenarioResult, ScenarioStatus};
-use crate::scenario::{Consent, Scenario, Target};
+use crate::scenario::{Consent, Expectation, Scenario, Target};
 use crate::{Check, CheckStatus};
+
+/// The persona whose claims `post-user` steps send when a scenario names none.
+const DEFAULT_PERSONA: &str = "ada";
 
 /// The redirect URI the driver registers; nothing listens there, the user agent stops at it.
 const DRIVER_REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
@@ -99,6 +103,7 @@ async fn run_embedded(scenario: &Scenario, fixtures: Fixtures, checks: &mut Chec
         Consent::Auto => ConsentMode::Auto,
         Consent::Prompt => ConsentMode::Prompt,
     });
+    config.manual_clock = scenario.moves_the_clock();
     let stack = match Stack::spawn(config).await {
         Ok(stack) => stack,
         Err(error) => {
@@ -106,6 +111,84 @@ async fn run_embedded(scenario: &Scenario, fixtures: Fixtures, checks: &mut Chec
             return;
         }
     };
+    match &scenario.expect {
+        Some(expect) => run_flow(scenario, expect, &stack, checks).await,
+        None => run_steps(scenario, &stack, checks).await,
+    }
+}
+
+/// A step scenario: each step is one check; the first failing step ends the scenario.
+async fn run_steps(scenario: &Scenario, stack: &Stack, checks: &mut Checks) {
+    let persona_name = scenario.stack.persona.as_deref().unwrap_or(DEFAULT_PERSONA);
+    let Some(persona) = stack.fixtures.persona(persona_name) else {
+        checks.fail(
+            "persona",
+            "The scenario's persona exists",
+            format!("no persona {persona_name:?}"),
+        );
+        return;
+    };
+    let claims = match serde_json::to_value(&persona.claims) {
+        Ok(claims) => claims,
+        Err(error) => {
+            checks.fail(
+                "persona",
+                "The persona's claims serialise",
+                error.to_string(),
+            );
+            return;
+        }
+    };
+    let mut runner = match StepRunner::new(stack, claims) {
+        Ok(runner) => runner,
+        Err(message) => {
+            checks.fail("steps", "The step runner starts", message);
+            return;
+        }
+    };
+    let total = scenario.steps.len();
+    for (index, step) in scenario.steps.iter().enumerate() {
+        let id = format!("step-{:02}-{}", index + 1, step.action.name());
+        let description = step
+            .note
+            .clone()
+            .unwrap_or_else(|| format!("Step {} of {total}: {}", index + 1, step.action.name()));
+        let outcome = match runner.run(step).await {
+            Ok(answer) => runner
+                .check(&answer, &step.expect)
+                .map(|problems| (answer.status, problems)),
+            Err(message) => Err(message),
+        };
+        match outcome {
+            Ok((status, problems)) if problems.is_empty() => {
+                checks.push(
+                    &id,
+                    &description,
+                    CheckStatus::Success,
+                    Some(json!({ "status": status })),
+                    None,
+                );
+            }
+            Ok((status, problems)) => {
+                checks.push(
+                    &id,
+                    &description,
+                    CheckStatus::Failure,
+                    Some(json!({ "status": status })),
+                    Some(problems.join("; ")),
+                );
+                return;
+            }
+            Err(message) => {
+                checks.fail(&id, &description, message);
+                return;
+            }
+        }
+    }
+}
+
+/// A flow scenario: the driver runs the whole flow, then the expectations are checked.
+async fn run_flow(scenario: &Scenario, expect: &Expectation, stack: &Stack, checks: &mut Checks) {
     let driver_config = DriverConfig {
         mcp_url: stack.mcp_url.clone(),
         redirect_uri: Url::parse(DRIVER_REDIRECT_URI).expect("a constant URL"),
@@ -131,17 +214,16 @@ async fn run_embedded(scenario: &Scenario, fixtures: Fixtures, checks: &mut Chec
             return;
         }
     };
-    check_expectations(scenario, &stack, &driver_config, &report, checks).await;
+    check_expectations(expect, stack, &driver_config, &report, checks).await;
 }
 
 async fn check_expectations(
-    scenario: &Scenario,
+    expect: &Expectation,
     stack: &Stack,
     driver_config: &DriverConfig,
     report: &FlowReport,
     checks: &mut Checks,
 ) {
-    let expect = &scenario.expect;
     if let Some(persona_name) = &expect.identity {
         let name = "The MCP server sees the persona Your App signed in";
         match stack.fixtures.persona(persona_name) {

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::steps::{Action, Param, Step};
+
 /// One scenario, parsed strictly: an unknown key is an error naming the file and line.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,14 +21,26 @@ pub struct Scenario {
     /// How the stack is set up.
     #[serde(default)]
     pub stack: StackSetup,
-    /// What the MCP client driver asks for.
+    /// What the MCP client driver asks for (flow scenarios).
     #[serde(default)]
     pub driver: DriverSetup,
-    /// What must come out.
-    pub expect: Expectation,
+    /// What must come out of the driver's flow (flow scenarios).
+    pub expect: Option<Expectation>,
+    /// The requests to make and their exact answers (step scenarios).
+    #[serde(default)]
+    pub steps: Vec<Step>,
     /// The file the scenario came from.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+impl Scenario {
+    /// Whether a step moves the emulator's clock (the stack then runs on a manual clock).
+    pub fn moves_the_clock(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| step.action == Action::AdvanceClock)
+    }
 }
 
 /// Where a scenario can run.
@@ -144,6 +158,35 @@ pub fn parse_scenario(path: &Path, text: &str) -> Result<Scenario, ScenarioError
     if scenario.targets.is_empty() {
         return Err(invalid("targets must name at least one target".to_owned()));
     }
+    match (&scenario.expect, scenario.steps.is_empty()) {
+        (Some(_), false) => {
+            return Err(invalid(
+                "a scenario has either [expect] (a driver flow) or [[steps]], not both".to_owned(),
+            ));
+        }
+        (None, true) => return Err(invalid("a scenario needs [expect] or [[steps]]".to_owned())),
+        _ => {}
+    }
+    for (index, step) in scenario.steps.iter().enumerate() {
+        let number = index + 1;
+        if step
+            .params
+            .values()
+            .any(|param| *param == Param::Omit(true))
+        {
+            return Err(invalid(format!(
+                "step {number}: a parameter is a string, or false to leave it out"
+            )));
+        }
+        if step.action == Action::AdvanceClock && step.seconds.is_none() {
+            return Err(invalid(format!(
+                "step {number}: advance-clock needs `seconds`"
+            )));
+        }
+        if step.action == Action::Request && step.path.is_none() {
+            return Err(invalid(format!("step {number}: request needs `path`")));
+        }
+    }
     scenario.path = path.to_owned();
     Ok(scenario)
 }
@@ -229,7 +272,7 @@ outcome = "success"
         let scenario = parse_scenario(Path::new("s.toml"), MINIMAL).unwrap();
         assert_eq!(scenario.id, "happy-path");
         assert_eq!(scenario.targets, vec![Target::Embedded]);
-        assert_eq!(scenario.expect.outcome, Outcome::Success);
+        assert_eq!(scenario.expect.unwrap().outcome, Outcome::Success);
     }
 
     #[test]
@@ -243,6 +286,29 @@ outcome = "success"
         assert!(
             message.starts_with("scenarios/x.toml: line 8, column 1: unknown field `surprise`"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_scenario_without_expect_or_steps_is_refused() {
+        let text = MINIMAL.replace("[expect]\noutcome = \"success\"\n", "");
+        let error = parse_scenario(Path::new("x.toml"), &text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "x.toml: a scenario needs [expect] or [[steps]]"
+        );
+    }
+
+    #[test]
+    fn a_parameter_set_to_true_is_refused() {
+        let text = MINIMAL.replace(
+            "[expect]\noutcome = \"success\"\n",
+            "[[steps]]\ndo = \"authorize\"\nparams = { resource = true }\n",
+        );
+        let error = parse_scenario(Path::new("x.toml"), &text).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "x.toml: step 1: a parameter is a string, or false to leave it out"
         );
     }
 

@@ -1,0 +1,773 @@
+//! Executes step scenarios over HTTP against a running environment (see [`crate::steps`]).
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use testbed_stack::Stack;
+use url::Url;
+
+use crate::steps::{Action, Param, RedirectTarget, Step, StepExpectation};
+
+/// The redirect URI step scenarios register and authorize with. Nothing listens there.
+pub const STEP_REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
+
+/// The answer to one step's request.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, read to the end.
+    pub body: Vec<u8>,
+    /// The redirect target, resolved against the request URL.
+    pub location: Option<Url>,
+}
+
+impl Answer {
+    fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn query(&self) -> BTreeMap<String, String> {
+        self.location
+            .as_ref()
+            .map(|location| location.query_pairs().into_owned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The variables and HTTP client of one step scenario.
+pub struct StepRunner<'a> {
+    http: reqwest::Client,
+    stack: &'a Stack,
+    environment: String,
+    persona_claims: Value,
+    variables: BTreeMap<String, String>,
+}
+
+impl<'a> StepRunner<'a> {
+    /// A runner against `stack`, posting `persona_claims` for `post-user` steps by default.
+    pub fn new(stack: &'a Stack, persona_claims: Value) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| format!("building the HTTP client: {error}"))?;
+        let environment = stack
+            .environment_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        let config = &stack.fixtures.environment;
+        let resource = config
+            .resources
+            .first()
+            .ok_or("the environment has no resource")?;
+        let connection = config
+            .connections
+            .first()
+            .ok_or("the environment has no connection")?;
+        let mut variables = BTreeMap::new();
+        let mut set = |name: &str, value: &str| {
+            variables.insert(name.to_owned(), value.to_owned());
+        };
+        set("env", &environment);
+        set(
+            "issuer",
+            &format!("{environment}/resources/{}", resource.id),
+        );
+        set("resource_id", &resource.id);
+        set("server_url", resource.server_url.as_str());
+        set("connection_id", &connection.id);
+        set("login_endpoint", connection.login_endpoint.as_str());
+        set("api_client_id", &config.api_client.client_id);
+        set(
+            "api_client_secret",
+            config.api_client.client_secret.expose(),
+        );
+        set("redirect_uri", STEP_REDIRECT_URI);
+        set("mcp_url", stack.mcp_url.as_str());
+        let mut metadata_url = stack.mcp_url.clone();
+        metadata_url.set_path(&format!(
+            "/.well-known/oauth-protected-resource{}",
+            stack.mcp_url.path()
+        ));
+        set("resource_metadata_url", metadata_url.as_str());
+        Ok(Self {
+            http,
+            stack,
+            environment,
+            persona_claims,
+            variables,
+        })
+    }
+
+    /// Runs one step: sends its request, records what it learned, and returns the answer.
+    pub async fn run(&mut self, step: &Step) -> Result<Answer, String> {
+        let answer = match step.action {
+            Action::AdvanceClock => {
+                let seconds = step.seconds.ok_or("advance-clock needs `seconds`")?;
+                let clock = self
+                    .stack
+                    .clock
+                    .as_ref()
+                    .ok_or("this target's clock cannot be moved")?;
+                clock.advance(seconds);
+                return Ok(Answer {
+                    status: 0,
+                    headers: HeaderMap::new(),
+                    body: Vec::new(),
+                    location: None,
+                });
+            }
+            Action::Register => self.register(step).await?,
+            Action::Authorize => self.authorize(step).await?,
+            Action::ManagementToken => self.management_token(step).await?,
+            Action::PostUser => self.post_user(step).await?,
+            Action::Callback => self.callback(step).await?,
+            Action::Consent => self.consent(step).await?,
+            Action::Token => self.token(step, "authorization_code").await?,
+            Action::Refresh => self.token(step, "refresh_token").await?,
+            Action::Request => self.request(step).await?,
+        };
+        if let Some(prefix) = &step.save_as {
+            let saved: Vec<(String, String)> = self
+                .variables
+                .iter()
+                .filter(|(name, _)| !name.contains('.'))
+                .map(|(name, value)| (format!("{prefix}.{name}"), value.clone()))
+                .collect();
+            self.variables.extend(saved);
+        }
+        Ok(answer)
+    }
+
+    /// Checks `answer` against `expectation`; each mismatch is one message.
+    pub fn check(
+        &self,
+        answer: &Answer,
+        expectation: &StepExpectation,
+    ) -> Result<Vec<String>, String> {
+        let mut problems = Vec::new();
+        if let Some(status) = expectation.status
+            && answer.status != status
+        {
+            problems.push(format!(
+                "status {} (expected {status}); body: {}",
+                answer.status,
+                excerpt(&answer.text())
+            ));
+        }
+        if let Some(target) = expectation.redirect {
+            let actual = self.redirect_target(answer);
+            if actual != Some(target) {
+                problems.push(format!(
+                    "redirect to {} (expected {target:?})",
+                    answer
+                        .location
+                        .as_ref()
+                        .map_or("nowhere".to_owned(), Url::to_string)
+                ));
+            }
+        }
+        let query = answer.query();
+        for (name, expected) in &expectation.query {
+            let expected = self.substitute(expected)?;
+            match query.get(name) {
+                Some(actual) if *actual == expected => {}
+                Some(actual) => {
+                    problems.push(format!("query {name}={actual:?} (expected {expected:?})"))
+                }
+                None => problems.push(format!("query {name} missing (expected {expected:?})")),
+            }
+        }
+        for (name, prefix) in &expectation.query_prefix {
+            let prefix = self.substitute(prefix)?;
+            match query.get(name) {
+                Some(actual) if actual.starts_with(&prefix) => {}
+                other => problems.push(format!(
+                    "query {name}={other:?} (expected to start with {prefix:?})"
+                )),
+            }
+        }
+        for name in &expectation.absent {
+            if let Some(actual) = query.get(name) {
+                problems.push(format!("query {name}={actual:?} must be absent"));
+            }
+        }
+        let body = answer.json();
+        let field = |name: &str| body.as_ref().and_then(|body| body.get(name)).cloned();
+        if let Some(expected) = &expectation.error {
+            let actual = query
+                .get("error")
+                .cloned()
+                .or_else(|| field("error").and_then(as_string));
+            if actual.as_deref() != Some(expected.as_str()) {
+                problems.push(format!("error {actual:?} (expected {expected:?})"));
+            }
+        }
+        if let Some(expected) = &expectation.error_description {
+            let expected = self.substitute(expected)?;
+            let actual = query
+                .get("error_description")
+                .cloned()
+                .or_else(|| field("error_description").and_then(as_string));
+            if actual.as_deref() != Some(expected.as_str()) {
+                problems.push(format!(
+                    "error_description {actual:?} (expected {expected:?})"
+                ));
+            }
+        }
+        if let Some(expected) = expectation.code {
+            let actual = field("code").and_then(|code| code.as_i64());
+            if actual != Some(expected) {
+                problems.push(format!("code {actual:?} (expected {expected})"));
+            }
+        }
+        let detail = body
+            .as_ref()
+            .and_then(|body| body.pointer("/details/0").cloned());
+        if let Some(expected) = &expectation.error_code {
+            let actual = detail
+                .as_ref()
+                .and_then(|detail| detail.get("error_code"))
+                .cloned()
+                .and_then(as_string);
+            if actual.as_deref() != Some(expected.as_str()) {
+                problems.push(format!(
+                    "details[0].error_code {actual:?} (expected {expected:?})"
+                ));
+            }
+        }
+        if let Some(expected) = &expectation.message {
+            let expected = self.substitute(expected)?;
+            let actual = field("message").and_then(as_string);
+            if actual.as_deref() != Some(expected.as_str()) {
+                problems.push(format!("message {actual:?} (expected {expected:?})"));
+            }
+        }
+        if let Some(expected) = &expectation.field_violations {
+            let actual: Vec<String> = detail
+                .as_ref()
+                .and_then(|detail| detail.pointer("/validation_error_info/field_violations"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|violation| violation.get("field").cloned().and_then(as_string))
+                .collect();
+            if actual != *expected {
+                problems.push(format!(
+                    "field violations {actual:?} (expected {expected:?})"
+                ));
+            }
+        }
+        if let Some(expected) = &expectation.json {
+            let expected = self.substitute_json(
+                serde_json::to_value(expected).map_err(|error| error.to_string())?,
+            )?;
+            if body.as_ref() != Some(&expected) {
+                problems.push(format!(
+                    "body {} (expected {expected})",
+                    excerpt(&answer.text())
+                ));
+            }
+        }
+        for (pointer, expected) in &expectation.values {
+            let expected = self.substitute_json(
+                serde_json::to_value(expected).map_err(|error| error.to_string())?,
+            )?;
+            let actual = body.as_ref().and_then(|body| body.pointer(pointer));
+            if actual != Some(&expected) {
+                problems.push(format!("{pointer} = {actual:?} (expected {expected})"));
+            }
+        }
+        for (pointer, prefix) in &expectation.prefixes {
+            let prefix = self.substitute(prefix)?;
+            let actual = body
+                .as_ref()
+                .and_then(|body| body.pointer(pointer))
+                .and_then(Value::as_str);
+            if !actual.is_some_and(|actual| actual.starts_with(&prefix)) {
+                problems.push(format!(
+                    "{pointer} = {actual:?} (expected to start with {prefix:?})"
+                ));
+            }
+        }
+        for pointer in &expectation.json_absent {
+            if let Some(actual) = body.as_ref().and_then(|body| body.pointer(pointer)) {
+                problems.push(format!("{pointer} = {actual} must be absent"));
+            }
+        }
+        let text = answer.text();
+        for needle in &expectation.body_contains {
+            let needle = self.substitute(needle)?;
+            if !text.contains(&needle) {
+                problems.push(format!(
+                    "body does not contain {needle:?}: {}",
+                    excerpt(&text)
+                ));
+            }
+        }
+        for (name, needle) in &expectation.headers {
+            let needle = self.substitute(needle)?;
+            let actual = answer
+                .headers
+                .get(name.as_str())
+                .and_then(|value| value.to_str().ok());
+            if !actual.is_some_and(|actual| actual.contains(needle.as_str())) {
+                problems.push(format!(
+                    "header {name}: {actual:?} (expected to contain {needle:?})"
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
+    fn redirect_target(&self, answer: &Answer) -> Option<RedirectTarget> {
+        let Some(location) = &answer.location else {
+            return Some(RedirectTarget::None);
+        };
+        let location = location.as_str();
+        if location.starts_with(self.variable("login_endpoint")) {
+            Some(RedirectTarget::LoginEndpoint)
+        } else if location.starts_with(self.variable("redirect_uri")) {
+            Some(RedirectTarget::Client)
+        } else {
+            None
+        }
+    }
+
+    fn variable(&self, name: &str) -> &str {
+        self.variables.get(name).map_or("", String::as_str)
+    }
+
+    fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.variables.insert(name.to_owned(), value.into());
+    }
+
+    /// Replaces every `{name}` with the variable's value; an unknown name is an error.
+    fn substitute(&self, text: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed {{ in {text:?}"))?;
+            let name = &after[..close];
+            let value = self
+                .variables
+                .get(name)
+                .ok_or_else(|| format!("{{{name}}} is not set at this step (in {text:?})"))?;
+            out.push_str(value);
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn substitute_json(&self, value: Value) -> Result<Value, String> {
+        Ok(match value {
+            Value::String(text) => Value::String(self.substitute(&text)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| self.substitute_json(item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(key, item)| Ok((key, self.substitute_json(item)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => other,
+        })
+    }
+
+    /// The request's parameters: `defaults` with the step's overrides applied, variables substituted.
+    fn params(
+        &self,
+        defaults: &[(&str, &str)],
+        step: &Step,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut params: Vec<(String, String)> = defaults
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        for (name, value) in &step.params {
+            params.retain(|(existing, _)| existing != name);
+            if let Param::Value(value) = value {
+                params.push((name.clone(), value.clone()));
+            }
+        }
+        params
+            .into_iter()
+            .map(|(name, value)| Ok((name, self.substitute(&value)?)))
+            .collect()
+    }
+
+    /// `{env}` + `path`, or `path` itself when it is an absolute URL.
+    fn url(&self, path: &str) -> Result<Url, String> {
+        let path = self.substitute(path)?;
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path
+        } else {
+            format!("{}{path}", self.environment)
+        };
+        Url::parse(&url).map_err(|error| format!("{url}: {error}"))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, String> {
+        let request = request.build().map_err(|error| error.to_string())?;
+        let url = request.url().clone();
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|error| format!("{url}: {error}"))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let location = headers
+            .get(LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|location| url.join(location).ok());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| format!("{url}: {error}"))?
+            .to_vec();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            location,
+        })
+    }
+
+    fn json_body(&self, step: &Step, default: Value) -> Result<Value, String> {
+        match &step.body {
+            Some(body) => {
+                self.substitute_json(serde_json::to_value(body).map_err(|error| error.to_string())?)
+            }
+            None => self.substitute_json(default),
+        }
+    }
+
+    fn with_bearer(
+        &self,
+        request: reqwest::RequestBuilder,
+        step: &Step,
+        default: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let bearer = self.substitute(step.bearer.as_deref().unwrap_or(default))?;
+        Ok(if bearer.is_empty() {
+            request
+        } else {
+            request.header(AUTHORIZATION, format!("Bearer {bearer}"))
+        })
+    }
+
+    async fn register(&mut self, step: &Step) -> Result<Answer, String> {
+        let resource = step.resource.as_deref().unwrap_or("{resource_id}");
+        let url = self.url(&format!("/api/v1/resources/{resource}/clients:register"))?;
+        let body = self.json_body(
+            step,
+            json!({
+                "client_name": "testbed conformance",
+                "redirect_uris": ["{redirect_uri}"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+                "application_type": "native",
+            }),
+        )?;
+        let answer = self.send(self.http.post(url).json(&body)).await?;
+        if let Some(client_id) = answer
+            .json()
+            .and_then(|body| body.get("client_id").cloned())
+            .and_then(as_string)
+        {
+            self.set("client_id", client_id);
+        }
+        Ok(answer)
+    }
+
+    async fn authorize(&mut self, step: &Step) -> Result<Answer, String> {
+        let verifier = random_token();
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes()));
+        self.set("code_verifier", verifier);
+        self.set("code_challenge", challenge);
+        self.set("client_state", random_token());
+        let params = self.params(
+            &[
+                ("response_type", "code"),
+                ("client_id", "{client_id}"),
+                ("redirect_uri", "{redirect_uri}"),
+                ("scope", "mcp:read offline_access"),
+                ("state", "{client_state}"),
+                ("code_challenge", "{code_challenge}"),
+                ("code_challenge_method", "S256"),
+                ("resource", "{server_url}"),
+            ],
+            step,
+        )?;
+        let mut url = self.url("/oauth/authorize")?;
+        url.query_pairs_mut().extend_pairs(&params);
+        let answer = self.send(self.http.get(url)).await?;
+        if self.redirect_target(&answer) == Some(RedirectTarget::LoginEndpoint) {
+            let query = answer.query();
+            for name in ["login_request_id", "state"] {
+                if let Some(value) = query.get(name) {
+                    self.set(name, value.clone());
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn management_token(&mut self, step: &Step) -> Result<Answer, String> {
+        let params = self.params(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "{api_client_id}"),
+                ("client_secret", "{api_client_secret}"),
+            ],
+            step,
+        )?;
+        let answer = self
+            .send(self.http.post(self.url("/oauth/token")?).form(&params))
+            .await?;
+        if let Some(token) = answer
+            .json()
+            .and_then(|body| body.get("access_token").cloned())
+            .and_then(as_string)
+        {
+            self.set("management_token", token);
+        }
+        Ok(answer)
+    }
+
+    async fn post_user(&mut self, step: &Step) -> Result<Answer, String> {
+        if !self.variables.contains_key("management_token") {
+            let fetch = Step {
+                action: Action::ManagementToken,
+                ..step_defaults()
+            };
+            let answer = self.management_token(&fetch).await?;
+            if answer.status != 200 {
+                return Err(format!(
+                    "fetching a management token answered {}: {}",
+                    answer.status,
+                    answer.text()
+                ));
+            }
+        }
+        let connection = step.connection.as_deref().unwrap_or("{connection_id}");
+        let login_request = step
+            .login_request
+            .as_deref()
+            .unwrap_or("{login_request_id}");
+        let url = self.url(&format!(
+            "/api/v1/connections/{connection}/auth-requests/{login_request}/user"
+        ))?;
+        let body = self.json_body(step, self.persona_claims.clone())?;
+        let request =
+            self.with_bearer(self.http.post(url).json(&body), step, "{management_token}")?;
+        self.send(request).await
+    }
+
+    async fn callback(&mut self, step: &Step) -> Result<Answer, String> {
+        let connection = step.connection.as_deref().unwrap_or("{connection_id}");
+        let mut url = self.url(&format!(
+            "/sso/v1/connections/{connection}/partner:callback"
+        ))?;
+        let params = self.params(&[("state", "{state}")], step)?;
+        url.query_pairs_mut().extend_pairs(&params);
+        let answer = self.send(self.http.get(url)).await?;
+        self.learn_from_client_redirect(&answer);
+        if let Some(consent_id) = hidden_input(&answer.text(), "consent_id") {
+            self.set("consent_id", consent_id);
+        }
+        Ok(answer)
+    }
+
+    async fn consent(&mut self, step: &Step) -> Result<Answer, String> {
+        let params = self.params(
+            &[("consent_id", "{consent_id}"), ("decision", "approve")],
+            step,
+        )?;
+        let answer = self
+            .send(self.http.post(self.url("/oauth/consent")?).form(&params))
+            .await?;
+        self.learn_from_client_redirect(&answer);
+        Ok(answer)
+    }
+
+    fn learn_from_client_redirect(&mut self, answer: &Answer) {
+        if self.redirect_target(answer) == Some(RedirectTarget::Client)
+            && let Some(code) = answer.query().get("code")
+        {
+            self.set("code", code.clone());
+        }
+    }
+
+    async fn token(&mut self, step: &Step, grant_type: &str) -> Result<Answer, String> {
+        let defaults: &[(&str, &str)] = if grant_type == "authorization_code" {
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", "{code}"),
+                ("code_verifier", "{code_verifier}"),
+                ("redirect_uri", "{redirect_uri}"),
+                ("client_id", "{client_id}"),
+                ("resource", "{server_url}"),
+            ]
+        } else {
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "{refresh_token}"),
+                ("client_id", "{client_id}"),
+                ("resource", "{server_url}"),
+            ]
+        };
+        let params = self.params(defaults, step)?;
+        let answer = self
+            .send(self.http.post(self.url("/oauth/token")?).form(&params))
+            .await?;
+        if answer.status == 200
+            && let Some(body) = answer.json()
+        {
+            if let Some(access_token) = body.get("access_token").cloned().and_then(as_string) {
+                self.set("access_token", access_token);
+            }
+            if let Some(refresh_token) = body.get("refresh_token").cloned().and_then(as_string) {
+                if let Some(previous) = self.variables.get("refresh_token").cloned() {
+                    self.set("previous_refresh_token", previous);
+                }
+                self.set("refresh_token", refresh_token);
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn request(&mut self, step: &Step) -> Result<Answer, String> {
+        let method = step.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+        let path = step.path.as_deref().ok_or("a request step needs `path`")?;
+        let mut url = self.url(path)?;
+        let params = self.params(&[], step)?;
+        let mut request = match method.as_str() {
+            "GET" => {
+                if !params.is_empty() {
+                    url.query_pairs_mut().extend_pairs(&params);
+                }
+                self.http.get(url)
+            }
+            "POST" | "PUT" | "PATCH" | "DELETE" => {
+                let method = reqwest::Method::from_bytes(method.as_bytes())
+                    .map_err(|error| error.to_string())?;
+                let request = self.http.request(method, url);
+                match &step.body {
+                    Some(_) => request.json(&self.json_body(step, Value::Null)?),
+                    None if !params.is_empty() => request.form(&params),
+                    None => request.header(CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                }
+            }
+            other => return Err(format!("unsupported method {other}")),
+        };
+        if step.bearer.is_some() {
+            request = self.with_bearer(request, step, "")?;
+        }
+        self.send(request).await
+    }
+}
+
+fn step_defaults() -> Step {
+    Step {
+        action: Action::Request,
+        note: None,
+        params: BTreeMap::new(),
+        body: None,
+        bearer: None,
+        connection: None,
+        login_request: None,
+        resource: None,
+        seconds: None,
+        method: None,
+        path: None,
+        save_as: None,
+        expect: StepExpectation::default(),
+    }
+}
+
+fn as_string(value: Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// The `value` of `<input … name="{name}" value="…">` in an HTML page.
+fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+/// 43 base64url characters from 256 random bits (not for secrets: the harness only needs
+/// values no other flow uses).
+fn random_token() -> String {
+    let mut bytes = Vec::with_capacity(32);
+    for _ in 0..4 {
+        bytes.extend_from_slice(
+            &RandomState::new()
+                .hash_one(std::time::Instant::now())
+                .to_le_bytes(),
+        );
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&bytes))
+}
+
+fn excerpt(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() > 300 {
+        format!("{}…", collapsed.chars().take(300).collect::<String>())
+    } else {
+        collapsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_inputs_are_read_from_pages() {
+        let html = r#"<input type="hidden" name="consent_id" value="abc-123">"#;
+        assert_eq!(hidden_input(html, "consent_id").as_deref(), Some("abc-123"));
+        assert_eq!(hidden_input(html, "other"), None);
+    }
+
+    #[test]
+    fn random_tokens_are_pkce_verifiers_and_differ() {
+        let first = random_token();
+        assert_eq!(first.len(), 43);
+        assert!(
+            first
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        );
+        assert_ne!(first, random_token());
+    }
+}

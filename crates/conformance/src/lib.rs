@@ -5,13 +5,15 @@
 //! state and run concurrently, drives the flow only over HTTP, and turns what happened into checks
 //! whose shape follows the MCP conformance suite's `checks.json`.
 
+mod baseline;
 mod exec;
 mod report;
 mod runner;
 mod scenario;
 pub mod steps;
 
-pub use report::{Report, ScenarioResult, ScenarioStatus, render_table};
+pub use baseline::{Baseline, BaselineError};
+pub use report::{Report, ScenarioResult, ScenarioStatus, render_html, render_junit, render_table};
 pub use runner::{RunOptions, run};
 pub use scenario::{
     Consent, Expectation, Outcome, Scenario, ScenarioError, Target, load_dir, parse_scenario,

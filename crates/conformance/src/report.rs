@@ -1,15 +1,18 @@
-//! What a run produced: per-scenario results, the summary table and the JSON report.
+//! What a run produced: per-scenario results, the expected-failures baseline, the summary table,
+//! and the report files (JSON, `checks.json`, JUnit XML, HTML).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::baseline::Baseline;
 use crate::{Check, CheckStatus};
 
 /// The outcome of one scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ScenarioStatus {
     /// Every check held.
     Passed,
@@ -17,6 +20,10 @@ pub enum ScenarioStatus {
     Failed,
     /// Nothing ran on this target.
     Skipped,
+    /// It failed, and the baseline says it is expected to: the run still passes.
+    ExpectedFailure,
+    /// It passed, but the baseline still lists it as failing: the baseline is stale, the run fails.
+    StaleBaseline,
 }
 
 impl ScenarioStatus {
@@ -26,7 +33,14 @@ impl ScenarioStatus {
             Self::Passed => "PASS",
             Self::Failed => "FAIL",
             Self::Skipped => "SKIP",
+            Self::ExpectedFailure => "XFAIL",
+            Self::StaleBaseline => "STALE",
         }
+    }
+
+    /// Whether this status fails the run.
+    pub fn fails_the_run(self) -> bool {
+        matches!(self, Self::Failed | Self::StaleBaseline)
     }
 }
 
@@ -41,6 +55,9 @@ pub struct ScenarioResult {
     pub path: String,
     /// The outcome.
     pub status: ScenarioStatus,
+    /// Why the baseline lists it, for expected failures and stale entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_reason: Option<String>,
     /// Wall time of the scenario, stack start included.
     pub duration_ms: u128,
     /// Its checks.
@@ -55,6 +72,7 @@ impl ScenarioResult {
             title: "a scenario task panicked".to_owned(),
             path: String::new(),
             status: ScenarioStatus::Failed,
+            baseline_reason: None,
             duration_ms: 0,
             checks: vec![Check {
                 id: "<crashed>/task".to_owned(),
@@ -74,10 +92,14 @@ impl ScenarioResult {
 pub struct Report {
     /// Scenarios that passed.
     pub passed: usize,
-    /// Scenarios that failed.
+    /// Scenarios that fail the run: failures not in the baseline, and stale baseline entries.
     pub failed: usize,
     /// Scenarios skipped on this target.
     pub skipped: usize,
+    /// Failures the baseline expects.
+    pub expected_failures: usize,
+    /// Baseline entries that name no scenario of the suite (the scenario was renamed or removed).
+    pub unknown_baseline_entries: Vec<String>,
     /// Wall time of the run.
     pub duration_ms: u128,
     /// Every scenario, sorted by id.
@@ -86,19 +108,58 @@ pub struct Report {
 
 impl Report {
     pub(crate) fn new(scenarios: Vec<ScenarioResult>, elapsed: Duration) -> Self {
+        let mut report = Self {
+            passed: 0,
+            failed: 0,
+            skipped: 0,
+            expected_failures: 0,
+            unknown_baseline_entries: Vec::new(),
+            duration_ms: elapsed.as_millis(),
+            scenarios,
+        };
+        report.count();
+        report
+    }
+
+    fn count(&mut self) {
         let count = |status| {
-            scenarios
+            self.scenarios
                 .iter()
                 .filter(|result| result.status == status)
                 .count()
         };
-        Self {
-            passed: count(ScenarioStatus::Passed),
-            failed: count(ScenarioStatus::Failed),
-            skipped: count(ScenarioStatus::Skipped),
-            duration_ms: elapsed.as_millis(),
-            scenarios,
+        self.passed = count(ScenarioStatus::Passed);
+        self.skipped = count(ScenarioStatus::Skipped);
+        self.expected_failures = count(ScenarioStatus::ExpectedFailure);
+        self.failed = self
+            .scenarios
+            .iter()
+            .filter(|result| result.status.fails_the_run())
+            .count()
+            + self.unknown_baseline_entries.len();
+    }
+
+    /// Applies an expected-failures baseline: a listed failure no longer fails the run, a listed
+    /// scenario that passes does (stale baseline), and an entry naming no scenario of the run does
+    /// too.
+    pub fn apply_baseline(&mut self, baseline: &Baseline) {
+        for result in &mut self.scenarios {
+            let Some(reason) = baseline.reason(&result.id) else {
+                continue;
+            };
+            result.baseline_reason = Some(reason.to_owned());
+            result.status = match result.status {
+                ScenarioStatus::Failed => ScenarioStatus::ExpectedFailure,
+                ScenarioStatus::Passed => ScenarioStatus::StaleBaseline,
+                other => other,
+            };
         }
+        self.unknown_baseline_entries = baseline
+            .ids()
+            .filter(|id| !self.scenarios.iter().any(|result| result.id == *id))
+            .map(str::to_owned)
+            .collect();
+        self.count();
     }
 
     /// Whether the run should pass a CI gate.
@@ -114,17 +175,20 @@ impl Report {
             .collect()
     }
 
-    /// Writes `report.json` (the whole run) and `checks.json` (the flat check list) into `directory`.
-    pub fn write_json(&self, directory: &Path) -> std::io::Result<()> {
+    /// Writes `report.json` (the whole run), `checks.json` (the flat check list), `junit.xml` and
+    /// `report.html` into `directory`.
+    pub fn write_files(&self, directory: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(directory)?;
         let report = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(directory.join("report.json"), report)?;
         let checks = serde_json::to_vec_pretty(&self.checks()).map_err(std::io::Error::other)?;
-        std::fs::write(directory.join("checks.json"), checks)
+        std::fs::write(directory.join("checks.json"), checks)?;
+        std::fs::write(directory.join("junit.xml"), render_junit(self))?;
+        std::fs::write(directory.join("report.html"), render_html(self))
     }
 }
 
-/// The summary table, then one line per failed check.
+/// The summary table, then one line per failed check, then the counts.
 pub fn render_table(report: &Report) -> String {
     let id_width = report
         .scenarios
@@ -143,39 +207,202 @@ pub fn render_table(report: &Report) -> String {
             .iter()
             .filter(|check| check.status == CheckStatus::Success)
             .count();
-        out.push_str(&format!(
-            "{:<6} {:<id_width$} {:>7} {:>6}ms  {}\n",
+        let _ = writeln!(
+            out,
+            "{:<6} {:<id_width$} {:>7} {:>6}ms  {}",
             result.status.label(),
             result.id,
             format!("{held}/{}", result.checks.len()),
             result.duration_ms,
             result.title
-        ));
+        );
     }
-    let failures: Vec<&Check> = report
-        .checks()
-        .into_iter()
-        .filter(|check| check.status == CheckStatus::Failure)
+    let failing: Vec<&ScenarioResult> = report
+        .scenarios
+        .iter()
+        .filter(|result| result.status == ScenarioStatus::Failed)
         .collect();
-    if !failures.is_empty() {
+    if !failing.is_empty() {
         out.push_str("\nFailed checks:\n");
-        for check in failures {
-            out.push_str(&format!(
-                "  {}: {}\n    {}\n",
-                check.id,
-                check.description,
-                check.error_message.as_deref().unwrap_or("(no message)")
-            ));
+        for check in failing.iter().flat_map(|result| &result.checks) {
+            if check.status == CheckStatus::Failure {
+                let _ = write!(
+                    out,
+                    "  {}: {}\n    {}\n",
+                    check.id,
+                    check.description,
+                    check.error_message.as_deref().unwrap_or("(no message)")
+                );
+            }
+        }
+    }
+    let stale: Vec<&ScenarioResult> = report
+        .scenarios
+        .iter()
+        .filter(|result| result.status == ScenarioStatus::StaleBaseline)
+        .collect();
+    if !stale.is_empty() || !report.unknown_baseline_entries.is_empty() {
+        out.push_str("\nStale baseline entries (remove them from the baseline file):\n");
+        for result in stale {
+            let _ = writeln!(out, "  {}: passes now", result.id);
+        }
+        for id in &report.unknown_baseline_entries {
+            let _ = writeln!(out, "  {id}: no such scenario");
         }
     }
     // The count line stands alone so that CI log readers recognise it.
-    out.push_str(&format!(
-        "\nWall time {:.1}s\n{} passed, {} failed, {} skipped\n",
+    let _ = write!(
+        out,
+        "\nWall time {:.1}s, {} expected failures\n{} passed, {} failed, {} skipped\n",
         report.duration_ms as f64 / 1000.0,
+        report.expected_failures,
         report.passed,
         report.failed,
         report.skipped,
-    ));
+    );
+    out
+}
+
+/// JUnit XML: one test suite, one test case per check (class name = scenario id).
+pub fn render_junit(report: &Report) -> String {
+    let checks = report.checks();
+    let failures = checks
+        .iter()
+        .filter(|check| check.status == CheckStatus::Failure)
+        .count();
+    let skipped = checks
+        .iter()
+        .filter(|check| check.status == CheckStatus::Skipped)
+        .count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"testbed conformance\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">",
+        checks.len(),
+        report.duration_ms as f64 / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"conformance\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">",
+        checks.len(),
+        report.duration_ms as f64 / 1000.0
+    );
+    for result in &report.scenarios {
+        for check in &result.checks {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\">",
+                xml_escape(&result.id),
+                xml_escape(&check.name)
+            );
+            match check.status {
+                CheckStatus::Failure if result.status == ScenarioStatus::ExpectedFailure => {
+                    let _ = write!(
+                        out,
+                        "<skipped message=\"expected failure: {}\"/>",
+                        xml_escape(result.baseline_reason.as_deref().unwrap_or_default())
+                    );
+                }
+                CheckStatus::Failure => {
+                    let message = check.error_message.as_deref().unwrap_or("failed");
+                    let _ = write!(
+                        out,
+                        "<failure message=\"{}\">{}</failure>",
+                        xml_escape(message),
+                        xml_escape(&check.description)
+                    );
+                }
+                CheckStatus::Skipped => {
+                    let message = check.error_message.as_deref().unwrap_or("skipped");
+                    let _ = write!(out, "<skipped message=\"{}\"/>", xml_escape(message));
+                }
+                CheckStatus::Success | CheckStatus::Warning | CheckStatus::Info => {}
+            }
+            out.push_str("</testcase>\n");
+        }
+        if result.status == ScenarioStatus::StaleBaseline {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"{}\" name=\"baseline\"><failure message=\"stale baseline entry: the scenario passes now\"/></testcase>",
+                xml_escape(&result.id)
+            );
+        }
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+/// A self-contained HTML page: the summary and, per scenario, its checks.
+pub fn render_html(report: &Report) -> String {
+    let mut out = String::from(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>testbed conformance report</title>\n<style>\n\
+         body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1b1b}\n\
+         table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}\n\
+         .PASS{color:#1a7f37}.FAIL,.STALE{color:#cf222e;font-weight:bold}.SKIP,.XFAIL{color:#9a6700}\n\
+         details{margin:.2rem 0}code{font-size:.9em}\n</style>\n</head>\n<body>\n",
+    );
+    let _ = writeln!(
+        out,
+        "<h1>testbed conformance report</h1>\n<p>{} passed, {} failed, {} skipped, {} expected failures, in {:.1}s.</p>",
+        report.passed,
+        report.failed,
+        report.skipped,
+        report.expected_failures,
+        report.duration_ms as f64 / 1000.0
+    );
+    out.push_str("<table>\n<thead><tr><th>Status</th><th>Scenario</th><th>Checks</th></tr></thead>\n<tbody>\n");
+    for result in &report.scenarios {
+        let label = result.status.label();
+        let _ = write!(
+            out,
+            "<tr><td class=\"{label}\">{label}</td><td><strong>{}</strong><br>{}<br><code>{}</code></td><td>",
+            html_escape(&result.id),
+            html_escape(&result.title),
+            html_escape(&result.path)
+        );
+        for check in &result.checks {
+            let status = format!("{:?}", check.status).to_uppercase();
+            let _ = write!(
+                out,
+                "<details><summary>{} <code>{}</code>: {}</summary>",
+                html_escape(&status),
+                html_escape(&check.name),
+                html_escape(&check.description)
+            );
+            if let Some(message) = &check.error_message {
+                let _ = write!(out, "<p>{}</p>", html_escape(message));
+            }
+            if let Some(details) = &check.details {
+                let _ = write!(out, "<pre>{}</pre>", html_escape(&details.to_string()));
+            }
+            let _ = write!(
+                out,
+                "<p>Spec: {}</p></details>",
+                html_escape(&check.spec_references.join(", "))
+            );
+        }
+        out.push_str("</td></tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+    out
+}
+
+fn xml_escape(text: &str) -> String {
+    html_escape(text).replace('\'', "&apos;")
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            other => out.push(other),
+        }
+    }
     out
 }
 
@@ -193,6 +420,7 @@ mod tests {
             } else {
                 ScenarioStatus::Passed
             },
+            baseline_reason: None,
             duration_ms: 12,
             checks: vec![Check {
                 id: format!("{id}/flow-completes"),
@@ -201,9 +429,13 @@ mod tests {
                 status,
                 spec_references: vec!["RFC7636-4.6".to_owned()],
                 details: None,
-                error_message: (status == CheckStatus::Failure).then(|| "boom".to_owned()),
+                error_message: (status == CheckStatus::Failure).then(|| "boom <&>".to_owned()),
             }],
         }
+    }
+
+    fn baseline(text: &str) -> Baseline {
+        Baseline::parse(Path::new("baseline.toml"), text).unwrap()
     }
 
     #[test]
@@ -220,13 +452,98 @@ mod tests {
         let table = render_table(&report);
         assert!(table.contains("FAIL   bad"), "{table}");
         assert!(
-            table.contains("  bad/flow-completes: The flow completes\n    boom\n"),
+            table.contains("  bad/flow-completes: The flow completes\n    boom <&>\n"),
             "{table}"
         );
         assert!(
-            table.ends_with("\nWall time 1.5s\n1 passed, 1 failed, 0 skipped\n"),
+            table.ends_with(
+                "\nWall time 1.5s, 0 expected failures\n1 passed, 1 failed, 0 skipped\n"
+            ),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_failure_listed_in_the_baseline_does_not_fail_the_run() {
+        let mut report = Report::new(
+            vec![
+                result("good", CheckStatus::Success),
+                result("bad", CheckStatus::Failure),
+            ],
+            Duration::ZERO,
+        );
+        report.apply_baseline(&baseline(
+            "[[expected_failure]]\nid = \"bad\"\nreason = \"known gap\"\n",
+        ));
+        assert!(report.succeeded());
+        assert_eq!(
+            (report.passed, report.failed, report.expected_failures),
+            (1, 0, 1)
+        );
+        assert_eq!(report.scenarios[1].status, ScenarioStatus::ExpectedFailure);
+    }
+
+    #[test]
+    fn a_baseline_entry_that_passes_now_is_stale_and_fails_the_run() {
+        let mut report = Report::new(vec![result("good", CheckStatus::Success)], Duration::ZERO);
+        report.apply_baseline(&baseline(
+            "[[expected_failure]]\nid = \"good\"\nreason = \"was broken\"\n",
+        ));
+        assert!(!report.succeeded());
+        assert_eq!(report.scenarios[0].status, ScenarioStatus::StaleBaseline);
+        assert!(render_table(&report).contains(
+            "Stale baseline entries (remove them from the baseline file):\n  good: passes now\n"
+        ));
+    }
+
+    #[test]
+    fn a_baseline_entry_naming_no_scenario_fails_the_run() {
+        let mut report = Report::new(vec![result("good", CheckStatus::Success)], Duration::ZERO);
+        report.apply_baseline(&baseline(
+            "[[expected_failure]]\nid = \"renamed\"\nreason = \"r\"\n",
+        ));
+        assert!(!report.succeeded());
+        assert_eq!(report.unknown_baseline_entries, ["renamed"]);
+        assert!(render_table(&report).contains("  renamed: no such scenario\n"));
+    }
+
+    #[test]
+    fn junit_lists_every_check_with_escaped_failures() {
+        let report = Report::new(
+            vec![
+                result("good", CheckStatus::Success),
+                result("bad", CheckStatus::Failure),
+            ],
+            Duration::ZERO,
+        );
+        let xml = render_junit(&report);
+        assert!(
+            xml.contains(
+                "<testsuite name=\"conformance\" tests=\"2\" failures=\"1\" skipped=\"0\""
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testcase classname=\"good\" name=\"flow-completes\"></testcase>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"boom &lt;&amp;&gt;\">The flow completes</failure>"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn html_is_self_contained_and_escaped() {
+        let report = Report::new(vec![result("bad", CheckStatus::Failure)], Duration::ZERO);
+        let html = render_html(&report);
+        assert!(html.starts_with("<!doctype html>"));
+        assert!(html.contains("<p>boom &lt;&amp;&gt;</p>"), "{html}");
+        assert!(
+            !html.contains("<script"),
+            "no scripts, no external resources"
+        );
+        assert!(!html.contains("http"), "no external resources");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Runs scenarios: a fresh stack each, the driver over HTTP, and checks from what came out.
 
+use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use mcp_driver::{DriverConfig, FlowReport};
@@ -49,6 +50,7 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
     let mut pending = selected.into_iter();
     let mut running = JoinSet::new();
     let mut results = Vec::with_capacity(total);
+    let progress = Progress::new();
     loop {
         while running.len() < options.concurrency.max(1) {
             let Some(scenario) = pending.next() else {
@@ -65,13 +67,7 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
             Ok(result) => result,
             Err(join_error) => ScenarioResult::crashed(join_error.to_string()),
         };
-        eprintln!(
-            "[{}/{total}] {} {} ({} ms)",
-            results.len() + 1,
-            result.status.label(),
-            result.id,
-            result.duration_ms
-        );
+        progress.finished(&result, results.len() + 1, total);
         results.push(result);
     }
     results.sort_by(|left, right| left.id.cmp(&right.id));
@@ -395,6 +391,46 @@ async fn check_refresh_rotation(
     }
 }
 
+/// Progress on stderr: a bar redrawn in place on a terminal, a line per scenario otherwise (CI
+/// logs). Failures always get their own line.
+struct Progress {
+    terminal: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn finished(&self, result: &ScenarioResult, done: usize, total: usize) {
+        if !self.terminal {
+            eprintln!(
+                "[{done}/{total}] {} {} ({} ms)",
+                result.status.label(),
+                result.id,
+                result.duration_ms
+            );
+            return;
+        }
+        if result.status != ScenarioStatus::Passed && result.status != ScenarioStatus::Skipped {
+            eprintln!("\r\x1b[2K{} {}", result.status.label(), result.id);
+        }
+        const WIDTH: usize = 30;
+        let filled = WIDTH * done / total.max(1);
+        eprint!(
+            "\r\x1b[2K[{}{}] {done}/{total} {}",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            result.id
+        );
+        if done == total {
+            eprintln!();
+        }
+    }
+}
+
 /// The checks of one scenario as they are made.
 struct Checks {
     scenario_id: String,
@@ -463,6 +499,7 @@ impl Checks {
             title: scenario.title.clone(),
             path: scenario.path.display().to_string(),
             status,
+            baseline_reason: None,
             duration_ms: elapsed.as_millis(),
             checks: self.checks,
         }

@@ -54,9 +54,12 @@ enum Command {
         /// How many scenarios run at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
-        /// Where report.json and checks.json go.
+        /// Where report.json, checks.json, junit.xml and report.html go.
         #[arg(long, default_value = "target/conformance")]
         report_dir: PathBuf,
+        /// An expected-failures baseline: listed failures do not fail the run, listed passes do.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Run the emulator alone.
     Emulator {
@@ -120,7 +123,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             list,
             concurrency,
             report_dir,
-        } => conformance(scenarios, fixtures, filter, list, concurrency, report_dir).await,
+            baseline,
+        } => {
+            let run = ConformanceRun {
+                scenarios,
+                fixtures,
+                filter,
+                list,
+                concurrency,
+                report_dir,
+                baseline,
+            };
+            conformance(run).await
+        }
         Command::Emulator { config } => emulator(config).await,
     }
 }
@@ -211,41 +226,51 @@ fn trim(url: &url::Url) -> &str {
     url.as_str().trim_end_matches('/')
 }
 
-async fn conformance(
+/// The arguments of `testbed conformance`.
+struct ConformanceRun {
     scenarios: PathBuf,
     fixtures: Option<PathBuf>,
     filter: Option<String>,
     list: bool,
     concurrency: usize,
     report_dir: PathBuf,
-) -> anyhow::Result<ExitCode> {
-    let fixtures = load_fixtures(fixtures)?;
-    let scenarios = conformance::load_dir(&scenarios)?;
-    if list {
+    baseline: Option<PathBuf>,
+}
+
+async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
+    let fixtures = load_fixtures(run.fixtures)?;
+    let scenarios = conformance::load_dir(&run.scenarios)?;
+    let baseline = match &run.baseline {
+        Some(path) => Some(conformance::Baseline::load(path)?),
+        None => None,
+    };
+    if run.list {
         for scenario in &scenarios {
-            println!("{:<32} {}", scenario.id, scenario.title);
+            println!("{:<48} {}", scenario.id, scenario.title);
         }
         return Ok(ExitCode::SUCCESS);
     }
     let options = conformance::RunOptions {
         fixtures,
-        filter,
-        concurrency,
+        filter: run.filter,
+        concurrency: run.concurrency,
         target: conformance::Target::Embedded,
     };
-    let report = conformance::run(scenarios, &options).await;
+    let mut report = conformance::run(scenarios, &options).await;
     if report.scenarios.is_empty() {
         eprintln!("error: no scenario matched");
         return Ok(ExitCode::from(EXIT_UNUSABLE));
     }
+    if let Some(baseline) = &baseline {
+        report.apply_baseline(baseline);
+    }
     print!("\n{}", conformance::render_table(&report));
     report
-        .write_json(&report_dir)
-        .with_context(|| format!("writing the reports to {}", report_dir.display()))?;
+        .write_files(&run.report_dir)
+        .with_context(|| format!("writing the reports to {}", run.report_dir.display()))?;
+    let directory = run.report_dir.display();
     println!(
-        "Reports: {}/report.json, {}/checks.json",
-        report_dir.display(),
-        report_dir.display()
+        "Reports: {directory}/report.json, {directory}/checks.json, {directory}/junit.xml, {directory}/report.html"
     );
     Ok(if report.succeeded() {
         ExitCode::SUCCESS

@@ -1,4 +1,5 @@
-//! The injected clock: unix seconds, from the system or moved by hand in tests.
+//! The injected clock: unix seconds, from the system, the system plus an offset that the control
+//! API moves (`POST /_emulator/clock/advance`), or moved by hand in tests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +9,36 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// The current time in unix seconds.
     fn now(&self) -> u64;
+
+    /// Moves the time forward by `seconds`. Clocks that follow the system time exactly refuse.
+    fn advance(&self, seconds: u64) -> Result<(), ClockError> {
+        let _ = seconds;
+        Err(ClockError::Fixed)
+    }
+}
+
+/// Why a clock could not be moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClockError {
+    /// The clock is the system clock, which the emulator does not move.
+    #[error("this clock follows the system time and cannot be moved")]
+    Fixed,
+    /// The time would pass the largest representable unix second.
+    #[error("advancing by {seconds} seconds would overflow the clock")]
+    Overflow {
+        /// The refused step.
+        seconds: u64,
+    },
+}
+
+/// Adds `seconds` to `value` unless that overflows.
+fn checked_advance(value: &AtomicU64, seconds: u64) -> Result<(), ClockError> {
+    value
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
+            current.checked_add(seconds)
+        })
+        .map(drop)
+        .map_err(|_| ClockError::Overflow { seconds })
 }
 
 /// The system clock.
@@ -69,6 +100,48 @@ impl Clock for ManualClock {
     fn now(&self) -> u64 {
         self.seconds()
     }
+
+    fn advance(&self, seconds: u64) -> Result<(), ClockError> {
+        checked_advance(&self.seconds, seconds)
+    }
+}
+
+/// The system time plus an offset that only grows: the running emulator's clock, so that the
+/// control API can expire a login request, a code or a token during a test while time otherwise
+/// flows as usual. Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetClock {
+    offset: Arc<AtomicU64>,
+}
+
+impl OffsetClock {
+    /// A clock at the system time (offset 0).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How far ahead of the system time this clock is, in seconds.
+    pub fn offset(&self) -> u64 {
+        self.offset.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> u64 {
+        system_now().saturating_add(self.offset())
+    }
+
+    fn advance(&self, seconds: u64) -> Result<(), ClockError> {
+        // Checked against the current time too, so that `now` never saturates.
+        if system_now()
+            .saturating_add(self.offset())
+            .checked_add(seconds)
+            .is_none()
+        {
+            return Err(ClockError::Overflow { seconds });
+        }
+        checked_advance(&self.offset, seconds)
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +156,42 @@ mod tests {
         assert_eq!(clock.now(), 105);
         clock.set(7);
         assert_eq!(handle.now(), 7);
+    }
+
+    #[test]
+    fn a_manual_clock_advances_through_the_trait_and_refuses_to_overflow() {
+        let clock = ManualClock::at(100);
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        assert_eq!(shared.advance(20), Ok(()));
+        assert_eq!(clock.seconds(), 120);
+        assert_eq!(
+            shared.advance(u64::MAX),
+            Err(ClockError::Overflow { seconds: u64::MAX })
+        );
+        assert_eq!(clock.seconds(), 120);
+    }
+
+    #[test]
+    fn an_offset_clock_runs_ahead_of_the_system_time_by_what_it_was_advanced() {
+        let clock = OffsetClock::new();
+        let handle = clock.clone();
+        let before = system_now();
+        assert_eq!(handle.advance(3_600), Ok(()));
+        assert_eq!(clock.offset(), 3_600);
+        let now = clock.now();
+        assert!(
+            now >= before + 3_600 && now <= system_now() + 3_600,
+            "{now}"
+        );
+        assert_eq!(
+            clock.advance(u64::MAX),
+            Err(ClockError::Overflow { seconds: u64::MAX })
+        );
+        assert_eq!(clock.offset(), 3_600);
+    }
+
+    #[test]
+    fn the_system_clock_cannot_be_moved() {
+        assert_eq!(SystemClock.advance(1), Err(ClockError::Fixed));
     }
 }

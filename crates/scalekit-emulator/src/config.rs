@@ -32,6 +32,25 @@ pub struct Config {
     /// Clients registered ahead of time (besides those registered through DCR).
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// Sign-ins in progress (login requests plus consent pages waiting for a decision) past
+    /// which `/oauth/authorize` answers `temporarily_unavailable` instead of growing.
+    #[serde(default = "default_max_pending_login_requests")]
+    pub max_pending_login_requests: usize,
+    /// Serves the control API under `/_emulator/` (clock, reset, pending login requests, the
+    /// request log, fault injection); off, those paths answer 404 like any unknown route.
+    #[serde(default = "default_control")]
+    pub control: bool,
+}
+
+fn default_control() -> bool {
+    true
+}
+
+/// The default cap on sign-ins in progress per environment.
+pub const DEFAULT_MAX_PENDING_LOGIN_REQUESTS: usize = 10_000;
+
+fn default_max_pending_login_requests() -> usize {
+    DEFAULT_MAX_PENDING_LOGIN_REQUESTS
 }
 
 /// The environment API client (client credentials, `skc_…`).
@@ -165,6 +184,9 @@ impl Config {
 
     /// Checks id prefixes, references between sections and scope names.
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_pending_login_requests == 0 {
+            return Err("max_pending_login_requests must be at least 1".to_owned());
+        }
         check_prefix(
             "api_client.client_id",
             &self.api_client.client_id,
@@ -253,6 +275,23 @@ mod tests {
             "http://127.0.0.1:8402/mcp"
         );
         assert!(config.clients.is_empty());
+        assert_eq!(config.max_pending_login_requests, 10_000);
+    }
+
+    #[test]
+    fn the_cap_on_pending_login_requests_is_a_setting_and_zero_is_refused() {
+        let text = FIXTURE.replace("listen =", "max_pending_login_requests = 3\nlisten =");
+        assert_eq!(
+            Config::from_toml_str(&text)
+                .unwrap()
+                .max_pending_login_requests,
+            3
+        );
+        let text = FIXTURE.replace("listen =", "max_pending_login_requests = 0\nlisten =");
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap_err().to_string(),
+            "configuration: max_pending_login_requests must be at least 1"
+        );
     }
 
     #[test]

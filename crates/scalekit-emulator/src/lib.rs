@@ -9,23 +9,28 @@
 pub mod clock;
 pub mod config;
 pub mod flow;
+pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod keys;
 pub mod metadata;
+pub mod serve;
+pub mod store;
 pub mod tokens;
 pub mod types;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError};
 
 use scalekit_wire::Secret;
 use tokio::net::TcpListener;
 use url::Url;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+use crate::store::Store;
+
+pub use clock::{Clock, ClockError, ManualClock, OffsetClock, SystemClock};
 pub use config::{
     ApiClientConfig, ClientConfig, Config, ConfigError, ConnectionConfig, ConsentMode,
     ResourceConfig,
@@ -33,28 +38,31 @@ pub use config::{
 pub use http::{AppState, router};
 pub use ids::{IdGenerator, RandomIds, SequentialIds};
 pub use keys::Signer;
+pub use serve::{TlsError, TlsOptions, TlsSetup};
 
-/// How often expired login requests, codes and refresh tokens are dropped.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
-
-/// What the emulator takes from outside: the clock, the id generator and, optionally, a signing
-/// key to keep across restarts.
+/// What the emulator takes from outside: the clock, the id generator, optionally a signing key,
+/// and optionally a state directory to keep state across restarts.
 #[derive(Clone)]
 pub struct Deps {
-    /// The clock (default: the system clock).
+    /// The clock (default: the system clock plus an offset the control API can advance).
     pub clock: Arc<dyn Clock>,
     /// The id and secret generator (default: random).
     pub ids: Arc<dyn IdGenerator>,
-    /// A PKCS#8 PEM signing key; a fresh RSA-2048 key is generated when `None`.
+    /// A PKCS#8 PEM signing key. When `None`, the state directory's key is used, else a fresh
+    /// RSA-2048 key is generated (and saved in the state directory, if there is one).
     pub signing_key_pem: Option<Secret>,
+    /// Where `emulator.sqlite3` keeps the signing key, DCR clients, users, organizations,
+    /// remembered consents, grants and refresh tokens; `None` keeps everything in memory.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Deps {
     fn default() -> Self {
         Self {
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(OffsetClock::new()),
             ids: Arc::new(RandomIds),
             signing_key_pem: None,
+            state_dir: None,
         }
     }
 }
@@ -65,6 +73,7 @@ impl std::fmt::Debug for Deps {
             .debug_struct("Deps")
             .field("now", &self.clock.now())
             .field("signing_key_pem", &self.signing_key_pem)
+            .field("state_dir", &self.state_dir)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +97,9 @@ pub enum AppError {
     /// The signing key could not be made.
     #[error("signing key")]
     Key(#[from] keys::KeyError),
+    /// The state directory could not be opened, read or written.
+    #[error("state directory")]
+    Store(#[from] store::StoreError),
 }
 
 /// A bound, not yet serving emulator.
@@ -114,7 +126,9 @@ impl App {
         Self::from_listener_with(listener, config, Deps::default())
     }
 
-    /// Serves on an already bound listener with the given clock, ids and key.
+    /// Serves on an already bound listener with the given clock, ids, key and state directory.
+    /// With a state directory, the durable state is loaded from it now and every later change
+    /// is written to it (see [`store`]).
     pub fn from_listener_with(
         listener: TcpListener,
         config: Config,
@@ -130,11 +144,35 @@ impl App {
             None => Url::parse(&format!("http://{local_addr}"))
                 .map_err(|_| AppError::BaseUrl(local_addr.to_string()))?,
         };
-        let signer = match &deps.signing_key_pem {
-            Some(pem) => Signer::from_pem(pem.expose())?,
-            None => Signer::generate()?,
+        let store = deps.state_dir.as_deref().map(Store::open).transpose()?;
+        let stored_key = match &store {
+            Some(store) => store.signing_key()?,
+            None => None,
         };
-        let state = AppState::new(config, &base_url, signer, deps.clock, deps.ids);
+        let signer = match (&deps.signing_key_pem, stored_key) {
+            (Some(pem), _) => Signer::from_pem(pem.expose())?,
+            (None, Some(pem)) => Signer::from_pem(pem.expose())?,
+            (None, None) => {
+                let signer = Signer::generate()?;
+                if let Some(store) = &store {
+                    store.save_signing_key(signer.private_key_pem())?;
+                }
+                signer
+            }
+        };
+        let mut state = AppState::new(config, &base_url, signer, deps.clock, deps.ids);
+        if let Some(store) = store {
+            let durable = store.load()?;
+            let now = state.clock.now();
+            let mut flows = state.flows.lock().unwrap_or_else(PoisonError::into_inner);
+            flows.import_durable(durable);
+            flows.record_durable_changes();
+            // Refresh tokens that expired while the emulator was down go now, from the store too.
+            flows.sweep(now);
+            store.apply(&flows.take_durable_changes())?;
+            drop(flows);
+            state.store = Some(Arc::new(store));
+        }
         Ok(App {
             listener,
             local_addr,
@@ -159,32 +197,15 @@ impl App {
         &self.state
     }
 
-    /// Serves until an IO error, sweeping expired entries every 30 seconds.
+    /// Serves HTTP/1.1, h2c and gRPC on the listener until the future is dropped, sweeping
+    /// expired entries every 30 seconds (see [`serve`]).
     pub fn serve(self) -> impl Future<Output = std::io::Result<()>> {
-        let App {
-            listener, state, ..
-        } = self;
-        async move {
-            let sweeper_state = state.clone();
-            let sweeper = AbortOnDrop(tokio::spawn(async move {
-                let mut interval = tokio::time::interval(SWEEP_INTERVAL);
-                loop {
-                    interval.tick().await;
-                    sweeper_state.sweep();
-                }
-            }));
-            let result = axum::serve(listener, router(state)).await;
-            drop(sweeper);
-            result
-        }
+        serve::serve(self.listener, self.state, None)
     }
-}
 
-/// Stops the sweeper when the serving future ends or is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    /// The same over TLS (ALPN `h2` and `http/1.1`) with the certificate of `tls`. The
+    /// environment URL should then be `https://…`: set `public_url` before binding.
+    pub fn serve_tls(self, tls: TlsSetup) -> impl Future<Output = std::io::Result<()>> {
+        serve::serve(self.listener, self.state, Some(serve::acceptor(&tls)))
     }
 }

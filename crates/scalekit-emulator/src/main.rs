@@ -1,11 +1,12 @@
-//! `scalekit-emulator --config fixtures/environment.toml [--listen ADDR] [--public-url URL]`.
+//! `scalekit-emulator --config fixtures/environment.toml [--listen ADDR] [--public-url URL]
+//! [--tls [--tls-dir DIR]] [--state-dir DIR] [--no-control]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use scalekit_emulator::{App, Config};
+use scalekit_emulator::{App, Config, Deps, TlsOptions, TlsSetup};
 use url::Url;
 
 /// An emulator of Scalekit's MCP authorization server with BYOA connections.
@@ -21,6 +22,21 @@ struct Arguments {
     /// Overrides `public_url` (the environment URL).
     #[arg(long)]
     public_url: Option<Url>,
+    /// Serves HTTPS (and gRPC over TLS, ALPN h2) with a certificate from a local development CA;
+    /// the environment URL becomes `https://{listen}`.
+    #[arg(long)]
+    tls: bool,
+    /// Where the development CA is made on first run and kept (`ca.pem`, `ca-key.pem`).
+    #[arg(long, default_value = ".testbed/tls")]
+    tls_dir: PathBuf,
+    /// Keeps the signing key, registered clients, users, consents, grants and refresh tokens in
+    /// `DIR/emulator.sqlite3` across restarts; without it, everything is in memory.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Turns off the control API under `/_emulator/` (clock, reset, pending login requests,
+    /// request log, fault injection); its paths then answer 404.
+    #[arg(long)]
+    no_control: bool,
 }
 
 #[tokio::main]
@@ -39,12 +55,49 @@ async fn main() -> anyhow::Result<()> {
     if let Some(public_url) = arguments.public_url {
         config.public_url = Some(public_url);
     }
-    let app = App::bind(config)
+    if arguments.no_control {
+        config.control = false;
+    }
+    let tls = if arguments.tls {
+        if config.public_url.is_none() {
+            anyhow::ensure!(
+                config.listen.port() != 0,
+                "--tls needs a fixed port in --listen, or a --public-url"
+            );
+            config.public_url = Some(Url::parse(&format!("https://{}", config.listen))?);
+        }
+        let options = TlsOptions {
+            dir: arguments.tls_dir.clone(),
+        };
+        let setup = TlsSetup::load_or_create(&options).context("cannot set up TLS")?;
+        let ca = setup.ca_cert_path().display().to_string();
+        tracing::info!(
+            ca,
+            "TLS: trust this CA with NODE_EXTRA_CA_CERTS, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH or REQUESTS_CA_BUNDLE"
+        );
+        Some(setup)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .context("cannot start the emulator")?;
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let deps = Deps {
+        state_dir: arguments.state_dir.clone(),
+        ..Deps::default()
+    };
+    let app =
+        App::from_listener_with(listener, config, deps).context("cannot start the emulator")?;
+    if let Some(state_dir) = &arguments.state_dir {
+        tracing::info!(state_dir = %state_dir.display(), "state kept across restarts");
+    }
     tracing::info!(
         environment_url = app.state().environment_url(),
         "scalekit emulator listening"
     );
-    app.serve().await.context("the emulator stopped")
+    match tls {
+        Some(setup) => app.serve_tls(setup).await,
+        None => app.serve().await,
+    }
+    .context("the emulator stopped")
 }

@@ -69,7 +69,8 @@ pub enum AuthorizeError {
     /// `invalid_request` (never a redirect: the URI is not trusted).
     InvalidRedirectUri(String),
     /// Anything else: a redirect to the client with `error` (`invalid_request`,
-    /// `unsupported_response_type`, `invalid_scope`, `invalid_target`), `state` and `iss`.
+    /// `unsupported_response_type`, `invalid_scope`, `invalid_target`, and
+    /// `temporarily_unavailable` past `max_pending_login_requests`), `state` and `iss`.
     Redirect(ClientRedirect),
 }
 
@@ -204,6 +205,19 @@ impl Flows {
                 ),
             ));
         }
+
+        // Abandoned sign-ins must not grow memory without bound: past the cap, expired ones are
+        // dropped first, and if that is not enough the client is asked to come back later.
+        if self.pending_sign_ins() >= self.max_pending_login_requests {
+            self.drop_expired_sign_ins(now);
+        }
+        if self.pending_sign_ins() >= self.max_pending_login_requests {
+            return Err(refuse(
+                RedirectError::TemporarilyUnavailable,
+                "too many sign-ins are in progress; try again in a few minutes".to_owned(),
+            ));
+        }
+
         let Some(connection) = self.connections.get(&resource.connection) else {
             return Err(refuse(
                 RedirectError::InvalidRequest,

@@ -4,7 +4,10 @@
 use scalekit_wire::{FieldViolation, UserClaims, prefix};
 
 use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
-use super::{CodeRecord, Flows, PendingConsent, SignIn, SubmittedUser};
+use super::{
+    CodeRecord, DurableChange, Flows, PendingConsent, SignIn, StoredConsent, StoredOrganization,
+    StoredUser, SubmittedUser,
+};
 use crate::config::ConsentMode;
 use crate::ids::IdGenerator;
 use crate::types::{
@@ -187,17 +190,11 @@ impl Flows {
 
         let claims = submitted.claims;
         let external_sub = claims.sub.clone().unwrap_or_default();
-        let user = self
-            .users
-            .entry((request.connection.clone(), external_sub.clone()))
-            .or_insert_with(|| UserId::new(ids.id(prefix::USER)))
-            .clone();
-        let organization = claims.organization_external_id.as_ref().map(|external| {
-            self.organizations
-                .entry((request.connection.clone(), external.clone()))
-                .or_insert_with(|| OrganizationId::new(ids.id(prefix::ORGANIZATION)))
-                .clone()
-        });
+        let user = self.user_for(&request.connection, &external_sub, ids);
+        let organization = claims
+            .organization_external_id
+            .as_ref()
+            .map(|external| self.organization_for(&request.connection, external, ids));
         let sign_in = SignIn {
             authorization,
             connection: request.connection,
@@ -298,6 +295,12 @@ impl Flows {
             ),
             sign_in.authorization.scopes.clone(),
         );
+        self.record(DurableChange::ConsentRemembered(StoredConsent {
+            user: sign_in.user.to_string(),
+            client: sign_in.authorization.client.to_string(),
+            resource: sign_in.authorization.resource.to_string(),
+            scopes: sign_in.authorization.scopes.as_slice().to_vec(),
+        }));
         Ok(self.issue_code(sign_in, iss, now, ids))
     }
 
@@ -328,6 +331,48 @@ impl Flows {
             iss,
             outcome: RedirectOutcome::Code(code),
         }
+    }
+
+    /// The `usr_…` of a (connection, posted `sub`), minted on first sight.
+    fn user_for(
+        &mut self,
+        connection: &ConnectionId,
+        external_sub: &str,
+        ids: &dyn IdGenerator,
+    ) -> UserId {
+        let key = (connection.clone(), external_sub.to_owned());
+        if let Some(user) = self.users.get(&key) {
+            return user.clone();
+        }
+        let user = UserId::new(ids.id(prefix::USER));
+        self.users.insert(key, user.clone());
+        self.record(DurableChange::UserCreated(StoredUser {
+            connection: connection.to_string(),
+            external_sub: external_sub.to_owned(),
+            user: user.to_string(),
+        }));
+        user
+    }
+
+    /// The `org_…` of a (connection, `organization_external_id`), minted on first sight.
+    fn organization_for(
+        &mut self,
+        connection: &ConnectionId,
+        external_id: &str,
+        ids: &dyn IdGenerator,
+    ) -> OrganizationId {
+        let key = (connection.clone(), external_id.to_owned());
+        if let Some(organization) = self.organizations.get(&key) {
+            return organization.clone();
+        }
+        let organization = OrganizationId::new(ids.id(prefix::ORGANIZATION));
+        self.organizations.insert(key, organization.clone());
+        self.record(DurableChange::OrganizationCreated(StoredOrganization {
+            connection: connection.to_string(),
+            external_id: external_id.to_owned(),
+            organization: organization.to_string(),
+        }));
+        organization
     }
 
     fn drop_login_request(&mut self, id: &LoginRequestId) {

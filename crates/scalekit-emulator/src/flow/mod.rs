@@ -6,11 +6,15 @@
 //! error they become at the HTTP edge.
 
 mod authorize;
+mod durable;
+pub mod inspect;
 mod login;
 mod redirect;
 mod register;
 mod token;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +24,10 @@ use scalekit_wire::{Secret, UserClaims};
 use url::Url;
 
 pub use authorize::{AuthorizeError, AuthorizeRequest, LoginRedirect};
+pub use durable::{
+    DurableChange, DurableState, StoredClient, StoredConsent, StoredGrant, StoredOrganization,
+    StoredRefreshToken, StoredSignIn, StoredUser,
+};
 pub use login::{CallbackError, CallbackOutcome, ConsentError, ConsentPrompt, SubmitUserError};
 pub use redirect::{ClientRedirect, RedirectError, RedirectOutcome};
 pub use register::{ClientRegistration, RegisterError, RegisteredClient};
@@ -60,6 +68,8 @@ struct Client {
     redirect_uris: Vec<String>,
     resource: ResourceId,
     secret: Option<Secret>,
+    /// Registered through DCR (durable), not configured.
+    dynamic: bool,
 }
 
 /// What `/oauth/authorize` remembered while the user signs in at "Your App".
@@ -153,6 +163,10 @@ pub struct Flows {
     users: HashMap<(ConnectionId, String), UserId>,
     organizations: HashMap<(ConnectionId, String), OrganizationId>,
     remembered_consents: HashMap<(UserId, ClientId, ResourceId), ScopeSet>,
+    /// Login requests and consent pages in progress past which `/oauth/authorize` refuses.
+    max_pending_login_requests: usize,
+    /// Durable changes not yet drained by the edge; `None` when nobody drains them.
+    durable_log: Option<Vec<DurableChange>>,
 }
 
 impl Flows {
@@ -197,6 +211,7 @@ impl Flows {
                     redirect_uris: client.redirect_uris.clone(),
                     resource: ResourceId::new(&client.resource),
                     secret: client.client_secret.clone(),
+                    dynamic: false,
                 };
                 (id, record)
             })
@@ -215,6 +230,8 @@ impl Flows {
             users: HashMap::new(),
             organizations: HashMap::new(),
             remembered_consents: HashMap::new(),
+            max_pending_login_requests: config.max_pending_login_requests,
+            durable_log: None,
         }
     }
 
@@ -224,15 +241,11 @@ impl Flows {
         format!("{}/resources/{resource}", self.environment_url)
     }
 
-    /// Drops expired login requests, consents, codes and refresh tokens, so abandoned flows do
-    /// not grow memory without bound.
+    /// Drops expired login requests, consent pages, codes, refresh tokens and the grants left
+    /// without one, so abandoned flows do not grow memory without bound. Users, organizations,
+    /// remembered consents and clients are not time-bound and stay.
     pub fn sweep(&mut self, now: u64) {
-        self.login_requests
-            .retain(|_, request| request.expires_at > now);
-        let live_requests = &self.login_requests;
-        self.login_states
-            .retain(|_, id| live_requests.contains_key(id));
-        self.consents.retain(|_, consent| consent.expires_at > now);
+        self.drop_expired_sign_ins(now);
         self.codes.retain(|_, code| code.expires_at > now);
         self.refresh_tokens
             .retain(|_, token| token.expires_at > now);
@@ -244,6 +257,28 @@ impl Flows {
         }
         self.grants
             .retain(|_, grant| !grant.refresh_tokens.is_empty());
+        self.record(DurableChange::Expired { now });
+    }
+
+    /// Drops expired login requests (with their `state`) and consent pages: the sign-ins in
+    /// progress that count against `max_pending_login_requests`.
+    fn drop_expired_sign_ins(&mut self, now: u64) {
+        self.login_requests
+            .retain(|_, request| request.expires_at > now);
+        let live_requests = &self.login_requests;
+        self.login_states
+            .retain(|_, id| live_requests.contains_key(id));
+        self.consents.retain(|_, consent| consent.expires_at > now);
+    }
+
+    /// Sign-ins in progress: login requests plus consent pages waiting for a decision.
+    fn pending_sign_ins(&self) -> usize {
+        self.login_requests.len() + self.consents.len()
+    }
+
+    /// How many consent pages wait for a decision (for tests and logs).
+    pub fn pending_consents(&self) -> usize {
+        self.consents.len()
     }
 
     /// How many login requests, codes and refresh tokens are held (for tests and logs).
@@ -278,6 +313,9 @@ impl Flows {
             for token in grant.refresh_tokens {
                 self.refresh_tokens.remove(&token);
             }
+            self.record(DurableChange::GrantRevoked {
+                grant_id: grant_id.to_owned(),
+            });
         }
     }
 }

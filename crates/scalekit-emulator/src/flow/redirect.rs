@@ -17,6 +17,8 @@ pub enum RedirectError {
     InvalidTarget,
     /// `access_denied`: the user failed to sign in or denied consent.
     AccessDenied,
+    /// `temporarily_unavailable`: too many sign-ins are in progress (RFC 6749 §4.1.2.1).
+    TemporarilyUnavailable,
 }
 
 impl RedirectError {
@@ -28,6 +30,7 @@ impl RedirectError {
             RedirectError::InvalidScope => "invalid_scope",
             RedirectError::InvalidTarget => "invalid_target",
             RedirectError::AccessDenied => "access_denied",
+            RedirectError::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }

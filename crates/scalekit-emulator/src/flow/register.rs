@@ -2,7 +2,7 @@
 
 use url::Url;
 
-use super::{Client, Flows};
+use super::{Client, DurableChange, Flows, StoredClient};
 use crate::ids::IdGenerator;
 use crate::types::{ClientId, RedirectUri, ResourceId, ScopeSet, is_loopback_http};
 use scalekit_wire::prefix;
@@ -96,8 +96,15 @@ impl Flows {
                 redirect_uris: registration.redirect_uris.clone(),
                 resource: resource_id.clone(),
                 secret: None,
+                dynamic: true,
             },
         );
+        self.record(DurableChange::ClientRegistered(StoredClient {
+            client_id: client_id.to_string(),
+            client_name: registration.client_name.clone(),
+            redirect_uris: registration.redirect_uris.clone(),
+            resource: resource_id.to_string(),
+        }));
         Ok(RegisteredClient {
             client_id,
             issued_at: now,

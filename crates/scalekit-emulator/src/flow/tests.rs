@@ -1033,3 +1033,221 @@ mod revoke {
         assert_eq!(fixture.flows.pending_counts().2, 0);
     }
 }
+
+mod pending_cap {
+    use super::*;
+
+    fn fixture_with_cap(cap: usize) -> Fixture {
+        let mut config = Config::from_toml_str(ENVIRONMENT).unwrap();
+        config.max_pending_login_requests = cap;
+        Fixture {
+            flows: Flows::new(&config, &Url::parse("http://env.test").unwrap()),
+            ids: SequentialIds::new(),
+        }
+    }
+
+    #[test]
+    fn past_the_cap_authorize_redirects_temporarily_unavailable_with_state_and_iss() {
+        let mut fixture = fixture_with_cap(2);
+        fixture.authorize(request("public-1")).unwrap();
+        fixture.authorize(request("public-1")).unwrap();
+        let Err(AuthorizeError::Redirect(redirect)) = fixture.authorize(request("public-1")) else {
+            panic!("the third sign-in was not refused");
+        };
+        assert_eq!(
+            redirect.location().unwrap().as_str(),
+            "http://127.0.0.1:5000/cb?error=temporarily_unavailable\
+             &error_description=too+many+sign-ins+are+in+progress%3B+try+again+in+a+few+minutes\
+             &state=client-state&iss=http%3A%2F%2Fenv.test%2Fresources%2Fres_1"
+        );
+        assert_eq!(fixture.flows.pending_counts().0, 2);
+    }
+
+    #[test]
+    fn the_client_and_redirect_uri_are_still_checked_first_past_the_cap() {
+        let mut fixture = fixture_with_cap(1);
+        fixture.authorize(request("public-1")).unwrap();
+        assert!(matches!(
+            fixture.authorize(request("nobody")),
+            Err(AuthorizeError::UnknownClient(_))
+        ));
+        let mut other_path = request("public-1");
+        other_path.redirect_uri = Some("http://127.0.0.1:5000/other".to_owned());
+        assert!(matches!(
+            fixture.authorize(other_path),
+            Err(AuthorizeError::InvalidRedirectUri(_))
+        ));
+    }
+
+    #[test]
+    fn expired_sign_ins_make_room_without_waiting_for_the_sweep() {
+        let mut fixture = fixture_with_cap(1);
+        fixture.authorize(request("public-1")).unwrap();
+        assert!(
+            fixture
+                .flows
+                .authorize(request("public-1"), NOW + 599, &fixture.ids)
+                .is_err()
+        );
+        let login = fixture
+            .flows
+            .authorize(request("public-1"), NOW + 600, &fixture.ids)
+            .unwrap();
+        assert_eq!(fixture.flows.pending_counts().0, 1);
+        assert!(login.login_request_id.as_str().starts_with("lri_"));
+    }
+
+    #[test]
+    fn completed_sign_ins_free_their_place_and_consent_pages_take_one() {
+        let mut fixture = fixture_with_cap(1);
+        fixture.code();
+        fixture.authorize(request("public-1")).unwrap();
+
+        let mut fixture = fixture_with_cap(1);
+        let mut second = request("public-2");
+        second.scope = Some("mcp:read".to_owned());
+        let login = fixture.authorize(second.clone()).unwrap();
+        fixture.submit("conn_2", &login, ada()).unwrap();
+        assert!(matches!(
+            fixture.callback("conn_2", &login).unwrap(),
+            CallbackOutcome::NeedsConsent(_)
+        ));
+        assert_eq!(fixture.flows.pending_counts().0, 0);
+        assert_eq!(fixture.flows.pending_consents(), 1);
+        let Err(AuthorizeError::Redirect(redirect)) = fixture.authorize(second.clone()) else {
+            panic!("a consent page in progress did not count");
+        };
+        assert_eq!(
+            error_of(&redirect).map(|(error, _)| error),
+            Some(RedirectError::TemporarilyUnavailable)
+        );
+        fixture.flows.sweep(NOW + 600);
+        assert_eq!(fixture.flows.pending_consents(), 0);
+        assert!(fixture.authorize(second).is_ok());
+    }
+}
+
+mod durable {
+    use super::*;
+
+    #[test]
+    fn nothing_is_recorded_unless_asked_for() {
+        let mut fixture = fixture();
+        fixture.code();
+        assert!(fixture.flows.take_durable_changes().is_empty());
+    }
+
+    #[test]
+    fn a_sign_in_with_offline_access_records_user_organization_grant_and_rotation() {
+        let mut fixture = fixture();
+        fixture.flows.record_durable_changes();
+        let mut claims = ada();
+        claims.organization_external_id = Some("engines".to_owned());
+        let login = fixture.authorize(request("public-1")).unwrap();
+        fixture.submit("conn_1", &login, claims).unwrap();
+        let CallbackOutcome::Redirect(redirect) = fixture.callback("conn_1", &login).unwrap()
+        else {
+            panic!("unexpected consent");
+        };
+        let RedirectOutcome::Code(code) = redirect.outcome else {
+            panic!("no code");
+        };
+        let grant = fixture.exchange(code.expose(), NOW).unwrap();
+        let first = grant.refresh_token.unwrap();
+        let second = fixture
+            .refresh(first.expose(), NOW + 1)
+            .unwrap()
+            .refresh_token
+            .unwrap();
+
+        let changes = fixture.flows.take_durable_changes();
+        let kinds: Vec<&str> = changes
+            .iter()
+            .map(|change| match change {
+                DurableChange::UserCreated(_) => "user",
+                DurableChange::OrganizationCreated(_) => "organization",
+                DurableChange::GrantCreated(_) => "grant",
+                DurableChange::RefreshTokenIssued(_) => "issued",
+                DurableChange::RefreshTokenRotated { .. } => "rotated",
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "user",
+                "organization",
+                "grant",
+                "issued",
+                "rotated",
+                "issued"
+            ]
+        );
+        assert_eq!(
+            changes[4],
+            DurableChange::RefreshTokenRotated {
+                token: Secret::new(first.expose())
+            }
+        );
+        assert!(
+            matches!(&changes[5], DurableChange::RefreshTokenIssued(token) if token.token.expose() == second.expose())
+        );
+        assert!(fixture.flows.take_durable_changes().is_empty());
+        assert!(
+            !format!("{changes:?}").contains(first.expose()),
+            "refresh tokens are redacted in Debug"
+        );
+    }
+
+    #[test]
+    fn an_exported_state_imports_into_a_fresh_state_machine_that_carries_on() {
+        let mut fixture = fixture();
+        let client = fixture
+            .flows
+            .register_client(
+                "res_1",
+                ClientRegistration {
+                    client_name: Some("Claude".to_owned()),
+                    redirect_uris: vec!["http://127.0.0.1/cb".to_owned()],
+                    scope: None,
+                },
+                NOW,
+                &fixture.ids,
+            )
+            .unwrap();
+        let code = fixture.code();
+        let token = fixture.exchange(&code, NOW).unwrap().refresh_token.unwrap();
+        let rotated = token.expose().to_owned();
+        let current = fixture
+            .refresh(&rotated, NOW)
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let exported = fixture.flows.export_durable();
+        assert_eq!(
+            exported.clients.len(),
+            1,
+            "configured clients are not durable"
+        );
+        assert_eq!(exported.refresh_tokens.len(), 2);
+
+        let mut restarted = super::fixture();
+        restarted.flows.import_durable(exported.clone());
+        assert_eq!(restarted.flows.export_durable(), exported);
+        assert!(
+            restarted
+                .flows
+                .authorize(request(client.client_id.as_str()), NOW, &restarted.ids)
+                .is_ok()
+        );
+        let refreshed = restarted.refresh(current.expose(), NOW + 1).unwrap();
+        assert_eq!(refreshed.subject.as_str(), exported.users[0].user);
+        assert_eq!(
+            restarted.refresh(&rotated, NOW + 2).unwrap_err(),
+            TokenError::InvalidGrant(
+                "the refresh token was already used; the grant is revoked".into()
+            )
+        );
+        assert!(restarted.flows.export_durable().grants.is_empty());
+    }
+}

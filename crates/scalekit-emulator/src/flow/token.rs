@@ -1,9 +1,12 @@
 //! `POST /oauth/token` for MCP clients: the authorization-code grant (RFC 6749 §4.1.3, RFC 7636
 //! §4.6) and refresh with rotation (RFC 6749 §6, OAuth 2.1 §4.3.1; Decisions §3).
 
-use scalekit_wire::UserClaims;
+use scalekit_wire::{Secret, UserClaims};
 
-use super::{Flows, GrantRecord, RefreshRecord, SignIn};
+use super::{
+    DurableChange, Flows, GrantRecord, RefreshRecord, SignIn, StoredGrant, StoredRefreshToken,
+    StoredSignIn,
+};
 use crate::ids::IdGenerator;
 use crate::types::{
     ClientId, ConnectionId, OrganizationId, PkceVerifier, RefreshToken, ResourceId, ScopeSet,
@@ -177,6 +180,10 @@ impl Flows {
                     refresh_tokens: Vec::new(),
                 },
             );
+            self.record(DurableChange::GrantCreated(Box::new(StoredGrant {
+                grant_id: grant_id.clone(),
+                sign_in: StoredSignIn::from(&sign_in),
+            })));
             Some(self.mint_refresh_token(&grant_id, &sign_in, now, ids))
         } else {
             None
@@ -240,6 +247,9 @@ impl Flows {
 
         if let Some(old) = self.refresh_tokens.get_mut(&request.refresh_token) {
             old.rotated = true;
+            self.record(DurableChange::RefreshTokenRotated {
+                token: Secret::new(request.refresh_token.as_str()),
+            });
         }
         let refresh_token = self.mint_refresh_token(&record.grant, &sign_in, now, ids);
         Ok(issued(sign_in, scopes, None, Some(refresh_token)))
@@ -308,15 +318,23 @@ impl Flows {
             .resource(&sign_in.authorization.resource)
             .map_or(0, |resource| resource.refresh_token_lifetime_secs);
         let token = RefreshToken::new(ids.secret());
+        let expires_at = now + lifetime;
         self.refresh_tokens.insert(
             token.expose().to_owned(),
             RefreshRecord {
                 grant: grant_id.to_owned(),
                 client: sign_in.authorization.client.clone(),
-                expires_at: now + lifetime,
+                expires_at,
                 rotated: false,
             },
         );
+        self.record(DurableChange::RefreshTokenIssued(StoredRefreshToken {
+            token: Secret::new(token.expose()),
+            grant_id: grant_id.to_owned(),
+            client: sign_in.authorization.client.to_string(),
+            expires_at,
+            rotated: false,
+        }));
         if let Some(grant) = self.grants.get_mut(grant_id) {
             grant.refresh_tokens.push(token.expose().to_owned());
         }

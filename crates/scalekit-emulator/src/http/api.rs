@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::{ApiError, GrpcCode, OAuthError, OAuthErrorCode};
 use crate::flow::{ClientRegistration, SubmitUserError};
+use crate::types::AuthRequestId;
 
 pub(super) async fn submit_user(
     State(state): State<AppState>,
@@ -21,45 +22,63 @@ pub(super) async fn submit_user(
 ) -> Result<Json<AuthRequestResponse>, ApiError> {
     let Path((connection, login_request)) =
         path.map_err(|rejection| ApiError::new(GrpcCode::NotFound, rejection.body_text()))?;
-    let token =
-        bearer(&headers).ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "Token empty"))?;
-    let now = state.clock.now();
-    state
-        .minter
-        .verify_management(
-            &state.signer,
-            token,
-            &state.config.api_client.client_id,
-            now,
-        )
-        .ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "invalid token"))?;
+    authenticate_management(&state, bearer(&headers))?;
     let Json(claims) = body.map_err(|rejection| {
         ApiError::new(
             GrpcCode::InvalidArgument,
             format!("invalid user: {}", rejection.body_text()),
         )
     })?;
+    let auth_request_id = submit_user_details(&state, &connection, &login_request, claims)?;
+    Ok(Json(AuthRequestResponse {
+        auth_request_id: auth_request_id.to_string(),
+    }))
+}
+
+/// The management-token check every `/api/v1` call and every gRPC method shares: a missing
+/// token is "Token empty", anything that is not a live management token of this environment's
+/// API client is "invalid token" (both UNAUTHENTICATED, which makes the SDKs fetch a token).
+pub(crate) fn authenticate_management(
+    state: &AppState,
+    token: Option<&str>,
+) -> Result<(), ApiError> {
+    let token = token.ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "Token empty"))?;
+    state
+        .minter
+        .verify_management(
+            &state.signer,
+            token,
+            &state.config.api_client.client_id,
+            state.clock.now(),
+        )
+        .map(|_| ())
+        .ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "invalid token"))
+}
+
+/// The user-details transition (REST and gRPC): records the user for a pending login request.
+pub(crate) fn submit_user_details(
+    state: &AppState,
+    connection: &str,
+    login_request: &str,
+    claims: UserClaims,
+) -> Result<AuthRequestId, ApiError> {
+    let now = state.clock.now();
     let result =
         state
             .flows()
-            .submit_user(&connection, &login_request, claims, now, state.ids.as_ref());
-    match result {
-        Ok(auth_request_id) => Ok(Json(AuthRequestResponse {
-            auth_request_id: auth_request_id.to_string(),
-        })),
-        Err(SubmitUserError::NotFound(message)) => Err(ApiError::new(GrpcCode::NotFound, message)),
-        Err(SubmitUserError::InvalidArgument {
+            .submit_user(connection, login_request, claims, now, state.ids.as_ref());
+    result.map_err(|error| match error {
+        SubmitUserError::NotFound(message) => ApiError::new(GrpcCode::NotFound, message),
+        SubmitUserError::InvalidArgument {
             message,
             violations,
-        }) => Err(ApiError::invalid_argument(message, violations)),
-        Err(SubmitUserError::AlreadyExists(message)) => {
-            Err(ApiError::new(GrpcCode::AlreadyExists, message))
-        }
-    }
+        } => ApiError::invalid_argument(message, violations),
+        SubmitUserError::AlreadyExists(message) => ApiError::new(GrpcCode::AlreadyExists, message),
+    })
 }
 
 /// The bearer token, or `None` when the header is missing or empty.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let token = value
         .strip_prefix("Bearer ")

@@ -252,6 +252,52 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error as a gRPC status: the same code and message, and the same `ErrorInfo` in
+    /// `grpc-status-details-bin` (a `google.rpc.Status` whose `details` hold it as an `Any`), the
+    /// way Scalekit's SDKs read it with `findDetails(ErrorInfo)`.
+    pub fn into_status(self) -> tonic::Status {
+        use prost::Message as _;
+
+        use crate::grpc::proto::google::rpc;
+        use crate::grpc::proto::scalekit::v1::errdetails;
+
+        tracing::info!(code = self.code.name(), message = %self.message, "grpc error");
+        let validation_error_info =
+            (!self.violations.is_empty()).then(|| errdetails::ValidationErrorInfo {
+                field_violations: self
+                    .violations
+                    .iter()
+                    .map(
+                        |violation| errdetails::validation_error_info::FieldViolation {
+                            field: violation.field.clone(),
+                            description: violation.description.clone(),
+                            constraint: String::new(),
+                        },
+                    )
+                    .collect(),
+            });
+        let info = errdetails::ErrorInfo {
+            error_code: self.code.name().to_owned(),
+            validation_error_info,
+            ..errdetails::ErrorInfo::default()
+        };
+        let status = rpc::Status {
+            code: self.code.number(),
+            message: self.message.clone(),
+            details: vec![prost_types::Any {
+                type_url: scalekit_wire::ERROR_INFO_TYPE.to_owned(),
+                value: info.encode_to_vec(),
+            }],
+        };
+        tonic::Status::with_details(
+            tonic::Code::from_i32(self.code.number()),
+            self.message,
+            status.encode_to_vec().into(),
+        )
+    }
+}
+
 /// The hosted error page (HTML, 400): never a redirect, the user restarts from the MCP client.
 #[derive(Debug)]
 pub struct HostedErrorPage {

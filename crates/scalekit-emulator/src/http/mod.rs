@@ -1,6 +1,7 @@
 //! The HTTP edge: axum routes over the state machine. Only this module knows about axum.
 
-mod api;
+pub(crate) mod api;
+pub mod control;
 pub mod error;
 mod html;
 mod oauth;
@@ -8,7 +9,7 @@ mod sso;
 mod wellknown;
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::Request;
@@ -23,6 +24,7 @@ use crate::config::Config;
 use crate::flow::Flows;
 use crate::ids::IdGenerator;
 use crate::keys::Signer;
+use crate::store::{FlowsGuard, Store};
 use crate::tokens::TokenMinter;
 use error::{ApiError, GrpcCode};
 
@@ -42,6 +44,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The injected id generator.
     pub ids: Arc<dyn IdGenerator>,
+    /// Where durable changes are written (`None`: memory only).
+    pub store: Option<Arc<Store>>,
+    /// The control API's request log and armed faults.
+    pub control: Arc<control::ControlState>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -71,6 +77,8 @@ impl AppState {
             signer: Arc::new(signer),
             clock,
             ids,
+            store: None,
+            control: Arc::default(),
         }
     }
 
@@ -80,9 +88,11 @@ impl AppState {
     }
 
     /// Locks the state machine. A panic in another handler does not poison the emulator: the
-    /// maps stay consistent because every transition checks before it mutates.
-    pub fn flows(&self) -> MutexGuard<'_, Flows> {
-        self.flows.lock().unwrap_or_else(PoisonError::into_inner)
+    /// maps stay consistent because every transition checks before it mutates. Releasing the
+    /// guard writes the transition's durable changes to the store, if there is one.
+    pub fn flows(&self) -> FlowsGuard<'_> {
+        let flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
+        FlowsGuard::new(flows, self.store.as_deref())
     }
 
     /// Drops expired entries now.
@@ -137,12 +147,14 @@ pub fn router(state: AppState) -> Router {
             "/sso/v1/connections/{connection}/partner:callback",
             get(sso::partner_callback),
         )
+        .merge(control::routes(&state))
         .fallback(not_found)
-        .with_state(state);
+        .with_state(state.clone());
     let normalised = routes.map_request(collapse_leading_slashes);
-    Router::new()
+    let router = Router::new()
         .fallback_service(normalised.map_err(|never: Infallible| match never {}))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    control::layer(router, &state)
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -66,6 +66,7 @@ impl TestEnv {
             clock: Arc::new(clock.clone()),
             ids: Arc::new(SequentialIds::new()),
             signing_key_pem: Some(signing_key_pem()),
+            state_dir: None,
         };
         let app = App::from_listener_with(listener, config, deps)?;
         let base = app.base_url().as_str().trim_end_matches('/').to_owned();

@@ -4,7 +4,12 @@ mod helpers;
 
 mod client_credentials;
 mod consent;
+mod control;
 mod dcr;
 mod errors;
 mod flow;
+mod grpc;
 mod metadata;
+mod pending;
+mod restart;
+mod tls;

@@ -1,0 +1,419 @@
+//! What of the state machine outlives a restart: the durable records as plain data, the changes
+//! transitions make to them (an outbox the edge drains after each transition and writes to the
+//! store), and the snapshot the state machine is rebuilt from at start.
+//!
+//! Durable: DCR clients, users, organizations, remembered consents, grants and refresh tokens
+//! (with their rotation state). Login requests, consent pages and codes live for minutes and stay
+//! in memory only: a restart abandons the sign-ins in progress, as a browser would see after a
+//! Scalekit deploy.
+
+use scalekit_wire::{Secret, UserClaims};
+use serde::{Deserialize, Serialize};
+
+use super::{Client, Flows, GrantRecord, PendingAuthorization, RefreshRecord, SignIn};
+use crate::types::{
+    ClientId, ClientState, ConnectionId, OrganizationId, PkceChallenge, RedirectUri, ResourceId,
+    ScopeSet, SessionId, UserId,
+};
+
+/// A client registered through DCR (configured clients come from the configuration each start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClient {
+    /// `m2m_…`.
+    pub client_id: String,
+    /// `client_name`.
+    pub client_name: Option<String>,
+    /// The registered redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// The `res_…` the client belongs to.
+    pub resource: String,
+}
+
+/// The `usr_…` minted for a (connection, posted `sub`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    /// `conn_…`.
+    pub connection: String,
+    /// The `sub` "Your App" posted.
+    pub external_sub: String,
+    /// `usr_…`.
+    pub user: String,
+}
+
+/// The `org_…` minted for a (connection, `organization_external_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrganization {
+    /// `conn_…`.
+    pub connection: String,
+    /// The `organization_external_id` "Your App" posted.
+    pub external_id: String,
+    /// `org_…`.
+    pub organization: String,
+}
+
+/// Scopes a user approved for a client and resource on the consent page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConsent {
+    /// `usr_…`.
+    pub user: String,
+    /// The client.
+    pub client: String,
+    /// `res_…`.
+    pub resource: String,
+    /// The approved scopes.
+    pub scopes: Vec<String>,
+}
+
+/// A grant (the family of refresh tokens of one sign-in with `offline_access`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredGrant {
+    /// `grant_…`.
+    pub grant_id: String,
+    /// The sign-in the grant was made for.
+    pub sign_in: StoredSignIn,
+}
+
+/// A completed sign-in as plain data (kept as JSON in the store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSignIn {
+    /// The client.
+    pub client: String,
+    /// The redirect URI of the authorization request.
+    pub redirect_uri: String,
+    /// The client's `state`.
+    pub client_state: Option<String>,
+    /// The OIDC `nonce`.
+    pub nonce: Option<String>,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// The S256 `code_challenge`.
+    pub challenge: String,
+    /// `res_…`.
+    pub resource: String,
+    /// `conn_…`.
+    pub connection: String,
+    /// `usr_…`.
+    pub user: String,
+    /// The posted `sub`.
+    pub external_sub: String,
+    /// Everything "Your App" posted.
+    pub claims: UserClaims,
+    /// `org_…`.
+    pub organization: Option<String>,
+    /// `ses_…`.
+    pub session: String,
+    /// When the user signed in (unix seconds).
+    pub auth_time: u64,
+}
+
+/// One refresh token of a grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRefreshToken {
+    /// The token itself.
+    pub token: Secret,
+    /// `grant_…`.
+    pub grant_id: String,
+    /// The client it was issued to.
+    pub client: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Already exchanged for a newer token: presenting it again revokes the grant.
+    pub rotated: bool,
+}
+
+/// A change a transition made to the durable state, in the order it was made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DurableChange {
+    /// A client registered through DCR.
+    ClientRegistered(StoredClient),
+    /// A user was minted for a new (connection, `sub`).
+    UserCreated(StoredUser),
+    /// An organization was minted for a new (connection, external id).
+    OrganizationCreated(StoredOrganization),
+    /// A consent was approved (replaces an earlier one for the same user, client and resource).
+    ConsentRemembered(StoredConsent),
+    /// A grant was made (always followed by its first refresh token). Boxed: a sign-in is large.
+    GrantCreated(Box<StoredGrant>),
+    /// A grant and all its refresh tokens were revoked.
+    GrantRevoked {
+        /// `grant_…`.
+        grant_id: String,
+    },
+    /// A refresh token was issued.
+    RefreshTokenIssued(StoredRefreshToken),
+    /// A refresh token was exchanged for a newer one.
+    RefreshTokenRotated {
+        /// The rotated-out token.
+        token: Secret,
+    },
+    /// The sweep ran: refresh tokens expired at `now` are gone, and grants left without one.
+    Expired {
+        /// Unix seconds.
+        now: u64,
+    },
+    /// Everything durable was dropped (the control API's reset).
+    Reset,
+}
+
+/// Everything durable, as loaded from the store at start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DurableState {
+    /// DCR clients.
+    pub clients: Vec<StoredClient>,
+    /// Users.
+    pub users: Vec<StoredUser>,
+    /// Organizations.
+    pub organizations: Vec<StoredOrganization>,
+    /// Remembered consents.
+    pub consents: Vec<StoredConsent>,
+    /// Grants.
+    pub grants: Vec<StoredGrant>,
+    /// Refresh tokens, rotated ones included.
+    pub refresh_tokens: Vec<StoredRefreshToken>,
+}
+
+impl Flows {
+    /// From now on, transitions record their durable changes for [`Flows::take_durable_changes`].
+    /// Off by default, so that a state machine nobody drains does not grow.
+    pub fn record_durable_changes(&mut self) {
+        self.durable_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The durable changes recorded since the last call, oldest first.
+    pub fn take_durable_changes(&mut self) -> Vec<DurableChange> {
+        self.durable_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Replaces every flow, client registration, user, consent, grant and refresh token with the
+    /// state `fresh` starts from, keeping the recording of durable changes as it was and recording
+    /// the reset itself.
+    pub fn reset_to(&mut self, fresh: Flows) {
+        let recording = self.durable_log.is_some();
+        *self = fresh;
+        if recording {
+            self.record_durable_changes();
+            self.record(DurableChange::Reset);
+        }
+    }
+
+    pub(super) fn record(&mut self, change: DurableChange) {
+        if let Some(log) = &mut self.durable_log {
+            log.push(change);
+        }
+    }
+
+    /// The durable state as plain data (what the store holds after every change is applied).
+    pub fn export_durable(&self) -> DurableState {
+        let mut state = DurableState {
+            clients: self
+                .clients
+                .values()
+                .filter(|client| client.dynamic)
+                .map(|client| StoredClient {
+                    client_id: client.id.to_string(),
+                    client_name: client.name.clone(),
+                    redirect_uris: client.redirect_uris.clone(),
+                    resource: client.resource.to_string(),
+                })
+                .collect(),
+            users: self
+                .users
+                .iter()
+                .map(|((connection, external_sub), user)| StoredUser {
+                    connection: connection.to_string(),
+                    external_sub: external_sub.clone(),
+                    user: user.to_string(),
+                })
+                .collect(),
+            organizations: self
+                .organizations
+                .iter()
+                .map(
+                    |((connection, external_id), organization)| StoredOrganization {
+                        connection: connection.to_string(),
+                        external_id: external_id.clone(),
+                        organization: organization.to_string(),
+                    },
+                )
+                .collect(),
+            consents: self
+                .remembered_consents
+                .iter()
+                .map(|((user, client, resource), scopes)| StoredConsent {
+                    user: user.to_string(),
+                    client: client.to_string(),
+                    resource: resource.to_string(),
+                    scopes: scopes.as_slice().to_vec(),
+                })
+                .collect(),
+            grants: self
+                .grants
+                .iter()
+                .map(|(grant_id, grant)| StoredGrant {
+                    grant_id: grant_id.clone(),
+                    sign_in: StoredSignIn::from(&grant.sign_in),
+                })
+                .collect(),
+            refresh_tokens: self
+                .refresh_tokens
+                .iter()
+                .map(|(token, record)| StoredRefreshToken {
+                    token: Secret::new(token.as_str()),
+                    grant_id: record.grant.clone(),
+                    client: record.client.to_string(),
+                    expires_at: record.expires_at,
+                    rotated: record.rotated,
+                })
+                .collect(),
+        };
+        // Sorted, so that two exports of the same state compare equal.
+        state
+            .clients
+            .sort_by(|left, right| left.client_id.cmp(&right.client_id));
+        state
+            .users
+            .sort_by(|left, right| left.user.cmp(&right.user));
+        state
+            .organizations
+            .sort_by(|left, right| left.organization.cmp(&right.organization));
+        state.consents.sort_by(|left, right| {
+            (&left.user, &left.client, &left.resource).cmp(&(
+                &right.user,
+                &right.client,
+                &right.resource,
+            ))
+        });
+        state
+            .grants
+            .sort_by(|left, right| left.grant_id.cmp(&right.grant_id));
+        state
+            .refresh_tokens
+            .sort_by(|left, right| left.token.expose().cmp(right.token.expose()));
+        state
+    }
+
+    /// Adds a loaded durable state to a fresh state machine. Configured clients keep their
+    /// configuration; refresh tokens whose grant is missing are dropped.
+    pub fn import_durable(&mut self, state: DurableState) {
+        for client in state.clients {
+            let id = ClientId::new(client.client_id);
+            if self.clients.contains_key(&id) {
+                continue;
+            }
+            self.clients.insert(
+                id.clone(),
+                Client {
+                    id,
+                    name: client.client_name,
+                    redirect_uris: client.redirect_uris,
+                    resource: ResourceId::new(client.resource),
+                    secret: None,
+                    dynamic: true,
+                },
+            );
+        }
+        for user in state.users {
+            self.users.insert(
+                (ConnectionId::new(user.connection), user.external_sub),
+                UserId::new(user.user),
+            );
+        }
+        for organization in state.organizations {
+            self.organizations.insert(
+                (
+                    ConnectionId::new(organization.connection),
+                    organization.external_id,
+                ),
+                OrganizationId::new(organization.organization),
+            );
+        }
+        for consent in state.consents {
+            self.remembered_consents.insert(
+                (
+                    UserId::new(consent.user),
+                    ClientId::new(consent.client),
+                    ResourceId::new(consent.resource),
+                ),
+                consent.scopes.iter().map(String::as_str).collect(),
+            );
+        }
+        for grant in state.grants {
+            // A stored redirect URI that no longer parses (a hand-edited database) drops the grant.
+            let Some(sign_in) = grant.sign_in.into_sign_in() else {
+                continue;
+            };
+            self.grants.insert(
+                grant.grant_id,
+                GrantRecord {
+                    sign_in,
+                    refresh_tokens: Vec::new(),
+                },
+            );
+        }
+        for token in state.refresh_tokens {
+            let Some(grant) = self.grants.get_mut(&token.grant_id) else {
+                continue;
+            };
+            let token_value = token.token.expose().to_owned();
+            grant.refresh_tokens.push(token_value.clone());
+            self.refresh_tokens.insert(
+                token_value,
+                RefreshRecord {
+                    grant: token.grant_id,
+                    client: ClientId::new(token.client),
+                    expires_at: token.expires_at,
+                    rotated: token.rotated,
+                },
+            );
+        }
+    }
+}
+
+impl From<&SignIn> for StoredSignIn {
+    fn from(sign_in: &SignIn) -> Self {
+        let authorization = &sign_in.authorization;
+        StoredSignIn {
+            client: authorization.client.to_string(),
+            redirect_uri: authorization.redirect_uri.as_str().to_owned(),
+            client_state: authorization.client_state.as_ref().map(ToString::to_string),
+            nonce: authorization.nonce.clone(),
+            scopes: authorization.scopes.as_slice().to_vec(),
+            challenge: authorization.challenge.to_string(),
+            resource: authorization.resource.to_string(),
+            connection: sign_in.connection.to_string(),
+            user: sign_in.user.to_string(),
+            external_sub: sign_in.external_sub.clone(),
+            claims: sign_in.claims.clone(),
+            organization: sign_in.organization.as_ref().map(ToString::to_string),
+            session: sign_in.session.to_string(),
+            auth_time: sign_in.auth_time,
+        }
+    }
+}
+
+impl StoredSignIn {
+    fn into_sign_in(self) -> Option<SignIn> {
+        let redirect_uri = RedirectUri::parse(&self.redirect_uri)?;
+        Some(SignIn {
+            authorization: PendingAuthorization {
+                client: ClientId::new(self.client),
+                redirect_uri,
+                client_state: self.client_state.map(ClientState::new),
+                nonce: self.nonce,
+                scopes: self.scopes.iter().map(String::as_str).collect::<ScopeSet>(),
+                challenge: PkceChallenge::new(self.challenge),
+                resource: ResourceId::new(self.resource),
+            },
+            connection: ConnectionId::new(self.connection),
+            user: UserId::new(self.user),
+            external_sub: self.external_sub,
+            claims: self.claims,
+            organization: self.organization.map(OrganizationId::new),
+            session: SessionId::new(self.session),
+            auth_time: self.auth_time,
+        })
+    }
+}

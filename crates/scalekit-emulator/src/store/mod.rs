@@ -1,0 +1,442 @@
+//! The state that survives restarts, in SQLite (`{state_dir}/emulator.sqlite3`): the signing key
+//! and the durable records of the state machine ([`crate::flow::DurableState`]).
+//!
+//! The state machine does no IO: its transitions record [`DurableChange`]s, and the edge drains
+//! them after each transition, under the same lock, into [`Store::apply`] (see [`FlowsGuard`]).
+//! At start, [`Store::load`] gives the snapshot `Flows::import_durable` rebuilds from.
+
+mod guard;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+use scalekit_wire::Secret;
+
+pub use guard::FlowsGuard;
+
+use crate::flow::{
+    DurableChange, DurableState, StoredClient, StoredConsent, StoredGrant, StoredOrganization,
+    StoredRefreshToken, StoredSignIn, StoredUser,
+};
+
+/// The database file inside the state directory.
+pub const DATABASE_FILE: &str = "emulator.sqlite3";
+
+/// Why the state directory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state directory could not be created.
+    #[error("cannot create the state directory {path}")]
+    CreateDirectory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation.
+    #[error("state database {path}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer emulator.
+    #[error(
+        "state database {path} has schema version {found}, newer than this emulator's {supported}; \
+         use a newer emulator or another --state-dir"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// A stored value is not what this emulator wrote.
+    #[error("state database {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// An open state database.
+pub struct Store {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating when needed) `{state_dir}/emulator.sqlite3` and brings its schema up to
+    /// date. A schema newer than this emulator's is an error, never silently downgraded.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDirectory {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        let path = state_dir.join(DATABASE_FILE);
+        let connection = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        restrict_permissions(&path);
+        Self::with_connection(path, connection)
+    }
+
+    /// A database in memory (for tests of the store itself).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let connection = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        Self::with_connection(path, connection)
+    }
+
+    fn with_connection(path: PathBuf, mut connection: Connection) -> Result<Store, StoreError> {
+        schema::migrate(&mut connection, &path)?;
+        Ok(Store {
+            path,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stored signing key (PKCS#8 PEM), if one was saved.
+    pub fn signing_key(&self) -> Result<Option<Secret>, StoreError> {
+        self.connection()
+            .query_row("SELECT pem FROM signing_key WHERE id = 1", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()
+            .map(|pem| pem.map(Secret::new))
+            .map_err(self.sqlite())
+    }
+
+    /// Saves the signing key, replacing any other.
+    pub fn save_signing_key(&self, pem: &Secret) -> Result<(), StoreError> {
+        self.connection()
+            .execute(
+                "INSERT INTO signing_key (id, pem) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET pem = excluded.pem",
+                params![pem.expose()],
+            )
+            .map(drop)
+            .map_err(self.sqlite())
+    }
+
+    /// Everything durable, for `Flows::import_durable`.
+    pub fn load(&self) -> Result<DurableState, StoreError> {
+        let connection = self.connection();
+        let sqlite = self.sqlite();
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            message,
+        };
+
+        let clients = query(
+            &connection,
+            "SELECT client_id, client_name, redirect_uris, resource_id FROM clients
+             ORDER BY client_id",
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            },
+        )
+        .map_err(&sqlite)?
+        .into_iter()
+        .map(|(client_id, client_name, redirect_uris, resource)| {
+            let redirect_uris: Vec<String> = serde_json::from_str(&redirect_uris)
+                .map_err(|error| corrupt(format!("client {client_id} redirect_uris: {error}")))?;
+            Ok(StoredClient {
+                client_id,
+                client_name,
+                redirect_uris,
+                resource,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+        let users = query(
+            &connection,
+            "SELECT connection_id, external_sub, user_id FROM users ORDER BY user_id",
+            |row| {
+                Ok(StoredUser {
+                    connection: row.get(0)?,
+                    external_sub: row.get(1)?,
+                    user: row.get(2)?,
+                })
+            },
+        )
+        .map_err(&sqlite)?;
+
+        let organizations = query(
+            &connection,
+            "SELECT connection_id, external_id, organization_id FROM organizations
+             ORDER BY organization_id",
+            |row| {
+                Ok(StoredOrganization {
+                    connection: row.get(0)?,
+                    external_id: row.get(1)?,
+                    organization: row.get(2)?,
+                })
+            },
+        )
+        .map_err(&sqlite)?;
+
+        let consents = query(
+            &connection,
+            "SELECT user_id, client_id, resource_id, scopes FROM consents
+             ORDER BY user_id, client_id, resource_id",
+            |row| {
+                Ok(StoredConsent {
+                    user: row.get(0)?,
+                    client: row.get(1)?,
+                    resource: row.get(2)?,
+                    scopes: row
+                        .get::<_, String>(3)?
+                        .split(' ')
+                        .filter(|scope| !scope.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                })
+            },
+        )
+        .map_err(&sqlite)?;
+
+        let grants = query(
+            &connection,
+            "SELECT grant_id, sign_in FROM grants ORDER BY grant_id",
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+        )
+        .map_err(&sqlite)?
+        .into_iter()
+        .map(|(grant_id, sign_in)| {
+            let sign_in: StoredSignIn = serde_json::from_str(&sign_in)
+                .map_err(|error| corrupt(format!("grant {grant_id} sign_in: {error}")))?;
+            Ok(StoredGrant { grant_id, sign_in })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+        let refresh_tokens = query(
+            &connection,
+            "SELECT token, grant_id, client_id, expires_at, rotated FROM refresh_tokens
+             ORDER BY token",
+            |row| {
+                Ok(StoredRefreshToken {
+                    token: Secret::new(row.get::<_, String>(0)?),
+                    grant_id: row.get(1)?,
+                    client: row.get(2)?,
+                    expires_at: from_sql_seconds(row.get(3)?),
+                    rotated: row.get(4)?,
+                })
+            },
+        )
+        .map_err(&sqlite)?;
+
+        Ok(DurableState {
+            clients,
+            users,
+            organizations,
+            consents,
+            grants,
+            refresh_tokens,
+        })
+    }
+
+    /// Writes durable changes, in order, in one transaction.
+    pub fn apply(&self, changes: &[DurableChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.connection();
+        let transaction = connection.transaction().map_err(self.sqlite())?;
+        for change in changes {
+            apply_one(&transaction, change).map_err(|error| match error {
+                ApplyError::Sqlite(source) => StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                },
+                ApplyError::Json(error) => StoreError::Corrupt {
+                    path: self.path.clone(),
+                    message: error.to_string(),
+                },
+            })?;
+        }
+        transaction.commit().map_err(self.sqlite())
+    }
+}
+
+enum ApplyError {
+    Sqlite(rusqlite::Error),
+    Json(serde_json::Error),
+}
+
+impl From<rusqlite::Error> for ApplyError {
+    fn from(error: rusqlite::Error) -> Self {
+        ApplyError::Sqlite(error)
+    }
+}
+
+impl From<serde_json::Error> for ApplyError {
+    fn from(error: serde_json::Error) -> Self {
+        ApplyError::Json(error)
+    }
+}
+
+fn apply_one(transaction: &Transaction<'_>, change: &DurableChange) -> Result<(), ApplyError> {
+    match change {
+        DurableChange::ClientRegistered(client) => {
+            transaction.execute(
+                "INSERT OR REPLACE INTO clients (client_id, client_name, redirect_uris, resource_id)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    client.client_id,
+                    client.client_name,
+                    serde_json::to_string(&client.redirect_uris)?,
+                    client.resource
+                ],
+            )?;
+        }
+        DurableChange::UserCreated(user) => {
+            transaction.execute(
+                "INSERT OR REPLACE INTO users (connection_id, external_sub, user_id)
+                 VALUES (?1, ?2, ?3)",
+                params![user.connection, user.external_sub, user.user],
+            )?;
+        }
+        DurableChange::OrganizationCreated(organization) => {
+            transaction.execute(
+                "INSERT OR REPLACE INTO organizations (connection_id, external_id, organization_id)
+                 VALUES (?1, ?2, ?3)",
+                params![
+                    organization.connection,
+                    organization.external_id,
+                    organization.organization
+                ],
+            )?;
+        }
+        DurableChange::ConsentRemembered(consent) => {
+            transaction.execute(
+                "INSERT OR REPLACE INTO consents (user_id, client_id, resource_id, scopes)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    consent.user,
+                    consent.client,
+                    consent.resource,
+                    consent.scopes.join(" ")
+                ],
+            )?;
+        }
+        DurableChange::GrantCreated(grant) => {
+            transaction.execute(
+                "INSERT OR REPLACE INTO grants (grant_id, sign_in) VALUES (?1, ?2)",
+                params![grant.grant_id, serde_json::to_string(&grant.sign_in)?],
+            )?;
+        }
+        DurableChange::GrantRevoked { grant_id } => {
+            transaction.execute(
+                "DELETE FROM refresh_tokens WHERE grant_id = ?1",
+                params![grant_id],
+            )?;
+            transaction.execute("DELETE FROM grants WHERE grant_id = ?1", params![grant_id])?;
+        }
+        DurableChange::RefreshTokenIssued(token) => {
+            transaction.execute(
+                "INSERT OR REPLACE INTO refresh_tokens (token, grant_id, client_id, expires_at, rotated)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    token.token.expose(),
+                    token.grant_id,
+                    token.client,
+                    to_sql_seconds(token.expires_at),
+                    token.rotated
+                ],
+            )?;
+        }
+        DurableChange::RefreshTokenRotated { token } => {
+            transaction.execute(
+                "UPDATE refresh_tokens SET rotated = 1 WHERE token = ?1",
+                params![token.expose()],
+            )?;
+        }
+        DurableChange::Expired { now } => {
+            transaction.execute(
+                "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+                params![to_sql_seconds(*now)],
+            )?;
+            transaction.execute(
+                "DELETE FROM grants
+                 WHERE grant_id NOT IN (SELECT grant_id FROM refresh_tokens)",
+                [],
+            )?;
+        }
+        DurableChange::Reset => {
+            transaction.execute_batch(
+                "DELETE FROM refresh_tokens; DELETE FROM grants; DELETE FROM consents;
+                 DELETE FROM organizations; DELETE FROM users; DELETE FROM clients;",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// SQLite integers are signed; unix seconds fit until the year 292 billion.
+fn to_sql_seconds(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}
+
+fn from_sql_seconds(seconds: i64) -> u64 {
+    u64::try_from(seconds).unwrap_or(0)
+}
+
+fn query<T>(
+    connection: &Connection,
+    sql: &str,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map([], map)?;
+    rows.collect()
+}
+
+/// The database holds the signing key and refresh tokens: readable by its owner only.
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), %error, "cannot restrict the state database's permissions");
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) {}
+
+#[cfg(test)]
+mod tests;

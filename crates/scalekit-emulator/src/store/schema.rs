@@ -1,0 +1,91 @@
+//! The state database's schema and its migrations, versioned with `PRAGMA user_version`.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The schema version this emulator writes. Bump it with a new entry in [`MIGRATIONS`].
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r"
+CREATE TABLE signing_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pem TEXT NOT NULL
+);
+CREATE TABLE clients (
+    client_id TEXT PRIMARY KEY,
+    client_name TEXT,
+    redirect_uris TEXT NOT NULL, -- JSON array of strings
+    resource_id TEXT NOT NULL
+);
+CREATE TABLE users (
+    connection_id TEXT NOT NULL,
+    external_sub TEXT NOT NULL,
+    user_id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (connection_id, external_sub)
+);
+CREATE TABLE organizations (
+    connection_id TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    organization_id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (connection_id, external_id)
+);
+CREATE TABLE consents (
+    user_id TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    scopes TEXT NOT NULL, -- space-separated
+    PRIMARY KEY (user_id, client_id, resource_id)
+);
+CREATE TABLE grants (
+    grant_id TEXT PRIMARY KEY,
+    sign_in TEXT NOT NULL -- JSON: flow::StoredSignIn
+);
+CREATE TABLE refresh_tokens (
+    token TEXT PRIMARY KEY,
+    grant_id TEXT NOT NULL REFERENCES grants (grant_id) ON DELETE CASCADE,
+    client_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, -- unix seconds
+    rotated INTEGER NOT NULL -- 0 or 1
+);
+CREATE INDEX refresh_tokens_by_grant ON refresh_tokens (grant_id);
+"];
+
+/// Brings the database to [`SCHEMA_VERSION`], each step in its own transaction.
+pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    // WAL with `synchronous = NORMAL`: a commit survives the process being killed (what a
+    // restart is), without an fsync per transition under the state lock.
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(sqlite)?;
+    let found: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let applied = usize::try_from(found).unwrap_or(0);
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let transaction = connection.transaction().map_err(sqlite)?;
+        transaction.execute_batch(migration).map_err(sqlite)?;
+        transaction
+            .execute_batch(&format!("PRAGMA user_version = {}", from + 1))
+            .map_err(sqlite)?;
+        transaction.commit().map_err(sqlite)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! Round trips through the state database, in memory and on disk.
+
+use scalekit_wire::UserClaims;
+use url::Url;
+
+use super::*;
+use crate::config::Config;
+use crate::flow::{
+    AuthorizationCodeRequest, AuthorizeRequest, CallbackOutcome, ClientRegistration, Flows,
+    RedirectOutcome, RefreshRequest,
+};
+use crate::ids::SequentialIds;
+use crate::types::{ClientId, PkceVerifier, pkce_s256};
+
+const NOW: u64 = 1_800_000_000;
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const FIXTURE: &str = include_str!("../../../../fixtures/environment.toml");
+
+/// A unique, empty directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        let path = std::env::temp_dir().join(format!(
+            "scalekit-emulator-store-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sign_in() -> StoredSignIn {
+    StoredSignIn {
+        client: "m2m_1".to_owned(),
+        redirect_uri: "http://127.0.0.1:5000/cb".to_owned(),
+        client_state: Some("xyz".to_owned()),
+        nonce: None,
+        scopes: vec!["openid".to_owned(), "offline_access".to_owned()],
+        challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned(),
+        resource: "res_1".to_owned(),
+        connection: "conn_1".to_owned(),
+        user: "usr_1".to_owned(),
+        external_sub: "ada".to_owned(),
+        claims: UserClaims {
+            sub: Some("ada".to_owned()),
+            email: Some("ada@example.com".to_owned()),
+            roles: vec!["admin".to_owned()],
+            ..UserClaims::default()
+        },
+        organization: Some("org_1".to_owned()),
+        session: "ses_1".to_owned(),
+        auth_time: NOW,
+    }
+}
+
+fn token(value: &str, grant: &str, expires_at: u64) -> StoredRefreshToken {
+    StoredRefreshToken {
+        token: Secret::new(value),
+        grant_id: grant.to_owned(),
+        client: "m2m_1".to_owned(),
+        expires_at,
+        rotated: false,
+    }
+}
+
+fn grant(grant_id: &str) -> StoredGrant {
+    StoredGrant {
+        grant_id: grant_id.to_owned(),
+        sign_in: sign_in(),
+    }
+}
+
+/// One change of each kind.
+fn changes() -> Vec<DurableChange> {
+    vec![
+        DurableChange::ClientRegistered(StoredClient {
+            client_id: "m2m_1".to_owned(),
+            client_name: Some("Claude".to_owned()),
+            redirect_uris: vec!["http://127.0.0.1/cb".to_owned(), "app:/cb".to_owned()],
+            resource: "res_1".to_owned(),
+        }),
+        DurableChange::UserCreated(StoredUser {
+            connection: "conn_1".to_owned(),
+            external_sub: "ada".to_owned(),
+            user: "usr_1".to_owned(),
+        }),
+        DurableChange::OrganizationCreated(StoredOrganization {
+            connection: "conn_1".to_owned(),
+            external_id: "engines".to_owned(),
+            organization: "org_1".to_owned(),
+        }),
+        DurableChange::ConsentRemembered(StoredConsent {
+            user: "usr_1".to_owned(),
+            client: "m2m_1".to_owned(),
+            resource: "res_1".to_owned(),
+            scopes: vec!["openid".to_owned(), "mcp:read".to_owned()],
+        }),
+        DurableChange::GrantCreated(Box::new(grant("grant_1"))),
+        DurableChange::RefreshTokenIssued(token("rt-1", "grant_1", NOW + 100)),
+        DurableChange::RefreshTokenRotated {
+            token: Secret::new("rt-1"),
+        },
+        DurableChange::RefreshTokenIssued(token("rt-2", "grant_1", NOW + 200)),
+    ]
+}
+
+fn expected() -> DurableState {
+    let DurableChange::ClientRegistered(client) = &changes()[0] else {
+        unreachable!("the first change registers a client")
+    };
+    DurableState {
+        clients: vec![client.clone()],
+        users: vec![StoredUser {
+            connection: "conn_1".to_owned(),
+            external_sub: "ada".to_owned(),
+            user: "usr_1".to_owned(),
+        }],
+        organizations: vec![StoredOrganization {
+            connection: "conn_1".to_owned(),
+            external_id: "engines".to_owned(),
+            organization: "org_1".to_owned(),
+        }],
+        consents: vec![StoredConsent {
+            user: "usr_1".to_owned(),
+            client: "m2m_1".to_owned(),
+            resource: "res_1".to_owned(),
+            scopes: vec!["openid".to_owned(), "mcp:read".to_owned()],
+        }],
+        grants: vec![grant("grant_1")],
+        refresh_tokens: vec![
+            StoredRefreshToken {
+                rotated: true,
+                ..token("rt-1", "grant_1", NOW + 100)
+            },
+            token("rt-2", "grant_1", NOW + 200),
+        ],
+    }
+}
+
+#[test]
+fn every_kind_of_change_round_trips_through_the_database() {
+    let store = Store::open_in_memory().unwrap();
+    assert_eq!(store.load().unwrap(), DurableState::default());
+    store.apply(&changes()).unwrap();
+    assert_eq!(store.load().unwrap(), expected());
+}
+
+#[test]
+fn a_revoked_grant_takes_its_refresh_tokens_with_it() {
+    let store = Store::open_in_memory().unwrap();
+    store.apply(&changes()).unwrap();
+    store
+        .apply(&[
+            DurableChange::GrantCreated(Box::new(grant("grant_2"))),
+            DurableChange::RefreshTokenIssued(token("rt-3", "grant_2", NOW + 100)),
+            DurableChange::GrantRevoked {
+                grant_id: "grant_1".to_owned(),
+            },
+        ])
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.grants, [grant("grant_2")]);
+    assert_eq!(loaded.refresh_tokens, [token("rt-3", "grant_2", NOW + 100)]);
+}
+
+#[test]
+fn the_sweep_deletes_expired_refresh_tokens_and_the_grants_left_without_one() {
+    let store = Store::open_in_memory().unwrap();
+    store.apply(&changes()).unwrap();
+    store
+        .apply(&[
+            DurableChange::GrantCreated(Box::new(grant("grant_2"))),
+            DurableChange::RefreshTokenIssued(token("rt-3", "grant_2", NOW + 150)),
+            DurableChange::Expired { now: NOW + 150 },
+        ])
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.grants, [grant("grant_1")]);
+    assert_eq!(loaded.refresh_tokens, [token("rt-2", "grant_1", NOW + 200)]);
+    assert_eq!(loaded.users.len(), 1, "users are not time-bound");
+}
+
+#[test]
+fn the_signing_key_is_saved_and_replaced() {
+    let store = Store::open_in_memory().unwrap();
+    assert!(store.signing_key().unwrap().is_none());
+    store.save_signing_key(&Secret::new("first")).unwrap();
+    store.save_signing_key(&Secret::new("second")).unwrap();
+    assert_eq!(
+        store
+            .signing_key()
+            .unwrap()
+            .map(|pem| pem.expose().to_owned()),
+        Some("second".to_owned())
+    );
+}
+
+#[test]
+fn a_reopened_database_keeps_everything() {
+    let directory = TempDir::new("reopen");
+    {
+        let store = Store::open(&directory.0.join("nested")).unwrap();
+        store.save_signing_key(&Secret::new("pem")).unwrap();
+        store.apply(&changes()).unwrap();
+    }
+    let store = Store::open(&directory.0.join("nested")).unwrap();
+    assert_eq!(store.path(), directory.0.join("nested").join(DATABASE_FILE));
+    assert_eq!(store.load().unwrap(), expected());
+    assert!(store.signing_key().unwrap().is_some());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_database_from_a_newer_emulator_is_refused_with_a_clear_error() {
+    let directory = TempDir::new("newer");
+    std::fs::create_dir_all(&directory.0).unwrap();
+    let path = directory.0.join(DATABASE_FILE);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let error = Store::open(&directory.0).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "state database {} has schema version 99, newer than this emulator's 1; \
+             use a newer emulator or another --state-dir",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_stored_value_this_emulator_did_not_write_is_a_clear_error() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .connection()
+        .execute(
+            "INSERT INTO grants (grant_id, sign_in) VALUES ('grant_x', 'not json')",
+            [],
+        )
+        .unwrap();
+    let error = store.load().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("state database :memory:: grant grant_x sign_in: "),
+        "{error}"
+    );
+}
+
+/// What the state machine records, applied to the store, is exactly what it exports; and a
+/// state machine rebuilt from the store carries on where the first one stopped.
+#[test]
+fn the_recorded_changes_rebuild_the_state_machine() {
+    let mut config = Config::from_toml_str(FIXTURE).unwrap();
+    config.resources[0].consent = crate::config::ConsentMode::Prompt;
+    let environment_url = Url::parse("http://env.test").unwrap();
+    let ids = SequentialIds::new();
+    let store = Store::open_in_memory().unwrap();
+    let mut flows = Flows::new(&config, &environment_url);
+    flows.record_durable_changes();
+
+    let resource = config.resources[0].id.clone();
+    let client = flows
+        .register_client(
+            &resource,
+            ClientRegistration {
+                client_name: None,
+                redirect_uris: vec!["http://127.0.0.1/cb".to_owned()],
+                scope: None,
+            },
+            NOW,
+            &ids,
+        )
+        .unwrap();
+    let login = flows
+        .authorize(
+            AuthorizeRequest {
+                client_id: Some(client.client_id.to_string()),
+                redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+                response_type: Some("code".to_owned()),
+                scope: Some("openid offline_access mcp:read".to_owned()),
+                state: Some("s".to_owned()),
+                code_challenge: Some(
+                    pkce_s256(&PkceVerifier::parse(VERIFIER).unwrap())
+                        .as_str()
+                        .to_owned(),
+                ),
+                code_challenge_method: Some("S256".to_owned()),
+                nonce: None,
+                resource: None,
+            },
+            NOW,
+            &ids,
+        )
+        .unwrap();
+    let connection = config.resources[0].connection.clone();
+    let claims = UserClaims {
+        sub: Some("ada".to_owned()),
+        email: Some("ada@example.com".to_owned()),
+        organization_external_id: Some("engines".to_owned()),
+        ..UserClaims::default()
+    };
+    flows
+        .submit_user(
+            &connection,
+            login.login_request_id.as_str(),
+            claims,
+            NOW,
+            &ids,
+        )
+        .unwrap();
+    let CallbackOutcome::NeedsConsent(prompt) = flows
+        .partner_callback(&connection, login.state.as_str(), NOW, &ids)
+        .unwrap()
+    else {
+        panic!("no consent page");
+    };
+    let redirect = flows
+        .decide_consent(prompt.consent_id.as_str(), true, NOW, &ids)
+        .unwrap();
+    let RedirectOutcome::Code(code) = redirect.outcome else {
+        panic!("no code");
+    };
+    let first = flows
+        .exchange_code(
+            AuthorizationCodeRequest {
+                client_id: client.client_id.clone(),
+                code: code.expose().to_owned(),
+                code_verifier: Some(VERIFIER.to_owned()),
+                redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+                resource: None,
+            },
+            NOW,
+            &ids,
+        )
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    let refresh = |token: &str| RefreshRequest {
+        client_id: client.client_id.clone(),
+        refresh_token: token.to_owned(),
+        resource: None,
+        scope: None,
+    };
+    let second = flows
+        .refresh(refresh(first.expose()), NOW + 1, &ids)
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    store.apply(&flows.take_durable_changes()).unwrap();
+
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded, flows.export_durable());
+    assert_eq!(loaded.clients.len(), 1);
+    assert_eq!(loaded.consents.len(), 1);
+    assert_eq!(loaded.organizations.len(), 1);
+
+    let mut restarted = Flows::new(&config, &environment_url);
+    restarted.import_durable(loaded);
+    restarted.record_durable_changes();
+    let third = restarted
+        .refresh(refresh(second.expose()), NOW + 2, &ids)
+        .unwrap();
+    assert_eq!(third.client_id, ClientId::new(client.client_id.as_str()));
+    assert_eq!(third.claims.sub.as_deref(), Some("ada"));
+    assert!(
+        restarted
+            .refresh(refresh(first.expose()), NOW + 3, &ids)
+            .is_err()
+    );
+    store.apply(&restarted.take_durable_changes()).unwrap();
+    let after_reuse = store.load().unwrap();
+    assert!(after_reuse.grants.is_empty());
+    assert!(after_reuse.refresh_tokens.is_empty());
+    assert_eq!(after_reuse, restarted.export_durable());
+}

@@ -1,0 +1,325 @@
+//! State that survives restarts: a second emulator on the same state directory keeps the signing
+//! key, the DCR clients, the users and the refresh tokens (with their rotation state) of the first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, ensure};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use scalekit_emulator::{App, Config, ConsentMode, Deps, ManualClock};
+
+use crate::helpers::{
+    FIXTURE, REDIRECT_URI, RESOURCE, SERVER_URL, TestEnv, VERIFIER, ada, json as json_body,
+    location, query_param, text,
+};
+
+/// A unique state directory under the system's temporary directory, removed on drop.
+struct StateDir(PathBuf);
+
+impl StateDir {
+    fn new(name: &str) -> StateDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        StateDir(std::env::temp_dir().join(format!(
+            "scalekit-emulator-{name}-{}-{nanos}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running emulator on a state directory, with random ids (as in production: sequential ids
+/// would start over after a restart).
+struct Running {
+    env: TestEnv,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn start(state_dir: &Path, clock: &ManualClock) -> Result<Running> {
+        Self::start_with(state_dir, clock, ConsentMode::Auto).await
+    }
+
+    async fn start_with(
+        state_dir: &Path,
+        clock: &ManualClock,
+        consent: ConsentMode,
+    ) -> Result<Running> {
+        let mut config = Config::from_toml_str(FIXTURE)?;
+        config.resources[0].consent = consent;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let deps = Deps {
+            clock: Arc::new(clock.clone()),
+            state_dir: Some(state_dir.to_owned()),
+            ..Deps::default()
+        };
+        let app = App::from_listener_with(listener, config, deps)?;
+        let base = app.base_url().as_str().trim_end_matches('/').to_owned();
+        let task = tokio::spawn(app.serve());
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()?;
+        let env = TestEnv {
+            base,
+            http,
+            clock: clock.clone(),
+        };
+        Ok(Running { env, task })
+    }
+
+    /// Stops serving: the task is aborted and the client (and its open connections) dropped.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    async fn kid(&self) -> Result<String> {
+        let jwks: Value = json_body(self.env.get("/keys").await?, StatusCode::OK).await?;
+        Ok(jwks["keys"][0]["kid"].as_str().context("kid")?.to_owned())
+    }
+
+    async fn register(&self) -> Result<String> {
+        let response = self
+            .env
+            .http
+            .post(
+                self.env
+                    .url(&format!("/api/v1/resources/{RESOURCE}/clients:register")),
+            )
+            .json(&json!({
+                "client_name": "Restarted",
+                "redirect_uris": ["http://127.0.0.1/callback"],
+                "token_endpoint_auth_method": "none",
+            }))
+            .send()
+            .await?;
+        let body = json_body(response, StatusCode::CREATED).await?;
+        Ok(body["client_id"].as_str().context("client_id")?.to_owned())
+    }
+
+    /// Authorize with `client_id`, post Ada, come back, exchange the code: the token response.
+    async fn sign_in(&self, client_id: &str) -> Result<Value> {
+        let env = &self.env;
+        let management = env.management_token().await?;
+        let login = env.authorize(&[("client_id", client_id)]).await?;
+        let lri = query_param(&login, "login_request_id")?;
+        let state = query_param(&login, "state")?;
+        let response = env.post_user(&lri, Some(&management), &ada()).await?;
+        ensure!(response.status() == StatusCode::OK, "{}", response.status());
+        let redirect = location(env.callback(&state).await?, StatusCode::FOUND)?;
+        let code = query_param(&redirect, "code")?;
+        env.token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", client_id),
+                ("code", &code),
+                ("code_verifier", VERIFIER),
+                ("redirect_uri", REDIRECT_URI),
+                ("resource", SERVER_URL),
+            ],
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    async fn refresh(&self, client_id: &str, token: &str, status: StatusCode) -> Result<Value> {
+        self.env
+            .token(
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", client_id),
+                    ("refresh_token", token),
+                ],
+                status,
+            )
+            .await
+    }
+
+    async fn subject(&self, tokens: &Value) -> Result<String> {
+        let access: Value = self
+            .env
+            .verify(
+                tokens["access_token"].as_str().context("access_token")?,
+                RESOURCE,
+            )
+            .await?;
+        Ok(access["sub"].as_str().context("sub")?.to_owned())
+    }
+}
+
+fn refresh_token(tokens: &Value) -> Result<String> {
+    Ok(tokens["refresh_token"]
+        .as_str()
+        .context("refresh_token")?
+        .to_owned())
+}
+
+#[tokio::test]
+async fn keys_clients_users_and_refresh_tokens_survive_a_restart() -> Result<()> {
+    let state_dir = StateDir::new("restart");
+    let clock = ManualClock::now();
+
+    let first = Running::start(&state_dir.0, &clock).await?;
+    let kid = first.kid().await?;
+    let client_id = first.register().await?;
+    let tokens = first.sign_in(&client_id).await?;
+    let user = first.subject(&tokens).await?;
+    assert!(user.starts_with("usr_"), "{user}");
+    let rotated_out = refresh_token(&tokens)?;
+    let current = refresh_token(
+        &first
+            .refresh(&client_id, &rotated_out, StatusCode::OK)
+            .await?,
+    )?;
+    first.stop().await;
+    assert!(state_dir.0.join("emulator.sqlite3").is_file());
+
+    let second = Running::start(&state_dir.0, &clock).await?;
+    assert_eq!(second.kid().await?, kid, "the signing key is kept");
+    // The DCR client still authorizes, and the same posted sub is the same user.
+    let again = second.sign_in(&client_id).await?;
+    assert_eq!(second.subject(&again).await?, user);
+    // The refresh token issued before the restart still refreshes, to the same user.
+    let refreshed = second.refresh(&client_id, &current, StatusCode::OK).await?;
+    assert_eq!(second.subject(&refreshed).await?, user);
+    let newest = refresh_token(&refreshed)?;
+    // A token rotated out before the restart is still refused, and its reuse revokes the grant.
+    let reused = second
+        .refresh(&client_id, &rotated_out, StatusCode::BAD_REQUEST)
+        .await?;
+    assert_eq!(
+        reused,
+        json!({"error": "invalid_grant", "error_description": "the refresh token was already used; the grant is revoked"})
+    );
+    second.stop().await;
+
+    // The revocation was kept too; the grant of the second sign-in was not touched.
+    let third = Running::start(&state_dir.0, &clock).await?;
+    let revoked = third
+        .refresh(&client_id, &newest, StatusCode::BAD_REQUEST)
+        .await?;
+    assert_eq!(
+        revoked,
+        json!({"error": "invalid_grant", "error_description": "the refresh token is invalid, expired or revoked"})
+    );
+    let other_grant = third
+        .refresh(&client_id, &refresh_token(&again)?, StatusCode::OK)
+        .await?;
+    assert_eq!(third.subject(&other_grant).await?, user);
+    third.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn refresh_tokens_that_expire_while_the_emulator_is_down_are_gone_after_it() -> Result<()> {
+    let state_dir = StateDir::new("expiry");
+    let clock = ManualClock::now();
+    let first = Running::start(&state_dir.0, &clock).await?;
+    let client_id = first.register().await?;
+    let tokens = first.sign_in(&client_id).await?;
+    first.stop().await;
+
+    let lifetime = Config::from_toml_str(FIXTURE)?.resources[0].refresh_token_lifetime_secs;
+    clock.advance(lifetime);
+    let second = Running::start(&state_dir.0, &clock).await?;
+    let expired = second
+        .refresh(
+            &client_id,
+            &refresh_token(&tokens)?,
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
+    assert_eq!(
+        expired,
+        json!({"error": "invalid_grant", "error_description": "the refresh token is invalid, expired or revoked"})
+    );
+    second.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sign_ins_in_progress_do_not_survive_a_restart() -> Result<()> {
+    let state_dir = StateDir::new("in-progress");
+    let clock = ManualClock::now();
+    let first = Running::start(&state_dir.0, &clock).await?;
+    let client_id = first.register().await?;
+    let login = first.env.authorize(&[("client_id", &client_id)]).await?;
+    let lri = query_param(&login, "login_request_id")?;
+    first.stop().await;
+
+    // Login requests live in memory only: "Your App" posting for one after a restart gets 404.
+    let second = Running::start(&state_dir.0, &clock).await?;
+    let management = second.env.management_token().await?;
+    let response = second
+        .env
+        .post_user(&lri, Some(&management), &ada())
+        .await?;
+    let body = json_body(response, StatusCode::NOT_FOUND).await?;
+    assert_eq!(
+        body,
+        json!({
+            "code": 5,
+            "message": "login request not found: it is unknown, expired, already completed or belongs to another connection",
+            "details": [{
+                "@type": "type.googleapis.com/scalekit.v1.errdetails.ErrorInfo",
+                "error_code": "NOT_FOUND"
+            }]
+        })
+    );
+    second.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_remembered_consent_survives_a_restart() -> Result<()> {
+    let state_dir = StateDir::new("consent");
+    let clock = ManualClock::now();
+    let first = Running::start_with(&state_dir.0, &clock, ConsentMode::Prompt).await?;
+    let client_id = first.register().await?;
+    let env = &first.env;
+    let management = env.management_token().await?;
+    let login = env.authorize(&[("client_id", &client_id)]).await?;
+    let response = env
+        .post_user(
+            &query_param(&login, "login_request_id")?,
+            Some(&management),
+            &ada(),
+        )
+        .await?;
+    ensure!(response.status() == StatusCode::OK, "{}", response.status());
+    let page = text(
+        env.callback(&query_param(&login, "state")?).await?,
+        StatusCode::OK,
+    )
+    .await?;
+    let marker = "name=\"consent_id\" value=\"";
+    let start = page.find(marker).context("consent_id field")? + marker.len();
+    let end = page[start..].find('"').context("consent_id end")? + start;
+    let response = env
+        .http
+        .post(env.url("/oauth/consent"))
+        .form(&[("consent_id", &page[start..end]), ("decision", "approve")])
+        .send()
+        .await?;
+    let redirect = location(response, StatusCode::FOUND)?;
+    ensure!(query_param(&redirect, "code").is_ok(), "{redirect}");
+    first.stop().await;
+
+    // After the restart the same user, client and scopes skip the consent page.
+    let second = Running::start_with(&state_dir.0, &clock, ConsentMode::Prompt).await?;
+    let tokens = second.sign_in(&client_id).await?;
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+    second.stop().await;
+    Ok(())
+}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use conformance::{RunOptions, Target};
+use conformance::{RunOptions, RunTarget};
 use testbed_stack::Fixtures;
 
 fn scenarios_dir() -> &'static Path {
@@ -15,7 +15,7 @@ fn options() -> RunOptions {
         fixtures: Fixtures::embedded().unwrap(),
         filter: None,
         concurrency: 2,
-        target: Target::Embedded,
+        target: RunTarget::Embedded,
     }
 }
 

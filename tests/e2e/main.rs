@@ -5,3 +5,4 @@ mod support;
 
 mod flow;
 mod harness;
+mod url_target;

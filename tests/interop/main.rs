@@ -10,4 +10,5 @@
 mod support;
 
 mod node;
+mod node_sdk;
 mod ts_sdk;

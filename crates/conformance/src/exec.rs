@@ -117,12 +117,7 @@ impl<'a> StepRunner<'a> {
         let answer = match step.action {
             Action::AdvanceClock => {
                 let seconds = step.seconds.ok_or("advance-clock needs `seconds`")?;
-                let clock = self
-                    .stack
-                    .clock
-                    .as_ref()
-                    .ok_or("this target's clock cannot be moved")?;
-                clock.advance(seconds);
+                self.advance_clock(seconds).await?;
                 return Ok(Answer {
                     status: 0,
                     headers: HeaderMap::new(),
@@ -476,6 +471,27 @@ impl<'a> StepRunner<'a> {
         } else {
             request.header(AUTHORIZATION, format!("Bearer {bearer}"))
         })
+    }
+
+    /// Moves the emulator's clock: directly for an in-process emulator, else through its control
+    /// API (`POST {env}/_emulator/clock/advance`).
+    async fn advance_clock(&self, seconds: u64) -> Result<(), String> {
+        if let Some(clock) = &self.stack.clock {
+            clock.advance(seconds);
+            return Ok(());
+        }
+        let url = self.url("/_emulator/clock/advance")?;
+        let answer = self
+            .send(self.http.post(url).json(&json!({ "seconds": seconds })))
+            .await?;
+        if answer.status != 200 {
+            return Err(format!(
+                "the emulator's control API did not move the clock: {} {}",
+                answer.status,
+                excerpt(&answer.text())
+            ));
+        }
+        Ok(())
     }
 
     async fn register(&mut self, step: &Step) -> Result<Answer, String> {

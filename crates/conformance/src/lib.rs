@@ -14,7 +14,7 @@ pub mod steps;
 
 pub use baseline::{Baseline, BaselineError};
 pub use report::{Report, ScenarioResult, ScenarioStatus, render_html, render_junit, render_table};
-pub use runner::{RunOptions, run};
+pub use runner::{RunOptions, RunTarget, run};
 pub use scenario::{
     Consent, Expectation, Outcome, Scenario, ScenarioError, Target, load_dir, parse_scenario,
 };

@@ -1,17 +1,18 @@
 //! Runs scenarios: a fresh stack each, the driver over HTTP, and checks from what came out.
 
 use std::io::IsTerminal as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_driver::{DriverConfig, FlowReport};
 use serde_json::{Value, json};
-use testbed_stack::{ConsentMode, Fixtures, Stack, StackConfig};
+use testbed_stack::{AppBehaviour, ConsentMode, EmulatorPlacement, Fixtures, Stack, StackConfig};
 use tokio::task::JoinSet;
 use url::Url;
 
 use crate::exec::StepRunner;
 use crate::report::{Report, ScenarioResult, ScenarioStatus};
-use crate::scenario::{Consent, Expectation, Scenario, Target};
+use crate::scenario::{AppMistake, Consent, Expectation, Outcome, Scenario, Target};
 use crate::{Check, CheckStatus};
 
 /// The persona whose claims `post-user` steps send when a scenario names none.
@@ -20,21 +21,51 @@ const DEFAULT_PERSONA: &str = "ada";
 /// The redirect URI the driver registers; nothing listens there, the user agent stops at it.
 const DRIVER_REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
 
+/// What a run points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunTarget {
+    /// A fresh in-process stack per scenario.
+    Embedded,
+    /// An emulator already running at this environment URL (another process), with the reference
+    /// Your App and MCP server started here where the fixtures say.
+    Url(Url),
+    /// A real Scalekit environment at this URL, with the reference Your App and MCP server started
+    /// here; the fixtures carry the environment's ids and credentials.
+    Scalekit(Url),
+}
+
+impl RunTarget {
+    /// The scenario-file target this run target satisfies.
+    pub fn kind(&self) -> Target {
+        match self {
+            Self::Embedded => Target::Embedded,
+            Self::Url(_) => Target::Url,
+            Self::Scalekit(_) => Target::Scalekit,
+        }
+    }
+}
+
 /// How a run goes.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The fixtures each scenario's stack starts from.
+    /// The fixtures each scenario's stack starts from (for remote targets: the remote's
+    /// configuration, whose login endpoint and Server URL say where Your App and the MCP server
+    /// listen).
     pub fixtures: Fixtures,
     /// Only scenarios whose id contains this run.
     pub filter: Option<String>,
     /// How many scenarios run at once.
     pub concurrency: usize,
-    /// Where the run goes; only [`Target::Embedded`] exists so far.
-    pub target: Target,
+    /// Where the run goes.
+    pub target: RunTarget,
 }
 
+/// The persona the shared Your App signs in on remote targets.
+const REMOTE_PERSONA: &str = DEFAULT_PERSONA;
+
 /// Runs every scenario that matches the filter and targets, `concurrency` at a time, printing a
-/// line as each one finishes.
+/// line as each one finishes. On a remote target the scenarios share one environment, so those that
+/// move its clock run one at a time after the others.
 pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
     let started = Instant::now();
     let selected: Vec<Scenario> = scenarios
@@ -47,50 +78,142 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
         })
         .collect();
     let total = selected.len();
-    let mut pending = selected.into_iter();
-    let mut running = JoinSet::new();
-    let mut results = Vec::with_capacity(total);
     let progress = Progress::new();
-    loop {
-        while running.len() < options.concurrency.max(1) {
-            let Some(scenario) = pending.next() else {
+    let mut results = Vec::with_capacity(total);
+    let shared = match &options.target {
+        RunTarget::Embedded => None,
+        RunTarget::Url(url) | RunTarget::Scalekit(url) => {
+            let mut config = StackConfig::ephemeral(options.fixtures.clone(), Some(REMOTE_PERSONA));
+            config.emulator = EmulatorPlacement::Remote(url.clone());
+            match Stack::spawn(config).await {
+                Ok(stack) => Some(Arc::new(stack)),
+                Err(error) => {
+                    for scenario in selected {
+                        let mut checks = Checks::new(&scenario);
+                        checks.fail(
+                            "stack-starts",
+                            "Your App and the MCP server start",
+                            error.to_string(),
+                        );
+                        results.push(checks.finish(&scenario, Duration::ZERO));
+                    }
+                    results.sort_by(|left, right| left.id.cmp(&right.id));
+                    return Report::new(results, started.elapsed());
+                }
+            }
+        }
+    };
+    let (serial, concurrent): (Vec<Scenario>, Vec<Scenario>) = selected
+        .into_iter()
+        .partition(|scenario| shared.is_some() && scenario.moves_the_clock());
+    for (batch, width) in [(concurrent, options.concurrency.max(1)), (serial, 1)] {
+        let mut pending = batch.into_iter();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < width {
+                let Some(scenario) = pending.next() else {
+                    break;
+                };
+                let fixtures = options.fixtures.clone();
+                let target = options.target.clone();
+                let shared = shared.clone();
+                running
+                    .spawn(async move { run_scenario(scenario, fixtures, target, shared).await });
+            }
+            let Some(joined) = running.join_next().await else {
                 break;
             };
-            let fixtures = options.fixtures.clone();
-            let target = options.target;
-            running.spawn(async move { run_scenario(scenario, fixtures, target).await });
+            let result = match joined {
+                Ok(result) => result,
+                Err(join_error) => ScenarioResult::crashed(join_error.to_string()),
+            };
+            progress.finished(&result, results.len() + 1, total);
+            results.push(result);
         }
-        let Some(joined) = running.join_next().await else {
-            break;
-        };
-        let result = match joined {
-            Ok(result) => result,
-            Err(join_error) => ScenarioResult::crashed(join_error.to_string()),
-        };
-        progress.finished(&result, results.len() + 1, total);
-        results.push(result);
     }
     results.sort_by(|left, right| left.id.cmp(&right.id));
     Report::new(results, started.elapsed())
 }
 
-async fn run_scenario(scenario: Scenario, fixtures: Fixtures, target: Target) -> ScenarioResult {
+async fn run_scenario(
+    scenario: Scenario,
+    fixtures: Fixtures,
+    target: RunTarget,
+    shared: Option<Arc<Stack>>,
+) -> ScenarioResult {
     let started = Instant::now();
     let mut checks = Checks::new(&scenario);
-    if !scenario.targets.contains(&target) {
+    if let Some(reason) = skip_reason(&scenario, &target, &fixtures) {
         checks.push(
             "target",
             "The scenario runs on this target",
             CheckStatus::Skipped,
             None,
-            Some(format!(
-                "the scenario does not run on the {target:?} target"
-            )),
+            Some(reason),
         );
         return checks.finish(&scenario, started.elapsed());
     }
-    run_embedded(&scenario, fixtures, &mut checks).await;
+    match shared {
+        Some(stack) => run_on(&scenario, &stack, &mut checks).await,
+        None => run_embedded(&scenario, fixtures, &mut checks).await,
+    }
     checks.finish(&scenario, started.elapsed())
+}
+
+/// Why `scenario` cannot run on `target`, if it cannot.
+fn skip_reason(scenario: &Scenario, target: &RunTarget, fixtures: &Fixtures) -> Option<String> {
+    let kind = target.kind();
+    if !scenario.targets.contains(&kind) {
+        return Some(format!(
+            "the scenario does not list the {} target",
+            kind.name()
+        ));
+    }
+    if *target == RunTarget::Embedded {
+        return None;
+    }
+    if let Some(consent) = scenario.stack.consent {
+        let wanted = match consent {
+            Consent::Auto => ConsentMode::Auto,
+            Consent::Prompt => ConsentMode::Prompt,
+        };
+        let actual = fixtures
+            .environment
+            .resources
+            .first()
+            .map(|resource| resource.consent);
+        if actual != Some(wanted) {
+            return Some(format!(
+                "needs the resource's consent mode to be {wanted:?}; the target's is {actual:?} and cannot be changed from here"
+            ));
+        }
+    }
+    if scenario.expect.is_some()
+        && let Some(persona) = &scenario.stack.persona
+        && persona != REMOTE_PERSONA
+    {
+        return Some(format!(
+            "needs Your App to sign in {persona}; on a remote target the shared Your App signs in {REMOTE_PERSONA}"
+        ));
+    }
+    if scenario.stack.app_mistake.is_some() {
+        return Some(
+            "needs Your App to make a deliberate mistake; on a remote target the shared Your App behaves correctly"
+                .to_owned(),
+        );
+    }
+    if matches!(target, RunTarget::Scalekit(_)) && scenario.moves_the_clock() {
+        return Some("moves the clock, which only the emulator's control API can do".to_owned());
+    }
+    None
+}
+
+/// Runs a scenario against a stack that is already up (remote targets).
+async fn run_on(scenario: &Scenario, stack: &Stack, checks: &mut Checks) {
+    match &scenario.expect {
+        Some(expect) => run_flow(scenario, expect, stack, checks).await,
+        None => run_steps(scenario, stack, checks).await,
+    }
 }
 
 async fn run_embedded(scenario: &Scenario, fixtures: Fixtures, checks: &mut Checks) {
@@ -100,6 +223,26 @@ async fn run_embedded(scenario: &Scenario, fixtures: Fixtures, checks: &mut Chec
         Consent::Prompt => ConsentMode::Prompt,
     });
     config.manual_clock = scenario.moves_the_clock();
+    if let Some(mistake) = scenario.stack.app_mistake {
+        let resource_id = config
+            .fixtures
+            .environment
+            .resources
+            .first()
+            .map(|resource| resource.id.clone());
+        config.app_behaviour = match mistake {
+            AppMistake::AlterState => AppBehaviour::AlterState,
+            AppMistake::DropState => AppBehaviour::DropState,
+            AppMistake::RedirectBeforePost => AppBehaviour::RedirectBeforePost,
+            AppMistake::OmitEmail => AppBehaviour::OmitEmail,
+            AppMistake::PhoneNotE164 => AppBehaviour::PhoneNotE164,
+            AppMistake::LoginFailed => AppBehaviour::LoginFailed,
+            AppMistake::BadBearer => AppBehaviour::BadBearer,
+            AppMistake::ResourceIdAsConnection => {
+                AppBehaviour::WrongConnection(resource_id.unwrap_or_default())
+            }
+        };
+    }
     let stack = match Stack::spawn(config).await {
         Ok(stack) => stack,
         Err(error) => {
@@ -192,7 +335,12 @@ async fn run_flow(scenario: &Scenario, expect: &Expectation, stack: &Stack, chec
         extra_scopes: scenario.driver.extra_scopes.clone(),
         timeout: Duration::from_secs(10),
     };
-    let report = match mcp_driver::run_flow(&driver_config).await {
+    let outcome = mcp_driver::run_flow(&driver_config).await;
+    if expect.outcome == Outcome::Failure {
+        check_failure(expect, outcome, checks);
+        return;
+    }
+    let report = match outcome {
         Ok(report) => {
             checks.pass(
                 "flow-completes",
@@ -211,6 +359,78 @@ async fn run_flow(scenario: &Scenario, expect: &Expectation, stack: &Stack, chec
         }
     };
     check_expectations(expect, stack, &driver_config, &report, checks).await;
+}
+
+/// A flow that must stop: the driver's error must be of the expected kind and say what it must.
+fn check_failure(
+    expect: &Expectation,
+    outcome: Result<FlowReport, mcp_driver::DriverError>,
+    checks: &mut Checks,
+) {
+    let name = "The MCP client's flow stops with the expected error";
+    let error = match outcome {
+        Ok(report) => {
+            checks.fail_with(
+                "flow-fails",
+                name,
+                json!({ "client_id": report.client_id, "whoami": report.whoami }),
+                "the flow completed".to_owned(),
+            );
+            return;
+        }
+        Err(error) => error,
+    };
+    let kind = driver_error_kind(&error);
+    let message = error.to_string();
+    let details = json!({ "error": kind, "message": message });
+    let mut problems = Vec::new();
+    if let Some(expected) = &expect.error
+        && expected != kind
+    {
+        problems.push(format!("error {kind} (expected {expected})"));
+    }
+    for needle in &expect.error_contains {
+        if !message.contains(needle.as_str()) {
+            problems.push(format!("the message does not contain {needle:?}"));
+        }
+    }
+    if problems.is_empty() {
+        checks.pass("flow-fails", name, Some(details));
+    } else {
+        checks.fail_with(
+            "flow-fails",
+            name,
+            details,
+            format!("{}; message: {message}", problems.join("; ")),
+        );
+    }
+}
+
+/// The kebab-case name of a driver error's kind, as scenarios spell it.
+fn driver_error_kind(error: &mcp_driver::DriverError) -> &'static str {
+    use mcp_driver::DriverError as E;
+    match error {
+        E::NoChallenge => "no-challenge",
+        E::ProtectedResourceMetadata { .. } => "protected-resource-metadata",
+        E::ResourceMismatch { .. } => "resource-mismatch",
+        E::NoAuthorizationServer => "no-authorization-server",
+        E::AuthorizationServerMetadata { .. } => "authorization-server-metadata",
+        E::IssuerMismatch { .. } => "issuer-mismatch",
+        E::PkceNotSupported => "pkce-not-supported",
+        E::NoRegistrationEndpoint => "no-registration-endpoint",
+        E::Registration { .. } => "registration",
+        E::AuthorizationRedirect { .. } => "authorization-redirect",
+        E::AuthorizationError { .. } => "authorization-error",
+        E::StateMismatch => "state-mismatch",
+        E::MissingIss => "missing-iss",
+        E::IssMismatch { .. } => "iss-mismatch",
+        E::TokenEndpoint { .. } => "token-endpoint",
+        E::IdToken(_) => "id-token",
+        E::Mcp(_) => "mcp",
+        E::Http(_) => "http",
+        E::InvalidUrl { .. } => "invalid-url",
+        E::NoRefreshToken => "no-refresh-token",
+    }
 }
 
 async fn check_expectations(

@@ -55,6 +55,17 @@ pub enum Target {
     Scalekit,
 }
 
+impl Target {
+    /// The name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Url => "url",
+            Self::Scalekit => "scalekit",
+        }
+    }
+}
+
 /// The stack a scenario runs against.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +74,30 @@ pub struct StackSetup {
     pub persona: Option<String>,
     /// Overrides the resource's consent mode.
     pub consent: Option<Consent>,
+    /// One deliberate mistake Your App makes when it hands the login back.
+    pub app_mistake: Option<AppMistake>,
+}
+
+/// A deliberate mistake of Your App's hand-off (steps 2 and 3 of the BYOA flow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppMistake {
+    /// Redirect with the state altered.
+    AlterState,
+    /// Redirect without the state.
+    DropState,
+    /// Redirect to `partner:callback` without posting the user.
+    RedirectBeforePost,
+    /// Post the user without `email`.
+    OmitEmail,
+    /// Post a phone number that is not E.164.
+    PhoneNotE164,
+    /// Report a failed login.
+    LoginFailed,
+    /// Post with a bearer that is not a management token.
+    BadBearer,
+    /// Post to the resource's `res_…` id where the `conn_…` id belongs.
+    ResourceIdAsConnection,
 }
 
 /// A resource's consent mode.
@@ -101,6 +136,11 @@ pub struct Expectation {
     /// Refresh once: a new refresh token comes back and the old one is refused with `invalid_grant`.
     #[serde(default)]
     pub refresh_rotates: bool,
+    /// With `outcome = "failure"`: the kind of driver error, e.g. `authorization-redirect`.
+    pub error: Option<String>,
+    /// With `outcome = "failure"`: texts the driver's error message must contain.
+    #[serde(default)]
+    pub error_contains: Vec<String>,
 }
 
 /// The outcome of a flow.
@@ -109,6 +149,8 @@ pub struct Expectation {
 pub enum Outcome {
     /// The driver reaches the MCP tool with a token.
     Success,
+    /// The driver stops with an error (`error`, `error_contains`).
+    Failure,
 }
 
 /// A scenario file that cannot be used.
@@ -166,6 +208,19 @@ pub fn parse_scenario(path: &Path, text: &str) -> Result<Scenario, ScenarioError
         }
         (None, true) => return Err(invalid("a scenario needs [expect] or [[steps]]".to_owned())),
         _ => {}
+    }
+    if let Some(expect) = &scenario.expect {
+        let failure_keys = expect.error.is_some() || !expect.error_contains.is_empty();
+        if expect.outcome == Outcome::Failure && expect.error.is_none() {
+            return Err(invalid(
+                "outcome = \"failure\" needs `error`, the kind of driver error".to_owned(),
+            ));
+        }
+        if expect.outcome == Outcome::Success && failure_keys {
+            return Err(invalid(
+                "`error` and `error_contains` need outcome = \"failure\"".to_owned(),
+            ));
+        }
     }
     for (index, step) in scenario.steps.iter().enumerate() {
         let number = index + 1;

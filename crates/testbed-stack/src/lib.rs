@@ -16,6 +16,7 @@ use url::Url;
 
 pub use fixtures::{FixtureError, Fixtures};
 pub use scalekit_emulator::ConsentMode;
+pub use your_app::Behaviour as AppBehaviour;
 
 /// The scopes the reference MCP server requires for its tools.
 pub const DEFAULT_REQUIRED_SCOPES: &[&str] = &["mcp:read"];
@@ -38,12 +39,29 @@ pub struct StackConfig {
     pub ports: Ports,
     /// A persona Your App signs in without a form, for headless runs.
     pub auto_login: Option<String>,
+    /// How Your App hands logins back: correctly, or with one deliberate mistake.
+    pub app_behaviour: your_app::Behaviour,
     /// Overrides the consent mode of every resource.
     pub consent: Option<ConsentMode>,
     /// The scopes the MCP server requires for its tools.
     pub required_scopes: Vec<String>,
     /// Drive the emulator's clock by hand instead of the system clock.
     pub manual_clock: bool,
+    /// Where the emulator runs.
+    pub emulator: EmulatorPlacement,
+    /// Where an in-process emulator keeps its state across restarts (`None`: memory only).
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// Where the stack's emulator runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmulatorPlacement {
+    /// Started in this process, on the port [`Ports`] says.
+    InProcess,
+    /// Already running at this environment URL (another process, or real Scalekit), reached only
+    /// over HTTP. Your App and the MCP server listen where the fixtures' login endpoint and Server
+    /// URL say, since that is what the running environment redirects to and names in tokens.
+    Remote(Url),
 }
 
 impl StackConfig {
@@ -53,12 +71,15 @@ impl StackConfig {
             fixtures,
             ports: Ports::Ephemeral,
             auto_login: auto_login.map(str::to_owned),
+            app_behaviour: your_app::Behaviour::Correct,
             consent: None,
             required_scopes: DEFAULT_REQUIRED_SCOPES
                 .iter()
                 .map(|scope| (*scope).to_owned())
                 .collect(),
             manual_clock: false,
+            emulator: EmulatorPlacement::InProcess,
+            state_dir: None,
         }
     }
 }
@@ -117,9 +138,12 @@ impl Stack {
             mut fixtures,
             ports,
             auto_login,
+            app_behaviour,
             consent,
             required_scopes,
             manual_clock,
+            emulator: placement,
+            state_dir,
         } = config;
         let resource = fixtures
             .environment
@@ -128,57 +152,77 @@ impl Stack {
             .cloned()
             .ok_or_else(|| StackError::Fixtures("the environment has no resource".to_owned()))?;
 
-        let (emulator_address, app_address, mcp_address) = match ports {
-            Ports::Ephemeral => {
-                let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-                (loopback, loopback, loopback)
-            }
-            Ports::FromFixtures => (
-                fixtures.environment.listen,
-                fixtures.app_listen,
-                fixtures.mcp_listen,
-            ),
+        let remote = match &placement {
+            EmulatorPlacement::InProcess => None,
+            EmulatorPlacement::Remote(url) => Some(url.clone()),
         };
-        let emulator_listener = bind(emulator_address).await?;
+        if remote.is_some() && (consent.is_some() || manual_clock || state_dir.is_some()) {
+            return Err(StackError::Fixtures(
+                "a remote emulator's consent mode, clock and state are its own: they cannot be set here"
+                    .to_owned(),
+            ));
+        }
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let (app_address, mcp_address) = match (ports, &remote) {
+            (Ports::Ephemeral, None) => (loopback, loopback),
+            _ => (fixtures.app_listen, fixtures.mcp_listen),
+        };
+        let (environment_url, emulator_listener) = match &remote {
+            Some(url) => (url.clone(), None),
+            None => {
+                let address = match ports {
+                    Ports::Ephemeral => loopback,
+                    Ports::FromFixtures => fixtures.environment.listen,
+                };
+                let listener = bind(address).await?;
+                let url = match (&fixtures.environment.public_url, ports) {
+                    (Some(public_url), Ports::FromFixtures) => public_url.clone(),
+                    _ => base_url(&listener)?,
+                };
+                (url, Some(listener))
+            }
+        };
         let app_listener = bind(app_address).await?;
         let mcp_listener = bind(mcp_address).await?;
-
-        let environment_url = match (&fixtures.environment.public_url, ports) {
-            (Some(public_url), Ports::FromFixtures) => public_url.clone(),
-            _ => base_url(&emulator_listener)?,
-        };
         let app_url = base_url(&app_listener)?;
         let mcp_base_url = base_url(&mcp_listener)?;
         let mcp_url = join(&mcp_base_url, "mcp");
 
-        // Point the environment at the addresses actually bound.
-        fixtures.environment.public_url = Some(environment_url.clone());
-        for connection in &mut fixtures.environment.connections {
-            connection.login_endpoint = join(&app_url, "login");
-        }
-        if let Some(first) = fixtures.environment.resources.first_mut() {
-            first.server_url = mcp_url.clone();
-        }
-        if let Some(mode) = consent {
-            for each in &mut fixtures.environment.resources {
-                each.consent = mode;
+        let mut tasks = JoinSet::new();
+        let mut clock = None;
+        if let Some(emulator_listener) = emulator_listener {
+            // Point the environment at the addresses actually bound.
+            fixtures.environment.public_url = Some(environment_url.clone());
+            for connection in &mut fixtures.environment.connections {
+                connection.login_endpoint = join(&app_url, "login");
             }
+            if let Some(first) = fixtures.environment.resources.first_mut() {
+                first.server_url = mcp_url.clone();
+            }
+            if let Some(mode) = consent {
+                for each in &mut fixtures.environment.resources {
+                    each.consent = mode;
+                }
+            }
+            clock = manual_clock.then(ManualClock::now);
+            let mut deps = Deps {
+                state_dir,
+                ..Deps::default()
+            };
+            if let Some(clock) = &clock {
+                deps.clock = std::sync::Arc::new(clock.clone());
+            }
+            let emulator = scalekit_emulator::App::from_listener_with(
+                emulator_listener,
+                fixtures.environment.clone(),
+                deps,
+            )
+            .map_err(|error| StackError::Start {
+                piece: "emulator",
+                message: error.to_string(),
+            })?;
+            tasks.spawn(async move { ("emulator", emulator.serve().await) });
         }
-
-        let clock = manual_clock.then(ManualClock::now);
-        let mut deps = Deps::default();
-        if let Some(clock) = &clock {
-            deps.clock = std::sync::Arc::new(clock.clone());
-        }
-        let emulator = scalekit_emulator::App::from_listener_with(
-            emulator_listener,
-            fixtures.environment.clone(),
-            deps,
-        )
-        .map_err(|error| StackError::Start {
-            piece: "emulator",
-            message: error.to_string(),
-        })?;
 
         let app_config = your_app::Config {
             listen: app_listener
@@ -193,6 +237,7 @@ impl Stack {
             client_secret: fixtures.environment.api_client.client_secret.clone(),
             connection_id: resource.connection.clone(),
             auto_login,
+            behaviour: app_behaviour,
             personas: fixtures.personas.clone(),
         };
         let app = your_app::App::from_listener(app_listener, app_config).map_err(|error| {
@@ -224,8 +269,6 @@ impl Stack {
             }
         })?;
 
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move { ("emulator", emulator.serve().await) });
         tasks.spawn(async move { ("your-app", app.serve().await) });
         tasks.spawn(async move { ("mcp-server", mcp.serve().await) });
         tracing::debug!(%environment_url, %app_url, %mcp_url, "stack started");

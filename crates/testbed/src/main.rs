@@ -36,6 +36,13 @@ enum Command {
         /// Override every resource's consent mode.
         #[arg(long, value_enum)]
         consent: Option<ConsentArg>,
+        /// Where the emulator keeps its signing key, clients, users, consents and refresh tokens
+        /// across restarts.
+        #[arg(long, default_value = ".testbed")]
+        state_dir: PathBuf,
+        /// Keep everything in memory instead.
+        #[arg(long, conflicts_with = "state_dir")]
+        in_memory: bool,
     },
     /// Run the conformance scenarios against the embedded stack.
     Conformance {
@@ -60,12 +67,27 @@ enum Command {
         /// An expected-failures baseline: listed failures do not fail the run, listed passes do.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// `embedded` (a fresh in-process stack per scenario), `url=<environment URL>` (an emulator
+        /// already running; --fixtures must be its configuration), or `scalekit` (a real environment
+        /// from SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET,
+        /// SCALEKIT_CONNECTION_ID and SCALEKIT_RESOURCE_ID).
+        #[arg(long, default_value = "embedded", value_parser = parse_target)]
+        target: TargetArg,
     },
     /// Run the emulator alone.
     Emulator {
         /// The environment file.
         #[arg(long, default_value = "fixtures/environment.toml")]
         config: PathBuf,
+        /// Listen here instead of the file's `listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Keep state across restarts in this folder (default: memory only).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Serve no control API under /_emulator/.
+        #[arg(long)]
+        no_control: bool,
     },
 }
 
@@ -115,7 +137,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             fixtures,
             auto_login,
             consent,
-        } => up(fixtures, auto_login, consent).await,
+            state_dir,
+            in_memory,
+        } => {
+            let state_dir = (!in_memory).then_some(state_dir);
+            up(fixtures, auto_login, consent, state_dir).await
+        }
         Command::Conformance {
             scenarios,
             fixtures,
@@ -124,6 +151,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             concurrency,
             report_dir,
             baseline,
+            target,
         } => {
             let run = ConformanceRun {
                 scenarios,
@@ -133,10 +161,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 concurrency,
                 report_dir,
                 baseline,
+                target,
             };
             conformance(run).await
         }
-        Command::Emulator { config } => emulator(config).await,
+        Command::Emulator {
+            config,
+            listen,
+            state_dir,
+            no_control,
+        } => emulator(config, listen, state_dir, no_control).await,
     }
 }
 
@@ -151,6 +185,7 @@ async fn up(
     fixtures: Option<PathBuf>,
     auto_login: Option<String>,
     consent: Option<ConsentArg>,
+    state_dir: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let fixtures = load_fixtures(fixtures)?;
     if let Some(name) = &auto_login
@@ -161,8 +196,16 @@ async fn up(
     let mut config = StackConfig::ephemeral(fixtures, auto_login.as_deref());
     config.ports = Ports::FromFixtures;
     config.consent = consent.map(ConsentMode::from);
+    config.state_dir = state_dir.clone();
     let stack = Stack::spawn(config).await.context("starting the stack")?;
     println!("{}", describe_stack(&stack, auto_login.as_deref()));
+    match &state_dir {
+        Some(directory) => println!(
+            "State (signing key, clients, users, consents, refresh tokens): {}",
+            directory.display()
+        ),
+        None => println!("State is kept in memory only (--in-memory)."),
+    }
     tokio::select! {
         result = stack.wait() => {
             result.context("the stack stopped")?;
@@ -235,10 +278,66 @@ struct ConformanceRun {
     concurrency: usize,
     report_dir: PathBuf,
     baseline: Option<PathBuf>,
+    target: TargetArg,
+}
+
+/// `--target`, as given.
+#[derive(Debug, Clone)]
+enum TargetArg {
+    Embedded,
+    Url(url::Url),
+    Scalekit,
+}
+
+fn parse_target(text: &str) -> Result<TargetArg, String> {
+    match text {
+        "embedded" => Ok(TargetArg::Embedded),
+        "scalekit" => Ok(TargetArg::Scalekit),
+        other => match other.strip_prefix("url=") {
+            Some(url) => url::Url::parse(url)
+                .map(TargetArg::Url)
+                .map_err(|error| format!("url={url}: {error}")),
+            None => Err("expected embedded, url=<environment URL> or scalekit".to_owned()),
+        },
+    }
+}
+
+/// The real environment's ids and credentials, from the variables the Scalekit SDKs read, written
+/// over the fixtures (whose login endpoint and Server URL must match the dashboard's).
+fn scalekit_target(fixtures: &mut Fixtures) -> anyhow::Result<url::Url> {
+    let variable = |name: &str| {
+        std::env::var(name)
+            .with_context(|| format!("--target scalekit needs the environment variable {name}"))
+    };
+    let environment_url = url::Url::parse(&variable("SCALEKIT_ENVIRONMENT_URL")?)
+        .context("SCALEKIT_ENVIRONMENT_URL is not a URL")?;
+    let environment = &mut fixtures.environment;
+    environment.api_client.client_id = variable("SCALEKIT_CLIENT_ID")?;
+    environment.api_client.client_secret =
+        scalekit_wire::Secret::new(variable("SCALEKIT_CLIENT_SECRET")?);
+    let connection_id = variable("SCALEKIT_CONNECTION_ID")?;
+    let resource_id = variable("SCALEKIT_RESOURCE_ID")?;
+    let connection = environment
+        .connections
+        .first_mut()
+        .context("the fixtures have no connection")?;
+    connection.id = connection_id.clone();
+    let resource = environment
+        .resources
+        .first_mut()
+        .context("the fixtures have no resource")?;
+    resource.id = resource_id;
+    resource.connection = connection_id;
+    Ok(environment_url)
 }
 
 async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
-    let fixtures = load_fixtures(run.fixtures)?;
+    let mut fixtures = load_fixtures(run.fixtures)?;
+    let target = match run.target {
+        TargetArg::Embedded => conformance::RunTarget::Embedded,
+        TargetArg::Url(url) => conformance::RunTarget::Url(url),
+        TargetArg::Scalekit => conformance::RunTarget::Scalekit(scalekit_target(&mut fixtures)?),
+    };
     let scenarios = conformance::load_dir(&run.scenarios)?;
     let baseline = match &run.baseline {
         Some(path) => Some(conformance::Baseline::load(path)?),
@@ -254,7 +353,7 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         fixtures,
         filter: run.filter,
         concurrency: run.concurrency,
-        target: conformance::Target::Embedded,
+        target,
     };
     let mut report = conformance::run(scenarios, &options).await;
     if report.scenarios.is_empty() {
@@ -279,9 +378,27 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn emulator(config: PathBuf) -> anyhow::Result<ExitCode> {
-    let config = scalekit_emulator::Config::from_file(&config)?;
-    let app = scalekit_emulator::App::bind(config).await?;
+async fn emulator(
+    config: PathBuf,
+    listen: Option<std::net::SocketAddr>,
+    state_dir: Option<PathBuf>,
+    no_control: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut config = scalekit_emulator::Config::from_file(&config)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if no_control {
+        config.control = false;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let deps = scalekit_emulator::Deps {
+        state_dir,
+        ..scalekit_emulator::Deps::default()
+    };
+    let app = scalekit_emulator::App::from_listener_with(listener, config, deps)?;
     println!("Scalekit emulator listening on {}", app.base_url());
     app.serve().await?;
     Ok(ExitCode::SUCCESS)

@@ -26,8 +26,37 @@ pub struct Config {
     pub connection_id: String,
     /// When set, `GET /login` signs this persona in without showing a form (headless runs).
     pub auto_login: Option<String>,
+    /// How the hand-off back to Scalekit goes: correctly, or with one deliberate mistake.
+    pub behaviour: Behaviour,
     /// The users this app knows.
     pub personas: Vec<Persona>,
+}
+
+/// How Your App hands a login back to Scalekit (steps 2 and 3 of the BYOA flow). Every variant
+/// but `Correct` is one deliberate mistake a real integration makes, so that negative scenarios
+/// can show what Scalekit (or the emulator) answers to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// Post the user, then redirect to `partner:callback` with the state unchanged.
+    #[default]
+    Correct,
+    /// Redirect with the state altered (one character appended).
+    AlterState,
+    /// Redirect without the state.
+    DropState,
+    /// Redirect to `partner:callback` without posting the user first.
+    RedirectBeforePost,
+    /// Post the user without `email`.
+    OmitEmail,
+    /// Post a phone number that is not E.164.
+    PhoneNotE164,
+    /// Report a failed login (`login_failed: true`, no `sub` or `email`).
+    LoginFailed,
+    /// Post with a bearer that is not a management token.
+    BadBearer,
+    /// Post to this connection id instead of the configured one (e.g. the `res_…` id).
+    WrongConnection(String),
 }
 
 /// One user of Your App, with the claims it hands to Scalekit.

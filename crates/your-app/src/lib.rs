@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use url::Url;
 
-pub use config::{Config, ConfigError, Persona, load_personas, personas_from_toml_str};
+pub use config::{Behaviour, Config, ConfigError, Persona, load_personas, personas_from_toml_str};
 pub use password::{HashError, hash_password, verify_password};
 pub use scalekit::{
     ErrorBody, LoginRequestId, LoginState, ScalekitClient, ScalekitError, ScalekitSettings, Step,
@@ -61,6 +61,7 @@ struct Inner {
     personas: Vec<Persona>,
     /// Index into `personas`, checked at construction.
     auto_login: Option<usize>,
+    behaviour: Behaviour,
     scalekit: ScalekitClient,
     sessions: Sessions,
 }
@@ -90,6 +91,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 personas: config.personas.clone(),
                 auto_login,
+                behaviour: config.behaviour.clone(),
                 scalekit,
                 sessions: Sessions::default(),
             }),
@@ -114,6 +116,11 @@ impl AppState {
         self.inner
             .auto_login
             .and_then(|index| self.inner.personas.get(index))
+    }
+
+    /// How the hand-off back to Scalekit goes.
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.inner.behaviour
     }
 
     /// The Scalekit client (token cache and user-details call).
@@ -212,6 +219,7 @@ mod tests {
             client_secret: Secret::new("test_sk_must_not_print"),
             connection_id: "conn_1".into(),
             auto_login: None,
+            behaviour: Behaviour::Correct,
             personas: Vec::new(),
         };
         let state = AppState::new(&config).unwrap();

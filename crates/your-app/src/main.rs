@@ -120,6 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         client_secret: Secret::new(client_secret),
         connection_id,
         auto_login: args.auto_login,
+        behaviour: your_app::Behaviour::Correct,
         personas,
     };
     let app = App::bind(config).await?;

@@ -215,11 +215,21 @@ impl ScalekitClient {
 
     /// `{env}/api/v1/connections/{conn}/auth-requests/{lri}/user`, each id one encoded segment.
     pub fn user_details_url(&self, login_request_id: &LoginRequestId) -> Url {
+        self.user_details_url_for(&self.settings.connection_id, login_request_id)
+    }
+
+    /// The user-details URL under another connection id (a deliberate mistake, see
+    /// [`crate::Behaviour::WrongConnection`]).
+    pub fn user_details_url_for(
+        &self,
+        connection_id: &str,
+        login_request_id: &LoginRequestId,
+    ) -> Url {
         self.environment_url_with(&[
             "api",
             "v1",
             "connections",
-            &self.settings.connection_id,
+            connection_id,
             "auth-requests",
             login_request_id.as_str(),
             "user",
@@ -257,8 +267,9 @@ impl ScalekitClient {
         login_request_id: &LoginRequestId,
         claims: &UserClaims,
     ) -> Result<AuthRequestResponse, ScalekitError> {
+        let url = self.user_details_url(login_request_id);
         let token = self.management_token().await?;
-        let body = match self.post_user(&token, login_request_id, claims).await? {
+        let body = match self.post_user(&url, &token, claims).await? {
             UserPost::Accepted(response) => return Ok(response),
             UserPost::Unauthenticated(body) => body,
         };
@@ -268,7 +279,7 @@ impl ScalekitClient {
         );
         self.forget_token(&token).await;
         let token = self.management_token().await?;
-        match self.post_user(&token, login_request_id, claims).await? {
+        match self.post_user(&url, &token, claims).await? {
             UserPost::Accepted(response) => Ok(response),
             UserPost::Unauthenticated(retry_body) => {
                 tracing::debug!(first_body = ?body, "first 401 before the retry");
@@ -281,16 +292,38 @@ impl ScalekitClient {
         }
     }
 
+    /// Posts once to `url` with exactly `token`, without the cache or the retry: how a broken
+    /// integration posts (see [`crate::Behaviour`]).
+    pub async fn submit_user_once(
+        &self,
+        url: &Url,
+        token: Option<&Secret>,
+        claims: &UserClaims,
+    ) -> Result<AuthRequestResponse, ScalekitError> {
+        let token = match token {
+            Some(token) => token.clone(),
+            None => self.management_token().await?,
+        };
+        match self.post_user(url, &token, claims).await? {
+            UserPost::Accepted(response) => Ok(response),
+            UserPost::Unauthenticated(body) => Err(ScalekitError::Rejected {
+                step: Step::UserDetails,
+                status: StatusCode::UNAUTHORIZED,
+                body,
+            }),
+        }
+    }
+
     async fn post_user(
         &self,
+        url: &Url,
         token: &Secret,
-        login_request_id: &LoginRequestId,
         claims: &UserClaims,
     ) -> Result<UserPost, ScalekitError> {
         let step = Step::UserDetails;
         let response = self
             .http
-            .post(self.user_details_url(login_request_id))
+            .post(url.clone())
             .bearer_auth(token.expose())
             .json(claims)
             .send()

@@ -7,11 +7,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-use scalekit_wire::Secret;
+use scalekit_wire::{Secret, UserClaims};
 use serde::Deserialize;
+use url::Url;
 
 use crate::AppState;
-use crate::config::Persona;
+use crate::config::{Behaviour, Persona};
 use crate::pages;
 use crate::password::{DECOY_HASH, verify_password};
 use crate::scalekit::{LoginRequestId, LoginState};
@@ -184,11 +185,56 @@ async fn login_submit(
 /// This is the one place the handoff happens, so a later `Behaviour` setting (deliberate
 /// misbehaviour for negative tests) changes it here.
 pub async fn hand_off(app: &AppState, persona: &Persona, login: &LoginContinuation) -> Response {
-    match app
-        .scalekit()
-        .submit_user(&login.login_request_id, &persona.claims)
-        .await
-    {
+    let behaviour = app.behaviour();
+    let scalekit = app.scalekit();
+    let submitted = match behaviour {
+        Behaviour::Correct | Behaviour::AlterState | Behaviour::DropState => {
+            scalekit
+                .submit_user(&login.login_request_id, &persona.claims)
+                .await
+        }
+        Behaviour::RedirectBeforePost => {
+            tracing::warn!("misbehaving on purpose: redirecting without posting the user");
+            return redirect(scalekit.partner_callback_url(&login.state));
+        }
+        Behaviour::OmitEmail | Behaviour::PhoneNotE164 | Behaviour::LoginFailed => {
+            let claims = match behaviour {
+                Behaviour::OmitEmail => UserClaims {
+                    email: None,
+                    ..persona.claims.clone()
+                },
+                Behaviour::PhoneNotE164 => UserClaims {
+                    phone_number: Some("(415) 555-0101".to_owned()),
+                    ..persona.claims.clone()
+                },
+                _ => UserClaims {
+                    login_failed: true,
+                    ..UserClaims::default()
+                },
+            };
+            tracing::warn!(?behaviour, "misbehaving on purpose: posting altered claims");
+            scalekit.submit_user(&login.login_request_id, &claims).await
+        }
+        Behaviour::BadBearer => {
+            tracing::warn!(
+                "misbehaving on purpose: posting with a bearer that is not a management token"
+            );
+            let url = scalekit.user_details_url(&login.login_request_id);
+            let bogus = Secret::new("not-a-management-token");
+            scalekit
+                .submit_user_once(&url, Some(&bogus), &persona.claims)
+                .await
+        }
+        Behaviour::WrongConnection(connection_id) => {
+            tracing::warn!(
+                connection_id,
+                "misbehaving on purpose: posting to another connection id"
+            );
+            let url = scalekit.user_details_url_for(connection_id, &login.login_request_id);
+            scalekit.submit_user_once(&url, None, &persona.claims).await
+        }
+    };
+    match submitted {
         Ok(accepted) => {
             tracing::info!(
                 persona = %persona.name,
@@ -196,15 +242,19 @@ pub async fn hand_off(app: &AppState, persona: &Persona, login: &LoginContinuati
                 auth_request_id = %accepted.auth_request_id,
                 "user submitted to scalekit; redirecting to partner:callback"
             );
-            let callback = app.scalekit().partner_callback_url(&login.state);
-            (
-                StatusCode::FOUND,
-                [
-                    (LOCATION, callback.to_string()),
-                    (CACHE_CONTROL, "no-store".to_owned()),
-                ],
-            )
-                .into_response()
+            let mut callback = scalekit.partner_callback_url(&login.state);
+            match behaviour {
+                Behaviour::AlterState => {
+                    let altered = format!("{}x", login.state.as_str());
+                    callback
+                        .query_pairs_mut()
+                        .clear()
+                        .append_pair("state", &altered);
+                }
+                Behaviour::DropState => callback.set_query(None),
+                _ => {}
+            }
+            redirect(callback)
         }
         Err(error) => {
             tracing::warn!(
@@ -216,6 +266,17 @@ pub async fn hand_off(app: &AppState, persona: &Persona, login: &LoginContinuati
             pages::scalekit_error(&error)
         }
     }
+}
+
+fn redirect(location: Url) -> Response {
+    (
+        StatusCode::FOUND,
+        [
+            (LOCATION, location.to_string()),
+            (CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -177,6 +177,7 @@ pub fn config(environment_url: &Url, auto_login: Option<&str>) -> anyhow::Result
         client_secret: Secret::new(CLIENT_SECRET),
         connection_id: CONNECTION_ID.to_owned(),
         auto_login: auto_login.map(str::to_owned),
+        behaviour: your_app::Behaviour::Correct,
         personas: fixture_personas()?,
     })
 }

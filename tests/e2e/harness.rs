@@ -29,6 +29,26 @@ async fn every_shipped_scenario_passes_against_the_embedded_stack() {
     assert!(report.succeeded(), "{}", conformance::render_table(&report));
     assert_eq!(report.failed, 0);
     assert!(report.passed >= 1);
+    // The whole suite's outcome, check by check: a scenario or check that appears, disappears or
+    // changes status shows up in review. Times, ports and ids vary, so only ids and statuses go in.
+    let outcome: String = report
+        .scenarios
+        .iter()
+        .map(|result| {
+            let checks: Vec<String> = result
+                .checks
+                .iter()
+                .map(|check| format!("  {} {:?}", check.name, check.status))
+                .collect();
+            format!(
+                "{} {}\n{}\n",
+                result.status.label(),
+                result.id,
+                checks.join("\n")
+            )
+        })
+        .collect();
+    insta::assert_snapshot!("conformance_report", outcome);
 }
 
 #[tokio::test]

@@ -1,0 +1,144 @@
+//! `testbed conformance` as CI runs it: exit codes, the baseline and malformed scenario files.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use tokio::process::Command;
+
+fn repository() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// A scratch folder with `scenarios/` holding the given files, and `reports/`.
+fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let folder = std::env::temp_dir().join(format!("testbed-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(folder.join("scenarios")).unwrap();
+    for (file, text) in files {
+        std::fs::write(folder.join("scenarios").join(file), text).unwrap();
+    }
+    folder
+}
+
+async fn conformance(folder: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .arg("conformance")
+        .arg("--scenarios")
+        .arg(folder.join("scenarios"))
+        .arg("--report-dir")
+        .arg(folder.join("reports"))
+        .args(extra)
+        .output()
+        .await
+        .expect("testbed runs")
+}
+
+fn happy_path() -> String {
+    std::fs::read_to_string(repository().join("scenarios/happy-path.toml")).unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_passing_run_exits_0_and_writes_every_report() {
+    let folder = scratch("pass", &[("happy-path.toml", &happy_path())]);
+
+    let output = conformance(&folder, &[]).await;
+
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("\n1 passed, 0 failed, 0 skipped\n"),
+        "{}",
+        stdout(&output)
+    );
+    for report in ["report.json", "checks.json", "junit.xml", "report.html"] {
+        assert!(
+            folder.join("reports").join(report).is_file(),
+            "{report} is written"
+        );
+    }
+    std::fs::remove_dir_all(&folder).unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_scenario_exits_1() {
+    let wrong = happy_path().replace("identity = \"ada\"", "identity = \"grace\"");
+    let folder = scratch("fail", &[("happy-path.toml", &wrong)]);
+
+    let output = conformance(&folder, &[]).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("  happy-path/identity: "),
+        "{}",
+        stdout(&output)
+    );
+    std::fs::remove_dir_all(&folder).unwrap();
+}
+
+#[tokio::test]
+async fn a_baselined_failure_exits_0_and_a_stale_baseline_exits_1() {
+    let wrong = happy_path().replace("identity = \"ada\"", "identity = \"grace\"");
+    let baseline = "[[expected_failure]]\nid = \"happy-path\"\nreason = \"known\"\n";
+    let failing = scratch("xfail", &[("happy-path.toml", &wrong)]);
+    std::fs::write(failing.join("baseline.toml"), baseline).unwrap();
+    let passing = scratch("stale", &[("happy-path.toml", &happy_path())]);
+    std::fs::write(passing.join("baseline.toml"), baseline).unwrap();
+
+    let expected = conformance(
+        &failing,
+        &[
+            "--baseline",
+            failing.join("baseline.toml").to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stale = conformance(
+        &passing,
+        &[
+            "--baseline",
+            passing.join("baseline.toml").to_str().unwrap(),
+        ],
+    )
+    .await;
+
+    assert_eq!(expected.status.code(), Some(0), "{}", stdout(&expected));
+    assert!(
+        stdout(&expected).contains("XFAIL  happy-path"),
+        "{}",
+        stdout(&expected)
+    );
+    assert_eq!(stale.status.code(), Some(1), "{}", stdout(&stale));
+    assert!(
+        stdout(&stale).contains("  happy-path: passes now\n"),
+        "{}",
+        stdout(&stale)
+    );
+    std::fs::remove_dir_all(&failing).unwrap();
+    std::fs::remove_dir_all(&passing).unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_scenario_exits_2_naming_file_and_line() {
+    let malformed = happy_path().replace("[expect]\n", "[expect]\nsurprise = true\n");
+    let folder = scratch("malformed", &[("broken.toml", &malformed)]);
+
+    let output = conformance(&folder, &[]).await;
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = malformed
+        .lines()
+        .position(|line| line == "surprise = true")
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!(
+            "broken.toml: line {line}, column 1: unknown field `surprise`"
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&folder).unwrap();
+}

@@ -1,5 +1,8 @@
 //! Interop: official clients and SDKs against the stack, each driven by a small Node script.
 //!
+//! - `mcp_conformance`, `mcp_authorization`: the official MCP conformance suite against the
+//!   `mcp-driver` binary (client mode) and against the emulator (authorization-server mode).
+//! - `node_sdk`: the Scalekit Node SDK posts the user over gRPC (h2c) and validates the token.
 //! - `ts_sdk`: the official TypeScript MCP SDK client (`@modelcontextprotocol/sdk`) completes the
 //!   whole flow, driven headlessly by `ts-sdk/driver.mjs`.
 //!
@@ -9,6 +12,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod mcp_authorization;
+mod mcp_conformance;
 mod node;
 mod node_sdk;
 mod ts_sdk;

@@ -45,6 +45,13 @@ pub struct AuthorizationServerMetadata {
     /// RFC 9207: the AS sends `iss` on authorization responses.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// RFC 8414 §2: how clients may authenticate at the token endpoint (absent means
+    /// `client_secret_basic`).
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// MCP 2025-11-25: the AS accepts an https URL as `client_id` (Client ID Metadata Document).
+    #[serde(default)]
+    pub client_id_metadata_document_supported: bool,
 }
 
 /// The origin of a URL with `path` as its path and no query or fragment.

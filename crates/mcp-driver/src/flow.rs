@@ -2,6 +2,7 @@
 //! them (MCP authorization 2025-11-25 / 2026-07-28).
 
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use base64::Engine;
 use oauth2::basic::{
@@ -9,9 +10,10 @@ use oauth2::basic::{
     BasicTokenType,
 };
 use oauth2::{
-    AccessToken, AuthType, AuthUrl, AuthorizationCode, ClientId, CsrfToken, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, PkceCodeChallenge, RedirectUrl, RefreshToken, RequestTokenError,
-    Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    AccessToken, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndpointNotSet, EndpointSet, ExtraTokenFields, PkceCodeChallenge, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse,
+    TokenUrl,
 };
 use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
 use openidconnect::{AccessTokenHash, Nonce};
@@ -24,6 +26,9 @@ use url::Url;
 
 use crate::callback::{CallbackExpectation, check_callback, is_redirect_uri, resolve_location};
 use crate::challenge::BearerChallenge;
+use crate::client_auth::{
+    TokenEndpointAuthMethod, registration_auth_method, token_auth_method, union_scopes,
+};
 use crate::discovery::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, accepted_id_token_issuers,
     authorization_server_metadata_candidates, check_resource,
@@ -31,13 +36,17 @@ use crate::discovery::{
 };
 use crate::hop::{Hop, HopLog, Phase, redact_location, redact_url};
 use crate::mcp;
-use crate::{DriverConfig, DriverError, FlowReport, TokenSet};
+use crate::{ClientOptions, DriverConfig, DriverError, FlowReport, TokenSet};
+
+/// The last MCP protocol version in which a server may lack protected-resource metadata (the
+/// client then falls back to the server's origin as authorization server).
+const LAST_VERSION_WITHOUT_PRM: &str = "2025-03-26";
 
 /// The most redirects the user agent follows before giving up.
 const MAX_REDIRECTS: usize = 20;
 
 /// How much of a page body an error quotes.
-const BODY_EXCERPT_CHARS: usize = 300;
+const BODY_EXCERPT_CHARS: usize = 600;
 
 /// The MCP protocol version sent in the unauthenticated `initialize`.
 const PROBE_PROTOCOL_VERSION: &str = "2025-11-25";
@@ -68,22 +77,29 @@ type OAuthClient<HasAuthUrl> = oauth2::Client<
 >;
 
 /// A response read to the end.
-struct Exchange {
-    url: Url,
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Exchange {
+    pub(crate) url: Url,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Exchange {
-    fn excerpt(&self) -> String {
+    pub(crate) fn excerpt(&self) -> String {
         excerpt(&self.body)
     }
 }
 
-/// A whitespace-collapsed prefix of a body, for error messages.
+/// A whitespace-collapsed prefix of a body, for error messages. An HTML page is reduced to the
+/// text a person would read (no head, styles, scripts or tags), so the message shows what the
+/// page says rather than its markup.
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let raw = String::from_utf8_lossy(body);
+    let text = if raw.trim_start().starts_with('<') {
+        visible_text(&raw)
+    } else {
+        raw.into_owned()
+    };
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.chars().count() > BODY_EXCERPT_CHARS {
         let prefix: String = collapsed.chars().take(BODY_EXCERPT_CHARS).collect();
@@ -91,6 +107,43 @@ fn excerpt(body: &[u8]) -> String {
     } else {
         collapsed
     }
+}
+
+/// The readable text of an HTML page: elements whose content is not shown (`head`, `style`,
+/// `script`) are dropped, tags become spaces and the common entities are decoded.
+fn visible_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = after[..close].trim_start_matches('/').to_ascii_lowercase();
+        let name: String = tag
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        rest = &after[close + 1..];
+        if !after.starts_with('/') && matches!(name.as_str(), "head" | "style" | "script") {
+            let end = format!("</{name}");
+            rest = match rest.to_ascii_lowercase().find(&end) {
+                Some(position) => rest[position..]
+                    .find('>')
+                    .map_or("", |gt| &rest[position + gt + 1..]),
+                None => "",
+            };
+        }
+        text.push(' ');
+    }
+    text.push_str(rest);
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// The JSON payload of a JWT, decoded without verification; `None` if it is not a JWT.
@@ -106,18 +159,51 @@ fn decode_jwt_payload(token: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// A client identity at one authorization server.
+#[derive(Debug, Clone)]
+pub(crate) struct RegisteredClient {
+    /// The issuer that issued (or accepts) the identity.
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<Secret>,
+    pub(crate) auth_method: TokenEndpointAuthMethod,
+}
+
+/// The outcome of one authorization (discovery, registration, authorization request, code
+/// exchange).
+pub(crate) struct Authorization {
+    pub(crate) metadata: AuthorizationServerMetadata,
+    pub(crate) client: RegisteredClient,
+    /// The PRM `resource`; `None` only for a 2025-03-26 server without PRM.
+    pub(crate) resource: Option<String>,
+    pub(crate) requested_scopes: Vec<String>,
+    pub(crate) tokens: TokenSet,
+    nonce: Option<Nonce>,
+}
+
 /// One run's HTTP clients and hop log.
 pub(crate) struct Driver<'a> {
     config: &'a DriverConfig,
+    options: ClientOptions,
     /// Discovery, registration, token and JWKS calls: no redirects, no cookies.
     api: reqwest::Client,
     /// The user agent: a cookie jar and no automatic redirects (it follows them itself).
     browser: reqwest::Client,
     hops: HopLog,
+    /// Identities obtained by registration in this run, one per issuer, never shown to another
+    /// issuer (MCP 2026-07-28 "credentials are bound to the issuer").
+    registrations: Mutex<Vec<RegisteredClient>>,
 }
 
 impl<'a> Driver<'a> {
     pub(crate) fn new(config: &'a DriverConfig) -> Result<Self, DriverError> {
+        Self::with_options(config, ClientOptions::default())
+    }
+
+    pub(crate) fn with_options(
+        config: &'a DriverConfig,
+        options: ClientOptions,
+    ) -> Result<Self, DriverError> {
         let api = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
@@ -129,10 +215,20 @@ impl<'a> Driver<'a> {
             .build()?;
         Ok(Self {
             config,
+            options,
             api,
             browser,
             hops: HopLog::default(),
+            registrations: Mutex::new(Vec::new()),
         })
+    }
+
+    pub(crate) fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    pub(crate) fn api(&self) -> &reqwest::Client {
+        &self.api
     }
 
     pub(crate) fn hops(&self) -> Vec<Hop> {
@@ -140,7 +236,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Sends a request, reads the whole body and records the hop.
-    async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         client: &reqwest::Client,
         phase: Phase,
@@ -166,11 +262,16 @@ impl<'a> Driver<'a> {
         move |request| Box::pin(oauth_http(hops.clone(), api.clone(), phase, request))
     }
 
+    /// A discovery GET; it carries `MCP-Protocol-Version` like the SDKs' discovery requests.
     async fn get_json(&self, phase: Phase, url: &Url) -> Result<Exchange, DriverError> {
         let request = self
             .api
             .get(url.clone())
             .header(ACCEPT, "application/json")
+            .header(
+                "MCP-Protocol-Version",
+                self.options.protocol_version.as_str(),
+            )
             .build()?;
         self.exchange(&self.api, phase, request).await
     }
@@ -178,62 +279,16 @@ impl<'a> Driver<'a> {
     pub(crate) async fn run(&self) -> Result<FlowReport, DriverError> {
         let config = self.config;
         let challenge = self.challenge().await?;
-        let resource_metadata = self.protected_resource_metadata(&challenge).await?;
-        check_resource(&resource_metadata.resource, &config.mcp_url)?;
-        let issuer = resource_metadata
-            .authorization_servers
-            .first()
-            .ok_or(DriverError::NoAuthorizationServer)?
-            .clone();
-        let metadata = self.authorization_server_metadata(&issuer).await?;
-        let requested_scopes = select_scopes(
-            challenge.scope.as_deref(),
-            resource_metadata.scopes_supported.as_deref(),
-            metadata.scopes_supported.as_deref(),
-            &config.extra_scopes,
-        );
-        let client_id = self.register(&metadata, &requested_scopes).await?;
-
-        // Authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2.1).
-        let client: OAuthClient<EndpointSet> =
-            oauth2::Client::new(ClientId::new(client_id.clone()))
-                .set_auth_uri(AuthUrl::from_url(metadata.authorization_endpoint.clone()))
-                .set_token_uri(TokenUrl::from_url(metadata.token_endpoint.clone()))
-                .set_redirect_uri(RedirectUrl::from_url(config.redirect_uri.clone()))
-                .set_auth_type(AuthType::RequestBody);
-        let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
-        let wants_openid = requested_scopes.iter().any(|scope| scope == "openid");
-        let nonce = wants_openid.then(Nonce::new_random);
-        let mut authorize = client
-            .authorize_url(CsrfToken::new_random)
-            .add_scopes(requested_scopes.iter().cloned().map(Scope::new))
-            .set_pkce_challenge(pkce_challenge)
-            .add_extra_param("resource", resource_metadata.resource.clone());
-        if let Some(nonce) = &nonce {
-            authorize = authorize.add_extra_param("nonce", nonce.secret().clone());
-        }
-        let (authorize_url, state) = authorize.url();
-
-        let callback = self.follow_redirects(authorize_url).await?;
-        let code = check_callback(
-            &callback,
-            CallbackExpectation {
-                state: state.secret(),
-                issuer: &metadata.issuer,
-                iss_supported: metadata.authorization_response_iss_parameter_supported,
-            },
-        )?;
-
-        // Token request (RFC 6749 §4.1.3, RFC 7636 §4.5, RFC 8707 §2.2).
-        let http_client = self.oauth_http(Phase::Token);
-        let token_response = client
-            .exchange_code(AuthorizationCode::new(code))
-            .set_pkce_verifier(pkce_verifier)
-            .add_extra_param("resource", resource_metadata.resource.clone())
-            .request_async(&http_client)
-            .await
-            .map_err(|error| token_error(error, self.hops.last_status()))?;
-        let tokens = token_set(&token_response);
+        let authorization = self.authorize(&challenge, &[]).await?;
+        let Authorization {
+            metadata,
+            client,
+            resource,
+            requested_scopes,
+            tokens,
+            nonce,
+        } = authorization;
+        let client_id = client.client_id;
         let granted_scopes = tokens
             .scope
             .clone()
@@ -274,13 +329,174 @@ impl<'a> Driver<'a> {
             client_id,
             requested_scopes,
             granted_scopes,
-            resource: resource_metadata.resource,
+            // `run` never uses the 2025-03-26 fallback, so a resource is always there.
+            resource: resource.unwrap_or_default(),
             token_endpoint: metadata.token_endpoint,
             tokens,
             access_token_claims,
             id_token_claims,
             whoami,
         })
+    }
+
+    /// Steps 2 to 8 for one challenge: PRM (and its `resource` check), AS metadata, scope
+    /// selection (the union with `previous_scopes` on a re-authorization), the client identity,
+    /// the authorization request through the user agent, the callback checks and the code
+    /// exchange with the client's token-endpoint authentication.
+    pub(crate) async fn authorize(
+        &self,
+        challenge: &BearerChallenge,
+        previous_scopes: &[String],
+    ) -> Result<Authorization, DriverError> {
+        let config = self.config;
+        let (resource_metadata, metadata) = match self.protected_resource_metadata(challenge).await
+        {
+            Ok(resource_metadata) => {
+                check_resource(&resource_metadata.resource, &config.mcp_url)?;
+                let issuer = resource_metadata
+                    .authorization_servers
+                    .first()
+                    .ok_or(DriverError::NoAuthorizationServer)?
+                    .clone();
+                let metadata = self.authorization_server_metadata(&issuer).await?;
+                (Some(resource_metadata), metadata)
+            }
+            Err(DriverError::ProtectedResourceMetadata { .. })
+                if self.options.protocol_version.as_str() <= LAST_VERSION_WITHOUT_PRM =>
+            {
+                (None, self.legacy_authorization_server_metadata().await?)
+            }
+            Err(error) => return Err(error),
+        };
+        let resource = resource_metadata
+            .as_ref()
+            .map(|resource_metadata| resource_metadata.resource.clone());
+        let selected = match &self.options.scope_override {
+            Some(scopes) => scopes.clone(),
+            None => select_scopes(
+                challenge.scope.as_deref(),
+                resource_metadata
+                    .as_ref()
+                    .and_then(|resource_metadata| resource_metadata.scopes_supported.as_deref()),
+                metadata.scopes_supported.as_deref(),
+                &config.extra_scopes,
+            ),
+        };
+        let requested_scopes = union_scopes(previous_scopes, &selected);
+        let registered = self.client_identity(&metadata, &requested_scopes).await?;
+
+        // Authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2.1).
+        let mut client: OAuthClient<EndpointSet> =
+            oauth2::Client::new(ClientId::new(registered.client_id.clone()))
+                .set_auth_uri(AuthUrl::from_url(metadata.authorization_endpoint.clone()))
+                .set_token_uri(TokenUrl::from_url(metadata.token_endpoint.clone()))
+                .set_redirect_uri(RedirectUrl::from_url(config.redirect_uri.clone()));
+        // RFC 6749 §2.3.1: `oauth2` form-urlencodes id and secret before Basic-encoding them.
+        client = match (&registered.client_secret, registered.auth_method) {
+            (Some(secret), TokenEndpointAuthMethod::ClientSecretBasic) => client
+                .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+                .set_auth_type(AuthType::BasicAuth),
+            (Some(secret), TokenEndpointAuthMethod::ClientSecretPost) => client
+                .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+                .set_auth_type(AuthType::RequestBody),
+            _ => client.set_auth_type(AuthType::RequestBody),
+        };
+        let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
+        let wants_openid = requested_scopes.iter().any(|scope| scope == "openid");
+        let nonce = wants_openid.then(Nonce::new_random);
+        let mut authorize = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(requested_scopes.iter().cloned().map(Scope::new))
+            .set_pkce_challenge(pkce_challenge);
+        if let Some(resource) = &resource {
+            authorize = authorize.add_extra_param("resource", resource.clone());
+        }
+        if let Some(nonce) = &nonce {
+            authorize = authorize.add_extra_param("nonce", nonce.secret().clone());
+        }
+        let (authorize_url, state) = authorize.url();
+
+        let callback = self.follow_redirects(authorize_url).await?;
+        let code = check_callback(
+            &callback,
+            CallbackExpectation {
+                state: state.secret(),
+                issuer: &metadata.issuer,
+                iss_supported: metadata.authorization_response_iss_parameter_supported,
+            },
+        )?;
+
+        // Token request (RFC 6749 §4.1.3, RFC 7636 §4.5, RFC 8707 §2.2).
+        let http_client = self.oauth_http(Phase::Token);
+        let mut token_request = client
+            .exchange_code(AuthorizationCode::new(code))
+            .set_pkce_verifier(pkce_verifier);
+        if let Some(resource) = &resource {
+            token_request = token_request.add_extra_param("resource", resource.clone());
+        }
+        let token_response = token_request
+            .request_async(&http_client)
+            .await
+            .map_err(|error| token_error(error, self.hops.last_status()))?;
+        Ok(Authorization {
+            tokens: token_set(&token_response),
+            metadata,
+            client: registered,
+            resource,
+            requested_scopes,
+            nonce,
+        })
+    }
+
+    /// Registration priority (MCP 2025-11-25 "Client Registration Approaches"): pre-registered
+    /// credentials for this issuer, then a Client ID Metadata Document URL when the AS supports
+    /// CIMD and one is configured, then an identity this run already registered at this issuer,
+    /// then dynamic client registration.
+    async fn client_identity(
+        &self,
+        metadata: &AuthorizationServerMetadata,
+        scopes: &[String],
+    ) -> Result<RegisteredClient, DriverError> {
+        let supported = metadata.token_endpoint_auth_methods_supported.as_deref();
+        if let Some(pre) = &self.options.pre_registered
+            && pre
+                .issuer
+                .as_deref()
+                .is_none_or(|issuer| issuer == metadata.issuer)
+        {
+            return Ok(RegisteredClient {
+                issuer: metadata.issuer.clone(),
+                client_id: pre.client_id.clone(),
+                client_secret: pre.client_secret.clone(),
+                auth_method: token_auth_method(None, supported, pre.client_secret.is_some()),
+            });
+        }
+        if metadata.client_id_metadata_document_supported
+            && let Some(url) = &self.options.client_id_metadata_document_url
+        {
+            return Ok(RegisteredClient {
+                issuer: metadata.issuer.clone(),
+                client_id: url.to_string(),
+                client_secret: None,
+                auth_method: TokenEndpointAuthMethod::None,
+            });
+        }
+        let known = self
+            .registrations
+            .lock()
+            .expect("the registrations lock is not poisoned")
+            .iter()
+            .find(|registered| registered.issuer == metadata.issuer)
+            .cloned();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let registered = self.register(metadata, scopes).await?;
+        self.registrations
+            .lock()
+            .expect("the registrations lock is not poisoned")
+            .push(registered.clone());
+        Ok(registered)
     }
 
     /// Step 1: `initialize` without a token must be answered with 401 and (usually) a Bearer
@@ -403,22 +619,75 @@ impl<'a> Driver<'a> {
         Ok(metadata)
     }
 
-    /// Step 4: dynamic client registration as a public native client (RFC 7591 §3.1).
+    /// MCP 2025-03-26 "Server Metadata Discovery" for a server without PRM: the MCP server's
+    /// origin is the authorization server; its RFC 8414 metadata at the root well-known URL, else
+    /// the default endpoints `/authorize`, `/token` and `/register` with PKCE S256.
+    async fn legacy_authorization_server_metadata(
+        &self,
+    ) -> Result<AuthorizationServerMetadata, DriverError> {
+        let origin = self.config.mcp_url.origin().ascii_serialization();
+        let base = Url::parse(&origin).map_err(|_| DriverError::InvalidUrl {
+            context: "MCP server origin",
+            value: origin.clone(),
+        })?;
+        let endpoint = |path: &str| base.join(path).expect("a root path joins onto an origin");
+        let url = endpoint("/.well-known/oauth-authorization-server");
+        let response = self
+            .get_json(Phase::AuthorizationServerMetadata, &url)
+            .await?;
+        if response.status == StatusCode::OK {
+            let metadata: AuthorizationServerMetadata = serde_json::from_slice(&response.body)
+                .map_err(|_| DriverError::AuthorizationServerMetadata {
+                    issuer: origin.clone(),
+                    tried: vec![url.clone()],
+                })?;
+            if metadata.issuer != origin {
+                return Err(DriverError::IssuerMismatch {
+                    expected: origin,
+                    found: metadata.issuer,
+                });
+            }
+            return Ok(metadata);
+        }
+        if !response.status.is_client_error() {
+            return Err(DriverError::AuthorizationServerMetadata {
+                issuer: origin,
+                tried: vec![url],
+            });
+        }
+        Ok(AuthorizationServerMetadata {
+            authorization_endpoint: endpoint("/authorize"),
+            token_endpoint: endpoint("/token"),
+            registration_endpoint: Some(endpoint("/register")),
+            jwks_uri: None,
+            scopes_supported: None,
+            code_challenge_methods_supported: Some(vec!["S256".to_owned()]),
+            authorization_response_iss_parameter_supported: false,
+            token_endpoint_auth_methods_supported: None,
+            client_id_metadata_document_supported: false,
+            issuer: origin,
+        })
+    }
+
+    /// Step 4: dynamic client registration as a native client (RFC 7591 §3.1), public when the
+    /// AS allows it.
     async fn register(
         &self,
         metadata: &AuthorizationServerMetadata,
         scopes: &[String],
-    ) -> Result<String, DriverError> {
+    ) -> Result<RegisteredClient, DriverError> {
         let endpoint = metadata
             .registration_endpoint
             .clone()
             .ok_or(DriverError::NoRegistrationEndpoint)?;
+        let supported = metadata.token_endpoint_auth_methods_supported.as_deref();
+        let requested_method = registration_auth_method(supported);
         let mut body = json!({
             "client_name": self.config.client_name,
             "redirect_uris": [self.config.redirect_uri.as_str()],
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
+            "token_endpoint_auth_method": requested_method.as_str(),
             "application_type": "native",
         });
         if !scopes.is_empty() {
@@ -445,14 +714,34 @@ impl<'a> Driver<'a> {
                 status,
                 body: format!("unparseable registration response: {error}"),
             })?;
-        registered
+        let client_id = registered
             .get("client_id")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| DriverError::Registration {
                 status,
                 body: format!("no client_id in {}", excerpt(&response.body)),
-            })
+            })?;
+        let client_secret = registered
+            .get("client_secret")
+            .and_then(Value::as_str)
+            .map(|secret| Secret::new(secret.to_owned()));
+        // RFC 7591 §3.2.1: the response states the method the AS registered.
+        let registered_method = registered
+            .get("token_endpoint_auth_method")
+            .and_then(Value::as_str)
+            .and_then(TokenEndpointAuthMethod::parse)
+            .unwrap_or(requested_method);
+        Ok(RegisteredClient {
+            issuer: metadata.issuer.clone(),
+            client_id,
+            auth_method: token_auth_method(
+                Some(registered_method),
+                supported,
+                client_secret.is_some(),
+            ),
+            client_secret,
+        })
     }
 
     /// Step 6: the user agent. GETs the authorize URL and every `Location` with the cookie jar
@@ -719,9 +1008,14 @@ mod tests {
 
     #[test]
     fn excerpt_collapses_whitespace_and_truncates() {
+        assert_eq!(excerpt(b"error:\n  invalid_state "), "error: invalid_state");
         assert_eq!(
-            excerpt(b"<h1>\n  invalid_state </h1>"),
-            "<h1> invalid_state </h1>"
+            excerpt(
+                b"<!doctype html><html><head><title>T</title><style>body{x:1}</style></head>\n\
+                  <body><h1>Sign-in failed</h1><p>code &lt;3&gt; &amp; <code>INVALID_ARGUMENT</code></p>\
+                  <script>ignored()</script></body></html>"
+            ),
+            "Sign-in failed code <3> & INVALID_ARGUMENT"
         );
         let long = "x".repeat(BODY_EXCERPT_CHARS + 10);
         assert_eq!(

@@ -8,14 +8,24 @@
 //! checks (RFC 9207 `iss`, `state`), the code exchange, ID-token verification when `openid` was
 //! granted, and finally an MCP session that calls the `whoami` tool with the access token.
 //! Every HTTP exchange is recorded as a [`Hop`].
+//!
+//! [`run_session`] is the general MCP client the `mcp-driver` binary runs for the official MCP
+//! conformance suite: it authorizes whenever a request is answered 401 or 403
+//! `insufficient_scope` (step-up with the union of scopes, at most
+//! [`ClientOptions::max_authorizations`] times), uses pre-registered credentials, a Client ID
+//! Metadata Document URL or DCR (one identity per issuer), authenticates at the token endpoint
+//! with `none`, `client_secret_post` or `client_secret_basic`, and speaks both the 2025-11-25
+//! session protocol and the stateless 2026-07-28 one.
 
 mod callback;
 mod challenge;
+mod client_auth;
 mod discovery;
 mod error;
 mod flow;
 mod hop;
 mod mcp;
+mod session;
 
 use std::time::Duration;
 
@@ -24,6 +34,10 @@ use url::Url;
 
 pub use callback::{CallbackExpectation, check_callback, is_redirect_uri, resolve_location};
 pub use challenge::{BearerChallenge, Challenge, parse_challenges};
+pub use client_auth::{
+    TokenEndpointAuthMethod, may_authorize_again, registration_auth_method, token_auth_method,
+    union_scopes,
+};
 pub use discovery::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, accepted_id_token_issuers,
     authorization_server_metadata_candidates, check_resource,
@@ -31,6 +45,7 @@ pub use discovery::{
 };
 pub use error::DriverError;
 pub use hop::{Hop, Phase, redact_url};
+pub use session::{SessionReport, run_session};
 
 /// The redirect URI the driver registers. Nothing listens there: the user agent stops when a
 /// `Location` points at it.
@@ -62,6 +77,58 @@ impl DriverConfig {
             client_name: "testbed mcp-driver".to_owned(),
             extra_scopes: Vec::new(),
             timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The MCP protocol version [`run_session`] speaks unless told otherwise.
+pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// A client registered out of band (MCP 2025-11-25 "Client Registration Approaches":
+/// pre-registration comes first).
+#[derive(Debug, Clone)]
+pub struct PreRegisteredClient {
+    /// The `client_id` the AS issued.
+    pub client_id: String,
+    /// The secret, for a confidential client.
+    pub client_secret: Option<Secret>,
+    /// The issuer the credentials belong to; `None` uses them at whatever AS the PRM names.
+    /// Credentials are bound to their issuer (MCP 2026-07-28), so with `Some` they are never
+    /// shown to another one.
+    pub issuer: Option<String>,
+}
+
+/// How the client identifies itself and how persistent it is. Everything defaults: DCR, no
+/// CIMD URL, at most 3 authorizations per run.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Use these credentials instead of registering.
+    pub pre_registered: Option<PreRegisteredClient>,
+    /// An https URL used as `client_id` when the AS says `client_id_metadata_document_supported`
+    /// (the document must be served there; the driver does not serve it).
+    pub client_id_metadata_document_url: Option<Url>,
+    /// The most authorizations (first one, re-authorizations after 401, step-ups after 403
+    /// `insufficient_scope`) one [`run_session`] performs before giving up.
+    pub max_authorizations: usize,
+    /// The MCP protocol version of [`run_session`]: up to 2025-11-25 it opens a session with
+    /// `initialize`; from 2026-07-28 every request is stateless and carries the version in
+    /// `MCP-Protocol-Version` and `_meta`.
+    pub protocol_version: String,
+    /// Scopes requested instead of the spec's selection (challenge > PRM > none).
+    pub scope_override: Option<Vec<String>>,
+    /// [`run_session`] calls the first listed tool (no arguments) after `tools/list`.
+    pub call_first_tool: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            pre_registered: None,
+            client_id_metadata_document_url: None,
+            max_authorizations: 3,
+            protocol_version: DEFAULT_PROTOCOL_VERSION.to_owned(),
+            scope_override: None,
+            call_first_tool: false,
         }
     }
 }

@@ -56,12 +56,21 @@ pub struct Knobs {
     pub registration_refused: bool,
     /// The authorize endpoint redirects to itself forever.
     pub authorize_loops: bool,
+    /// `tools/call` answers 403 `insufficient_scope` with this scope until an authorization
+    /// asked for it.
+    pub tool_call_needs_scope: Option<String>,
+    /// `tools/list` always answers 403 `insufficient_scope` (a scope upgrade that never works).
+    pub always_insufficient_scope: bool,
+    /// `token_endpoint_auth_methods_supported` in the AS metadata.
+    pub token_endpoint_auth_methods: Option<Vec<String>>,
 }
 
 /// What the fake saw, for assertions.
 #[derive(Debug, Default)]
 pub struct Seen {
     pub authorize_query: HashMap<String, String>,
+    pub authorize_count: usize,
+    pub token_authorization: Vec<Option<String>>,
     pub token_forms: Vec<HashMap<String, String>>,
     pub registration: Option<Value>,
     pub mcp_authorization: Vec<String>,
@@ -206,7 +215,7 @@ fn authorization_server(fake: &Fake) -> Json<Value> {
         .clone()
         .unwrap_or_default();
     let issuer = format!("{}{suffix}", fake.issuer());
-    Json(json!({
+    let mut metadata = json!({
         "issuer": issuer,
         "authorization_endpoint": base.join("oauth/authorize").unwrap(),
         "token_endpoint": base.join("oauth/token").unwrap(),
@@ -216,7 +225,11 @@ fn authorization_server(fake: &Fake) -> Json<Value> {
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["mcp:read", "openid", "offline_access"],
         "authorization_response_iss_parameter_supported": true,
-    }))
+    });
+    if let Some(methods) = &fake.0.knobs.token_endpoint_auth_methods {
+        metadata["token_endpoint_auth_methods_supported"] = json!(methods);
+    }
+    Json(metadata)
 }
 
 async fn keys(State(fake): State<Fake>) -> Json<Value> {
@@ -245,7 +258,10 @@ async fn authorize(
     if fake.0.knobs.authorize_loops {
         return (StatusCode::FOUND, [(LOCATION, "/oauth/authorize?again=1")]).into_response();
     }
-    fake.record(|seen| seen.authorize_query = query);
+    fake.record(|seen| {
+        seen.authorize_query = query;
+        seen.authorize_count += 1;
+    });
     // Like Scalekit: a cookie for the AS session, then off to the login page with our own state.
     (
         StatusCode::FOUND,
@@ -302,8 +318,19 @@ fn oauth_error(error: &str, description: &str) -> Response {
         .into_response()
 }
 
-async fn token(State(fake): State<Fake>, Form(form): Form<HashMap<String, String>>) -> Response {
-    fake.record(|seen| seen.token_forms.push(form.clone()));
+async fn token(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    fake.record(|seen| {
+        seen.token_forms.push(form.clone());
+        seen.token_authorization.push(authorization);
+    });
     if fake.0.knobs.token_fails {
         return oauth_error("invalid_grant", "authorization code already used");
     }
@@ -412,7 +439,32 @@ async fn mcp(State(fake): State<Fake>, headers: HeaderMap, Json(message): Json<V
     };
     fake.record(|seen| seen.mcp_authorization.push(authorization));
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    match message.get("method").and_then(Value::as_str) {
+    let method = message.get("method").and_then(Value::as_str);
+    let granted = fake.seen(|seen| {
+        seen.authorize_query
+            .get("scope")
+            .cloned()
+            .unwrap_or_default()
+    });
+    let insufficient = |scope: &str| {
+        let challenge = format!(
+            r#"Bearer error="insufficient_scope", scope="{scope}", resource_metadata="{}""#,
+            fake.base()
+                .join(".well-known/oauth-protected-resource/mcp")
+                .unwrap()
+        );
+        (StatusCode::FORBIDDEN, [(WWW_AUTHENTICATE, challenge)]).into_response()
+    };
+    if fake.0.knobs.always_insufficient_scope && method == Some("tools/list") {
+        return insufficient("mcp:admin");
+    }
+    if let Some(needed) = &fake.0.knobs.tool_call_needs_scope
+        && method == Some("tools/call")
+        && !granted.split(' ').any(|scope| scope == needed)
+    {
+        return insufficient(needed);
+    }
+    match method {
         Some("initialize") => {
             let version = message["params"]["protocolVersion"].clone();
             rpc_result(
@@ -424,6 +476,10 @@ async fn mcp(State(fake): State<Fake>, headers: HeaderMap, Json(message): Json<V
                 }),
             )
         }
+        Some("tools/list") => rpc_result(
+            &id,
+            json!({"tools": [{"name": "whoami", "inputSchema": {"type": "object"}}]}),
+        ),
         Some("tools/call") if message["params"]["name"] == "whoami" => rpc_result(
             &id,
             json!({

@@ -3,6 +3,8 @@
 //! - `cargo xtask conformance [ARGS]`: every scenario against the embedded stack (`testbed conformance`).
 //! - `cargo xtask up [ARGS]`: the stack on the fixtures' ports (`testbed up`).
 //! - `cargo xtask ci`: format check, clippy, docs, Node setup for the interop tests, tests, conformance.
+//! - `cargo xtask bench [ARGS]`: release builds of the emulator and `testbed-bench`, then the
+//!   measurements (`docs/performance.md`); not part of `ci`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,14 +12,18 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: cargo xtask <conformance|up|ci> [ARGS]
+const USAGE: &str = "usage: cargo xtask <conformance|up|ci|bench> [ARGS]
 
   conformance [ARGS]  run every scenario against the embedded stack; ARGS go to `testbed conformance`
                       (--filter ID, --list, --concurrency N, --report-dir DIR, --fixtures DIR)
   up [ARGS]           start the emulator, Your App and the MCP server on the fixtures' ports;
                       ARGS go to `testbed up` (--auto-login PERSONA, --consent auto|prompt)
   ci                  what CI runs: fmt --check, clippy -D warnings, doc -D warnings, npm ci, tests,
-                      conformance";
+                      conformance
+  bench [ARGS]        release-build the emulator and testbed-bench, then measure flows/s, the token
+                      endpoint, cold start, RSS and the signing ceiling with the emulator on core 0
+                      and the generator on core 1; ARGS go to `testbed-bench` (--update-baseline,
+                      --duration-ms N, --rss-flows N, --no-pin; see docs/performance.md)";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         "conformance" => conformance(&root, &rest),
         "up" => testbed(&root, "up", &rest),
         "ci" => ci(&root),
+        "bench" => bench(&root, &rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -114,6 +121,37 @@ fn ci(root: &Path) -> anyhow::Result<()> {
         "xtask ci: everything passed in {:.0}s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Builds the emulator and the generator in release mode (benchmarks of a debug build measure
+/// the compiler, not the code), then runs `testbed-bench`, which pins itself and the emulator.
+fn bench(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    step(
+        root,
+        "release build",
+        cargo(),
+        &[
+            "build",
+            "--release",
+            "--package",
+            "scalekit-emulator",
+            "--package",
+            "bench",
+            "--bins",
+        ],
+    )?;
+    let release = root.join("target/release");
+    let status = Command::new(release.join("testbed-bench"))
+        .current_dir(root)
+        .arg("--emulator")
+        .arg(release.join("scalekit-emulator"))
+        .args(rest)
+        .status()
+        .context("running testbed-bench")?;
+    if !status.success() {
+        bail!("testbed-bench failed ({status})");
+    }
     Ok(())
 }
 

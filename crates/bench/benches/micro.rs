@@ -1,0 +1,286 @@
+//! Micro-benchmarks (divan) of the emulator's hot paths without HTTP: token minting and checking,
+//! the state-machine transitions of one flow on `Flows` directly, and the discovery and JWKS
+//! documents. `cargo bench -p bench`.
+
+use std::cell::RefCell;
+
+use divan::Bencher;
+use scalekit_emulator::flow::{
+    AuthorizationCodeRequest, AuthorizeRequest, CallbackOutcome, ClientRegistration, Flows,
+    IssuedGrant, LoginRedirect, RedirectOutcome,
+};
+use scalekit_emulator::tokens::TokenMinter;
+use scalekit_emulator::types::{ClientId, PkceVerifier, pkce_s256};
+use scalekit_emulator::{Config, RandomIds, Signer, metadata};
+use scalekit_wire::UserClaims;
+use url::Url;
+
+fn main() {
+    divan::main();
+}
+
+const NOW: u64 = 1_800_000_000;
+const VERIFIER: &str = "bench-verifier-0000000000000000000000000000000000000000";
+
+/// The fixtures' environment with one DCR client, as the flows use it.
+struct Fixture {
+    config: Config,
+    environment_url: Url,
+    client_id: ClientId,
+    redirect_uri: String,
+    scope: String,
+}
+
+impl Fixture {
+    fn new() -> (Fixture, Flows) {
+        let mut config = Config::from_toml_str(include_str!("../../../fixtures/environment.toml"))
+            .expect("the fixtures parse");
+        // The authorize benchmark leaves every login request pending.
+        config.max_pending_login_requests = usize::MAX;
+        let environment_url = Url::parse("http://127.0.0.1:8400").expect("a URL");
+        let mut flows = Flows::new(&config, &environment_url);
+        let resource = &config.resources[0];
+        let scope = resource
+            .scopes
+            .iter()
+            .filter(|scope| *scope != "openid")
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let redirect_uri = "http://127.0.0.1:9/callback".to_owned();
+        let registered = flows
+            .register_client(
+                &resource.id,
+                ClientRegistration {
+                    client_name: Some("bench".to_owned()),
+                    redirect_uris: vec![redirect_uri.clone()],
+                    scope: Some(scope.clone()),
+                },
+                NOW,
+                &RandomIds,
+            )
+            .expect("registration");
+        let fixture = Fixture {
+            config,
+            environment_url,
+            client_id: registered.client_id,
+            redirect_uri,
+            scope,
+        };
+        (fixture, flows)
+    }
+
+    fn authorize_request(&self) -> AuthorizeRequest {
+        let verifier = PkceVerifier::parse(VERIFIER).expect("a verifier");
+        AuthorizeRequest {
+            client_id: Some(self.client_id.to_string()),
+            redirect_uri: Some(self.redirect_uri.clone()),
+            response_type: Some("code".to_owned()),
+            scope: Some(self.scope.clone()),
+            state: Some("client-state".to_owned()),
+            code_challenge: Some(pkce_s256(&verifier).as_str().to_owned()),
+            code_challenge_method: Some("S256".to_owned()),
+            nonce: None,
+            resource: Some(self.config.resources[0].server_url.to_string()),
+        }
+    }
+
+    fn connection(&self) -> &str {
+        &self.config.connections[0].id
+    }
+
+    fn authorize(&self, flows: &mut Flows) -> LoginRedirect {
+        flows
+            .authorize(self.authorize_request(), NOW, &RandomIds)
+            .unwrap_or_else(|_| panic!("authorize refused"))
+    }
+
+    fn submit_user(&self, flows: &mut Flows, login: &LoginRedirect) {
+        flows
+            .submit_user(
+                self.connection(),
+                login.login_request_id.as_str(),
+                claims(),
+                NOW,
+                &RandomIds,
+            )
+            .expect("user accepted");
+    }
+
+    fn callback(&self, flows: &mut Flows, login: &LoginRedirect) -> String {
+        let outcome = flows
+            .partner_callback(self.connection(), login.state.as_str(), NOW, &RandomIds)
+            .expect("callback accepted");
+        match outcome {
+            CallbackOutcome::Redirect(redirect) => match redirect.outcome {
+                RedirectOutcome::Code(code) => code.expose().to_owned(),
+                RedirectOutcome::Error { error, .. } => panic!("{}", error.code()),
+            },
+            CallbackOutcome::NeedsConsent(_) => panic!("consent is auto in the fixtures"),
+        }
+    }
+
+    fn exchange(&self, flows: &mut Flows, code: String) -> IssuedGrant {
+        flows
+            .exchange_code(
+                AuthorizationCodeRequest {
+                    client_id: self.client_id.clone(),
+                    code,
+                    code_verifier: Some(VERIFIER.to_owned()),
+                    redirect_uri: Some(self.redirect_uri.clone()),
+                    resource: None,
+                },
+                NOW,
+                &RandomIds,
+            )
+            .expect("code accepted")
+    }
+}
+
+fn claims() -> UserClaims {
+    UserClaims {
+        sub: Some("bench-user-1".to_owned()),
+        email: Some("bench-user-1@example.test".to_owned()),
+        email_verified: Some(true),
+        name: Some("Bench User".to_owned()),
+        ..UserClaims::default()
+    }
+}
+
+mod flow {
+    use super::*;
+
+    /// All four transitions of one flow.
+    #[divan::bench]
+    fn whole_flow(bencher: Bencher) {
+        let (fixture, flows) = Fixture::new();
+        let flows = RefCell::new(flows);
+        bencher.bench_local(|| {
+            let mut flows = flows.borrow_mut();
+            let login = fixture.authorize(&mut flows);
+            fixture.submit_user(&mut flows, &login);
+            let code = fixture.callback(&mut flows, &login);
+            fixture.exchange(&mut flows, code)
+        });
+    }
+
+    #[divan::bench]
+    fn authorize(bencher: Bencher) {
+        let (fixture, flows) = Fixture::new();
+        let flows = RefCell::new(flows);
+        bencher.bench_local(|| fixture.authorize(&mut flows.borrow_mut()));
+    }
+
+    #[divan::bench]
+    fn submit_user(bencher: Bencher) {
+        let (fixture, flows) = Fixture::new();
+        let flows = RefCell::new(flows);
+        bencher
+            .with_inputs(|| fixture.authorize(&mut flows.borrow_mut()))
+            .bench_local_refs(|login| fixture.submit_user(&mut flows.borrow_mut(), login));
+    }
+
+    #[divan::bench]
+    fn partner_callback(bencher: Bencher) {
+        let (fixture, flows) = Fixture::new();
+        let flows = RefCell::new(flows);
+        bencher
+            .with_inputs(|| {
+                let mut flows = flows.borrow_mut();
+                let login = fixture.authorize(&mut flows);
+                fixture.submit_user(&mut flows, &login);
+                login
+            })
+            .bench_local_refs(|login| fixture.callback(&mut flows.borrow_mut(), login));
+    }
+
+    #[divan::bench]
+    fn exchange_code(bencher: Bencher) {
+        let (fixture, flows) = Fixture::new();
+        let flows = RefCell::new(flows);
+        bencher
+            .with_inputs(|| {
+                let mut flows = flows.borrow_mut();
+                let login = fixture.authorize(&mut flows);
+                fixture.submit_user(&mut flows, &login);
+                fixture.callback(&mut flows, &login)
+            })
+            .bench_local_values(|code| fixture.exchange(&mut flows.borrow_mut(), code));
+    }
+}
+
+mod tokens {
+    use super::*;
+
+    /// The access token of a flow without `openid`: one RS256 signature.
+    #[divan::bench]
+    fn mint_access_token(bencher: Bencher) {
+        let (fixture, mut flows) = Fixture::new();
+        let login = fixture.authorize(&mut flows);
+        fixture.submit_user(&mut flows, &login);
+        let code = fixture.callback(&mut flows, &login);
+        let grant = fixture.exchange(&mut flows, code);
+        let signer = Signer::generate().expect("a key");
+        let minter = TokenMinter::new(fixture.environment_url.as_str());
+        let resource = &fixture.config.resources[0];
+        bencher.bench_local(|| {
+            minter
+                .mint_for_grant(&signer, &grant, resource, NOW, &RandomIds)
+                .expect("minted")
+        });
+    }
+
+    #[divan::bench]
+    fn mint_management_token(bencher: Bencher) {
+        let (fixture, _) = Fixture::new();
+        let signer = Signer::generate().expect("a key");
+        let minter = TokenMinter::new(fixture.environment_url.as_str());
+        let client = &fixture.config.api_client;
+        bencher.bench_local(|| {
+            minter
+                .mint_management(&signer, &client.client_id, 3600, NOW, &RandomIds)
+                .expect("minted")
+        });
+    }
+
+    /// What every user POST pays: the management token's RS256 verification.
+    #[divan::bench]
+    fn verify_management_token(bencher: Bencher) {
+        let (fixture, _) = Fixture::new();
+        let signer = Signer::generate().expect("a key");
+        let minter = TokenMinter::new(fixture.environment_url.as_str());
+        let client = &fixture.config.api_client;
+        let token = minter
+            .mint_management(&signer, &client.client_id, 3600, NOW, &RandomIds)
+            .expect("minted")
+            .access_token;
+        bencher.bench_local(|| {
+            minter
+                .verify_management(&signer, &token, &client.client_id, NOW)
+                .expect("valid")
+        });
+    }
+}
+
+mod documents {
+    use super::*;
+
+    #[divan::bench]
+    fn resource_metadata_json(bencher: Bencher) {
+        let (fixture, _) = Fixture::new();
+        let resource = &fixture.config.resources[0];
+        bencher.bench_local(|| {
+            serde_json::to_vec(&metadata::resource_metadata(
+                "http://127.0.0.1:8400",
+                resource,
+            ))
+            .expect("json")
+        });
+    }
+
+    #[divan::bench]
+    fn jwks_json(bencher: Bencher) {
+        let signer = Signer::generate().expect("a key");
+        bencher.bench_local(|| serde_json::to_vec(&signer.jwks()).expect("json"));
+    }
+}

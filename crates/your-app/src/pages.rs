@@ -23,17 +23,43 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
+/// The one stylesheet of Your App's pages. Inline, because the CSP allows no other source; teal
+/// so that a person can tell Your App's pages from the emulator's (indigo) during a sign-in.
+const STYLESHEET: &str = "\
+*{box-sizing:border-box}\
+body{margin:0;padding:1.5rem 1rem 3rem;font:1rem/1.5 system-ui,sans-serif;color:#1f2937;background:#f3f4f6}\
+header,main{max-width:34rem;margin:0 auto}\
+header{padding:0 0 .75rem;color:#115e59;font-weight:600}\
+header span{color:#4b5563;font-weight:400}\
+main{background:#fff;border:1px solid #d1d5db;border-radius:.5rem;padding:1.5rem 2rem}\
+h1{font-size:1.5rem;line-height:1.25;margin:0 0 1rem}\
+h2{font-size:1.1rem;margin:2rem 0 .5rem;padding-top:1.25rem;border-top:1px solid #e5e7eb}\
+label{display:block;margin-top:1rem;font-weight:600}\
+input{display:block;width:100%;margin-top:.25rem;padding:.5rem .6rem;font:inherit;border:1px solid #6b7280;border-radius:.25rem}\
+button{font:inherit;cursor:pointer;border-radius:.25rem;padding:.5rem 1rem;border:1px solid #115e59}\
+.primary{display:block;width:100%;margin-top:1.5rem;background:#115e59;color:#fff;font-weight:600}\
+.primary:hover{background:#134e4a}\
+.personas{list-style:none;margin:0;padding:0}\
+.personas li{display:flex;gap:.75rem;align-items:baseline;padding:.4rem 0}\
+.personas button{flex:none;min-width:10.5rem;text-align:left;background:#f0fdfa;color:#134e4a}\
+.personas button[aria-current]{background:#115e59;color:#fff}\
+.hint{color:#4b5563;font-size:.9rem}\
+.error{color:#b91c1c;font-weight:600}\
+:focus-visible{outline:3px solid #1d4ed8;outline-offset:2px}\
+code{font:.9em ui-monospace,monospace}\
+dt{font-weight:600}dd{margin:0 0 .5rem}\
+pre{white-space:pre-wrap;overflow-wrap:anywhere}";
+
 /// A whole page. `title` is escaped here; `body` must already be safe HTML.
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let title = escape(title);
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title}</title>\n\
-         <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}\
-         label{{display:block;margin-top:.75rem}}input{{display:block;width:100%;padding:.3rem}}\
-         button{{margin-top:.75rem}}.error{{color:#a00}}dt{{font-weight:bold}}</style>\n\
-         </head>\n<body>\n<h1>{title}</h1>\n{body}</body>\n</html>\n"
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <style>{STYLESHEET}</style>\n\
+         </head>\n<body>\n<header>Your App <span>· the reference login service</span></header>\n\
+         <main>\n<h1>{title}</h1>\n{body}</main>\n</body>\n</html>\n"
     );
     (
         status,
@@ -59,7 +85,8 @@ pub fn landing(personas: &[Persona]) -> Response {
     let mut body = String::from(
         "<p>The reference login service (\"Your App\") of the BYOA test bed. Scalekit sends \
          browsers to <code>/login</code> with a <code>login_request_id</code> and a \
-         <code>state</code>.</p>\n<h2>Users (dev mode)</h2>\n",
+         <code>state</code>; this app signs the person in, posts their details to Scalekit and \
+         sends the browser back.</p>\n<h2>Users (dev mode)</h2>\n",
     );
     body.push_str(&persona_list(personas));
     page(StatusCode::OK, "Your App", &body)
@@ -105,7 +132,7 @@ pub fn bad_request(reason: &str) -> Response {
     page(StatusCode::BAD_REQUEST, "Cannot sign in", &body)
 }
 
-/// The sign-in form, with an optional error (wrong credentials).
+/// The sign-in form, with an optional error (wrong credentials), and the dev persona picker.
 pub fn login_form(
     status: StatusCode,
     personas: &[Persona],
@@ -116,7 +143,15 @@ pub fn login_form(
 ) -> Response {
     let login_request_id = escape(login_request_id.as_str());
     let state = escape(state.as_str());
+    let chosen = username;
     let username = escape(username);
+    // The cursor starts where the person types next: the password once the username is known
+    // (picked persona, or a failed attempt), else the username. `autofocus` needs no script.
+    let (username_focus, password_focus) = if username.is_empty() {
+        (" autofocus", "")
+    } else {
+        ("", " autofocus")
+    };
     let mut body = String::new();
     if let Some(error) = error {
         body.push_str(&format!(
@@ -125,31 +160,45 @@ pub fn login_form(
         ));
     }
     body.push_str(&format!(
-        "<form method=\"post\" action=\"/login\">\n\
+        "<p>Sign in to continue to your MCP client.</p>\n\
+         <form method=\"post\" action=\"/login\">\n\
          <input type=\"hidden\" name=\"login_request_id\" value=\"{login_request_id}\">\n\
          <input type=\"hidden\" name=\"state\" value=\"{state}\">\n\
          <label for=\"username\">Username</label>\n\
          <input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" \
-         required value=\"{username}\">\n\
+         autocapitalize=\"none\" spellcheck=\"false\"{username_focus} required value=\"{username}\">\n\
          <label for=\"password\">Password</label>\n\
          <input id=\"password\" name=\"password\" type=\"password\" \
-         autocomplete=\"current-password\" required>\n\
-         <button type=\"submit\">Sign in</button>\n\
+         autocomplete=\"current-password\"{password_focus} required>\n\
+         <button type=\"submit\" id=\"sign_in\" class=\"primary\">Sign in</button>\n\
          </form>\n"
     ));
     // Dev mode: each button reloads this page with the username filled in. Passwords are only in
     // the users file's comment, never on a page.
-    body.push_str("<h2>Dev personas</h2>\n<form method=\"get\" action=\"/login\">\n");
+    body.push_str(
+        "<h2 id=\"personas_heading\">Dev personas</h2>\n\
+         <p class=\"hint\">Pick a test user to fill in the username. Their passwords are in the \
+         comment at the top of <code>fixtures/users.toml</code>.</p>\n\
+         <form method=\"get\" action=\"/login\">\n",
+    );
     body.push_str(&format!(
         "<input type=\"hidden\" name=\"login_request_id\" value=\"{login_request_id}\">\n\
-         <input type=\"hidden\" name=\"state\" value=\"{state}\">\n<ul>\n"
+         <input type=\"hidden\" name=\"state\" value=\"{state}\">\n\
+         <ul class=\"personas\" aria-labelledby=\"personas_heading\">\n"
     ));
-    for persona in personas {
+    for (index, persona) in personas.iter().enumerate() {
+        let current = if persona.name == chosen {
+            " aria-current=\"true\""
+        } else {
+            ""
+        };
         body.push_str(&format!(
-            "<li><button type=\"submit\" name=\"username\" value=\"{}\">{}</button> {}</li>\n",
-            escape(&persona.name),
-            escape(&persona.display_name),
-            escape(&persona.description),
+            "<li><button type=\"submit\" name=\"username\" value=\"{name}\" \
+             aria-describedby=\"persona_{index}\"{current}>{display_name}</button> \
+             <span id=\"persona_{index}\" class=\"hint\"><code>{name}</code> · {description}</span></li>\n",
+            name = escape(&persona.name),
+            display_name = escape(&persona.display_name),
+            description = escape(&persona.description),
         ));
     }
     body.push_str("</ul>\n</form>\n");
@@ -257,7 +306,69 @@ pub fn internal_error() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use scalekit_wire::{Secret, UserClaims};
+
     use super::*;
+
+    fn persona(name: &str, display_name: &str) -> Persona {
+        Persona {
+            name: name.to_owned(),
+            display_name: display_name.to_owned(),
+            description: format!("{display_name} <test>"),
+            password_hash: Secret::new("$argon2id$unused"),
+            claims: UserClaims::default(),
+        }
+    }
+
+    async fn login_page(username: &str) -> String {
+        let response = login_form(
+            StatusCode::OK,
+            &[
+                persona("ada", "Ada Lovelace"),
+                persona("grace", "Grace Hopper"),
+            ],
+            &LoginRequestId::parse("lri_1").unwrap(),
+            &LoginState::parse("s").unwrap(),
+            username,
+            None,
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_login_page_starts_in_the_username_field_and_marks_no_persona() {
+        let page = login_page("").await;
+
+        assert!(page.contains(r#"autocomplete="username" autocapitalize="none" spellcheck="false" autofocus required value="">"#), "{page}");
+        assert!(!page.contains("aria-current="), "{page}");
+        assert!(page.contains(
+            r#"<button type="submit" name="username" value="ada" aria-describedby="persona_0">Ada Lovelace</button> <span id="persona_0" class="hint"><code>ada</code> · Ada Lovelace &lt;test&gt;</span>"#
+        ), "{page}");
+    }
+
+    #[tokio::test]
+    async fn a_picked_persona_is_marked_and_the_cursor_waits_in_the_password_field() {
+        let page = login_page("grace").await;
+
+        assert!(
+            page.contains(r#"spellcheck="false" required value="grace">"#),
+            "{page}"
+        );
+        assert!(
+            page.contains(r#"autocomplete="current-password" autofocus required>"#),
+            "{page}"
+        );
+        assert!(page.contains(
+            r#"value="grace" aria-describedby="persona_1" aria-current="true">Grace Hopper</button>"#
+        ), "{page}");
+        assert!(
+            page.contains(r#"value="ada" aria-describedby="persona_0">"#),
+            "{page}"
+        );
+    }
 
     #[test]
     fn escape_covers_markup_and_both_quotes() {

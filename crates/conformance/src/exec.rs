@@ -135,6 +135,22 @@ impl<'a> StepRunner<'a> {
             Action::Refresh => self.token(step, "refresh_token").await?,
             Action::Request => self.request(step).await?,
         };
+        if !step.capture.is_empty() {
+            let body = answer.json();
+            for (name, pointer) in &step.capture {
+                let value = body
+                    .as_ref()
+                    .and_then(|body| body.pointer(pointer))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        format!(
+                            "capture {name}: no string at {pointer} in {}",
+                            excerpt(&answer.text())
+                        )
+                    })?;
+                self.set(name, value.to_owned());
+            }
+        }
         if let Some(prefix) = &step.save_as {
             let saved: Vec<(String, String)> = self
                 .variables
@@ -722,6 +738,7 @@ fn step_defaults() -> Step {
         method: None,
         path: None,
         save_as: None,
+        capture: BTreeMap::new(),
         expect: StepExpectation::default(),
     }
 }

@@ -40,6 +40,10 @@ pub struct Step {
     pub path: Option<String>,
     /// Saves the named variables under a prefix, e.g. `save_as = "first"` keeps `{first.state}`.
     pub save_as: Option<String>,
+    /// Sets variables from string values in the JSON answer, by JSON pointer:
+    /// `capture = { consent_id = "/consents/0/id" }`.
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
     /// What must come back.
     #[serde(default)]
     pub expect: StepExpectation,

@@ -40,9 +40,18 @@ pub struct Config {
     /// request log, fault injection); off, those paths answer 404 like any unknown route.
     #[serde(default = "default_control")]
     pub control: bool,
+    /// Lets Client ID Metadata Document URLs be plain `http` on loopback (`127.0.0.1`,
+    /// `localhost`, `[::1]`) and resolve to loopback addresses, so tests can serve documents
+    /// locally. Off, a document URL must be `https` and resolve to a public address.
+    #[serde(default)]
+    pub cimd_allow_insecure_loopback: bool,
 }
 
 fn default_control() -> bool {
+    true
+}
+
+fn default_client_id_metadata_documents() -> bool {
     true
 }
 
@@ -105,6 +114,10 @@ pub struct ResourceConfig {
     pub issuer_bound_tokens: bool,
     /// Whether `clients:register` is open for this resource.
     pub dynamic_client_registration: bool,
+    /// Whether clients may identify themselves with a Client ID Metadata Document URL
+    /// (Scalekit's `enable_cimd`); advertised as `client_id_metadata_document_supported`.
+    #[serde(default = "default_client_id_metadata_documents")]
+    pub client_id_metadata_documents: bool,
     /// Lifetime of access tokens and ID tokens.
     pub access_token_lifetime_secs: u64,
     /// Lifetime of each refresh token.
@@ -219,6 +232,12 @@ impl Config {
         for client in &self.clients {
             if client.client_id.is_empty() {
                 return Err("clients.client_id must not be empty".to_owned());
+            }
+            if crate::flow::cimd::is_document_url(&client.client_id) {
+                return Err(format!(
+                    "client {} must not be a URL: URL client ids name Client ID Metadata Documents",
+                    client.client_id
+                ));
             }
             if !self
                 .resources
@@ -347,6 +366,34 @@ mod tests {
         let text = FIXTURE.replace("\"mcp:write\"", "\"mcp write\"");
         let error = Config::from_toml_str(&text).unwrap_err();
         assert!(error.to_string().contains("mcp write"), "{error}");
+    }
+
+    #[test]
+    fn client_id_metadata_documents_default_to_on_and_loopback_documents_to_off() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        assert!(config.resources[0].client_id_metadata_documents);
+        assert!(!config.cimd_allow_insecure_loopback);
+        let text = FIXTURE.replace(
+            "dynamic_client_registration = true",
+            "dynamic_client_registration = true\nclient_id_metadata_documents = false",
+        );
+        assert!(!Config::from_toml_str(&text).unwrap().resources[0].client_id_metadata_documents);
+    }
+
+    #[test]
+    fn a_configured_client_with_a_url_id_is_refused() {
+        let mut config = Config::from_toml_str(FIXTURE).unwrap();
+        config.clients.push(ClientConfig {
+            client_id: "https://client.example/metadata.json".to_owned(),
+            redirect_uris: vec!["http://127.0.0.1/cb".to_owned()],
+            resource: config.resources[0].id.clone(),
+            client_secret: None,
+            client_name: None,
+        });
+        assert_eq!(
+            config.validate().unwrap_err(),
+            "client https://client.example/metadata.json must not be a URL: URL client ids name Client ID Metadata Documents"
+        );
     }
 
     #[test]

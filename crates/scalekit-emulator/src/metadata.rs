@@ -39,7 +39,8 @@ pub struct AuthorizationServerMetadata {
     pub scopes_supported: Vec<String>,
     /// RFC 9207: `iss` is sent on every redirect to the client.
     pub authorization_response_iss_parameter_supported: bool,
-    /// CIMD is not implemented yet, so it is not claimed.
+    /// Client ID Metadata Documents: URL-shaped `client_id`s are fetched (per resource; the
+    /// environment documents claim it when any resource allows it).
     pub client_id_metadata_document_supported: bool,
 }
 
@@ -95,6 +96,10 @@ pub fn environment_metadata(environment_url: &str, config: &Config) -> Authoriza
     );
     document.grant_types_supported =
         strings(&["authorization_code", "refresh_token", "client_credentials"]);
+    document.client_id_metadata_document_supported = config
+        .resources
+        .iter()
+        .any(|resource| resource.client_id_metadata_documents);
     document
 }
 
@@ -116,6 +121,7 @@ pub fn resource_metadata(
         format!("{environment_url}/resources/{}", resource.id),
         resource.scopes.clone(),
     );
+    document.client_id_metadata_document_supported = resource.client_id_metadata_documents;
     if resource.dynamic_client_registration {
         document.registration_endpoint = Some(format!(
             "{environment_url}/api/v1/resources/{}/clients:register",

@@ -3,8 +3,9 @@
 
 use url::Url;
 
+use super::cimd::{ClientMetadata, MetadataError};
 use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
-use super::{Flows, LoginRequest, PendingAuthorization};
+use super::{Client, Flows, LoginRequest, PendingAuthorization};
 use crate::ids::IdGenerator;
 use crate::types::{
     ClientId, ClientState, LoginRequestId, LoginState, PkceChallenge, RedirectUri, ScopeSet,
@@ -68,6 +69,13 @@ pub enum AuthorizeError {
     /// The redirect URI is missing, malformed or not registered: hosted error page
     /// `invalid_request` (never a redirect: the URI is not trusted).
     InvalidRedirectUri(String),
+    /// The metadata document of a URL `client_id` could not be fetched or is invalid, or the
+    /// resource does not accept such clients: hosted error page `invalid_client_metadata_url`
+    /// (never a redirect: no redirect URI is trusted).
+    MetadataDocument(MetadataError),
+    /// A metadata-document client named no usable resource: hosted error page
+    /// `invalid_target` (never a redirect: the issuer to send with it is unknown).
+    InvalidTarget(String),
     /// Anything else: a redirect to the client with `error` (`invalid_request`,
     /// `unsupported_response_type`, `invalid_scope`, `invalid_target`, and
     /// `temporarily_unavailable` past `max_pending_login_requests`), `state` and `iss`.
@@ -84,6 +92,7 @@ impl Flows {
     ) -> Result<LoginRedirect, AuthorizeError> {
         let client_id = request
             .client_id
+            .as_deref()
             .filter(|id| !id.is_empty())
             .ok_or(AuthorizeError::MissingClientId)?;
         let client_id = ClientId::new(client_id);
@@ -92,6 +101,68 @@ impl Flows {
             .get(&client_id)
             .cloned()
             .ok_or_else(|| AuthorizeError::UnknownClient(client_id.clone()))?;
+        self.authorize_client(request, client, now, ids)
+    }
+
+    /// The same for a client identified by a Client ID Metadata Document the edge fetched and
+    /// validated ([`super::cimd::parse_document`]). The document's `redirect_uris` are the
+    /// registered ones. The MCP server is the `resource` parameter's, else the only resource
+    /// that accepts metadata documents; it must accept them.
+    pub fn authorize_metadata_client(
+        &mut self,
+        request: AuthorizeRequest,
+        metadata: ClientMetadata,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<LoginRedirect, AuthorizeError> {
+        let resource = match request.resource.as_deref() {
+            Some(value) => self.resolve_resource(value).ok_or_else(|| {
+                AuthorizeError::InvalidTarget(format!(
+                    "resource {value} is not a registered MCP server"
+                ))
+            })?,
+            None => {
+                let mut accepting = self
+                    .resources
+                    .iter()
+                    .filter(|resource| resource.client_id_metadata_documents);
+                match (accepting.next(), accepting.next()) {
+                    (Some(only), None) => only,
+                    _ => {
+                        return Err(AuthorizeError::InvalidTarget(
+                            "resource is required when client_id is a metadata document URL"
+                                .to_owned(),
+                        ));
+                    }
+                }
+            }
+        };
+        if !resource.client_id_metadata_documents {
+            return Err(AuthorizeError::MetadataDocument(MetadataError(format!(
+                "resource {} does not accept client ID metadata documents",
+                resource.id
+            ))));
+        }
+        let client = Client {
+            id: ClientId::new(metadata.client_id),
+            name: Some(metadata.client_name),
+            redirect_uris: metadata.redirect_uris,
+            resource: resource.id.clone(),
+            secret: None,
+            dynamic: false,
+        };
+        self.authorize_client(request, client, now, ids)
+    }
+
+    /// The checks after the client is known, in RFC 6749 §4.1.2.1 order.
+    fn authorize_client(
+        &mut self,
+        request: AuthorizeRequest,
+        client: Client,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<LoginRedirect, AuthorizeError> {
+        let client_id = client.id.clone();
         let raw_redirect_uri = request.redirect_uri.ok_or_else(|| {
             AuthorizeError::InvalidRedirectUri("redirect_uri is required".to_owned())
         })?;
@@ -235,6 +306,7 @@ impl Flows {
                 connection: resource.connection.clone(),
                 authorization: PendingAuthorization {
                     client: client_id,
+                    client_name: client.name.clone(),
                     redirect_uri,
                     client_state,
                     nonce: request.nonce.filter(|nonce| !nonce.is_empty()),

@@ -10,7 +10,9 @@
 use scalekit_wire::{Secret, UserClaims};
 use serde::{Deserialize, Serialize};
 
-use super::{Client, Flows, GrantRecord, PendingAuthorization, RefreshRecord, SignIn};
+use super::{
+    Client, Flows, GrantRecord, PendingAuthorization, RefreshRecord, RememberedConsent, SignIn,
+};
 use crate::types::{
     ClientId, ClientState, ConnectionId, OrganizationId, PkceChallenge, RedirectUri, ResourceId,
     ScopeSet, SessionId, UserId,
@@ -54,6 +56,8 @@ pub struct StoredOrganization {
 /// Scopes a user approved for a client and resource on the consent page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredConsent {
+    /// `usrcnst_…`.
+    pub consent_id: String,
     /// `usr_…`.
     pub user: String,
     /// The client.
@@ -62,6 +66,8 @@ pub struct StoredConsent {
     pub resource: String,
     /// The approved scopes.
     pub scopes: Vec<String>,
+    /// Unix seconds of the first approval.
+    pub created_at: u64,
 }
 
 /// A grant (the family of refresh tokens of one sign-in with `offline_access`).
@@ -132,6 +138,11 @@ pub enum DurableChange {
     OrganizationCreated(StoredOrganization),
     /// A consent was approved (replaces an earlier one for the same user, client and resource).
     ConsentRemembered(StoredConsent),
+    /// A remembered consent was revoked through the consent API.
+    ConsentRevoked {
+        /// `usrcnst_…`.
+        consent_id: String,
+    },
     /// A grant was made (always followed by its first refresh token). Boxed: a sign-in is large.
     GrantCreated(Box<StoredGrant>),
     /// A grant and all its refresh tokens were revoked.
@@ -242,11 +253,13 @@ impl Flows {
             consents: self
                 .remembered_consents
                 .iter()
-                .map(|((user, client, resource), scopes)| StoredConsent {
+                .map(|((user, client, resource), consent)| StoredConsent {
+                    consent_id: consent.id.clone(),
                     user: user.to_string(),
                     client: client.to_string(),
                     resource: resource.to_string(),
-                    scopes: scopes.as_slice().to_vec(),
+                    scopes: consent.scopes.as_slice().to_vec(),
+                    created_at: consent.created_at,
                 })
                 .collect(),
             grants: self
@@ -337,7 +350,11 @@ impl Flows {
                     ClientId::new(consent.client),
                     ResourceId::new(consent.resource),
                 ),
-                consent.scopes.iter().map(String::as_str).collect(),
+                RememberedConsent {
+                    id: consent.consent_id,
+                    scopes: consent.scopes.iter().map(String::as_str).collect(),
+                    created_at: consent.created_at,
+                },
             );
         }
         for grant in state.grants {
@@ -400,6 +417,8 @@ impl StoredSignIn {
         Some(SignIn {
             authorization: PendingAuthorization {
                 client: ClientId::new(self.client),
+                // Only the consent page shows it, and a stored grant is past consent.
+                client_name: None,
                 redirect_uri,
                 client_state: self.client_state.map(ClientState::new),
                 nonce: self.nonce,

@@ -5,8 +5,8 @@ use scalekit_wire::{FieldViolation, UserClaims, prefix};
 
 use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
 use super::{
-    CodeRecord, DurableChange, Flows, PendingConsent, SignIn, StoredConsent, StoredOrganization,
-    StoredUser, SubmittedUser,
+    CodeRecord, DurableChange, Flows, PendingConsent, RememberedConsent, SignIn, StoredConsent,
+    StoredOrganization, StoredUser, SubmittedUser,
 };
 use crate::config::ConsentMode;
 use crate::ids::IdGenerator;
@@ -220,14 +220,14 @@ impl Flows {
                 sign_in
                     .authorization
                     .scopes
-                    .is_subset_of(granted.as_slice())
+                    .is_subset_of(granted.scopes.as_slice())
             });
         if prompt && !remembered {
             let consent_id = ConsentId::new(ids.secret());
-            let client_name = self
-                .clients
-                .get(&sign_in.authorization.client)
-                .and_then(|client| client.name.clone())
+            let client_name = sign_in
+                .authorization
+                .client_name
+                .clone()
                 .unwrap_or_else(|| sign_in.authorization.client.to_string());
             let prompt = ConsentPrompt {
                 consent_id: consent_id.clone(),
@@ -287,19 +287,32 @@ impl Flows {
                 },
             });
         }
+        let key = (
+            sign_in.user.clone(),
+            sign_in.authorization.client.clone(),
+            sign_in.authorization.resource.clone(),
+        );
+        // A new approval for the same user, client and resource replaces the scopes and keeps
+        // the consent's id and creation time.
+        let (id, created_at) = match self.remembered_consents.get(&key) {
+            Some(earlier) => (earlier.id.clone(), earlier.created_at),
+            None => (ids.id(prefix::CONSENT), now),
+        };
         self.remembered_consents.insert(
-            (
-                sign_in.user.clone(),
-                sign_in.authorization.client.clone(),
-                sign_in.authorization.resource.clone(),
-            ),
-            sign_in.authorization.scopes.clone(),
+            key,
+            RememberedConsent {
+                id: id.clone(),
+                scopes: sign_in.authorization.scopes.clone(),
+                created_at,
+            },
         );
         self.record(DurableChange::ConsentRemembered(StoredConsent {
+            consent_id: id,
             user: sign_in.user.to_string(),
             client: sign_in.authorization.client.to_string(),
             resource: sign_in.authorization.resource.to_string(),
             scopes: sign_in.authorization.scopes.as_slice().to_vec(),
+            created_at,
         }));
         Ok(self.issue_code(sign_in, iss, now, ids))
     }

@@ -6,6 +6,8 @@
 //! error they become at the HTTP edge.
 
 mod authorize;
+pub mod cimd;
+mod consents;
 mod durable;
 pub mod inspect;
 mod login;
@@ -24,6 +26,7 @@ use scalekit_wire::{Secret, UserClaims};
 use url::Url;
 
 pub use authorize::{AuthorizeError, AuthorizeRequest, LoginRedirect};
+pub use consents::{ConsentView, RevokeConsentError};
 pub use durable::{
     DurableChange, DurableState, StoredClient, StoredConsent, StoredGrant, StoredOrganization,
     StoredRefreshToken, StoredSignIn, StoredUser,
@@ -55,6 +58,7 @@ struct Resource {
     scopes: Vec<String>,
     consent: ConsentMode,
     dynamic_client_registration: bool,
+    client_id_metadata_documents: bool,
     authorization_code_lifetime_secs: u64,
     refresh_token_lifetime_secs: u64,
     login_request_lifetime_secs: u64,
@@ -86,6 +90,8 @@ struct LoginRequest {
 #[derive(Debug, Clone)]
 struct PendingAuthorization {
     client: ClientId,
+    /// Shown on the consent page: the registered or the metadata document's `client_name`.
+    client_name: Option<String>,
     redirect_uri: RedirectUri,
     client_state: Option<ClientState>,
     nonce: Option<String>,
@@ -112,6 +118,16 @@ struct SignIn {
     organization: Option<OrganizationId>,
     session: SessionId,
     auth_time: u64,
+}
+
+/// Scopes a user approved for a client and resource, skipped on the next sign-in.
+#[derive(Debug, Clone)]
+struct RememberedConsent {
+    /// `usrcnst_…`, stable for the (user, client, resource) and across restarts.
+    id: String,
+    scopes: ScopeSet,
+    /// Unix seconds of the first approval.
+    created_at: u64,
 }
 
 /// A consent page waiting for the user's decision.
@@ -162,7 +178,7 @@ pub struct Flows {
     refresh_tokens: HashMap<String, RefreshRecord>,
     users: HashMap<(ConnectionId, String), UserId>,
     organizations: HashMap<(ConnectionId, String), OrganizationId>,
-    remembered_consents: HashMap<(UserId, ClientId, ResourceId), ScopeSet>,
+    remembered_consents: HashMap<(UserId, ClientId, ResourceId), RememberedConsent>,
     /// Login requests and consent pages in progress past which `/oauth/authorize` refuses.
     max_pending_login_requests: usize,
     /// Durable changes not yet drained by the edge; `None` when nobody drains them.
@@ -195,6 +211,7 @@ impl Flows {
                 scopes: resource.scopes.clone(),
                 consent: resource.consent,
                 dynamic_client_registration: resource.dynamic_client_registration,
+                client_id_metadata_documents: resource.client_id_metadata_documents,
                 authorization_code_lifetime_secs: resource.authorization_code_lifetime_secs,
                 refresh_token_lifetime_secs: resource.refresh_token_lifetime_secs,
                 login_request_lifetime_secs: resource.login_request_lifetime_secs,

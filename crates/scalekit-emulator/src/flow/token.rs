@@ -3,6 +3,7 @@
 
 use scalekit_wire::{Secret, UserClaims};
 
+use super::cimd::is_document_url;
 use super::{
     DurableChange, Flows, GrantRecord, RefreshRecord, SignIn, StoredGrant, StoredRefreshToken,
     StoredSignIn,
@@ -100,6 +101,11 @@ impl Flows {
         secret: Option<&str>,
     ) -> Result<ClientId, TokenError> {
         let failed = || TokenError::InvalidClient("client authentication failed".to_owned());
+        // A metadata-document client is public and is not kept between flows: its URL is its
+        // identity, and codes and refresh tokens are bound to that URL.
+        if is_document_url(client_id) && !self.clients.contains_key(&ClientId::new(client_id)) {
+            return Ok(ClientId::new(client_id));
+        }
         let client = self
             .clients
             .get(&ClientId::new(client_id))
@@ -265,14 +271,20 @@ impl Flows {
         secret: Option<&str>,
         token: &str,
     ) -> Result<(), TokenError> {
+        let public = || {
+            TokenError::InvalidClient(
+                "public clients cannot revoke tokens: client authentication is required".to_owned(),
+            )
+        };
+        if is_document_url(client_id) && !self.clients.contains_key(&ClientId::new(client_id)) {
+            return Err(public());
+        }
         let client = self
             .clients
             .get(&ClientId::new(client_id))
             .ok_or_else(|| TokenError::InvalidClient("client authentication failed".to_owned()))?;
         let Some(expected) = &client.secret else {
-            return Err(TokenError::InvalidClient(
-                "public clients cannot revoke tokens: client authentication is required".to_owned(),
-            ));
+            return Err(public());
         };
         if !secret.is_some_and(|presented| expected.matches(presented)) {
             return Err(TokenError::InvalidClient(

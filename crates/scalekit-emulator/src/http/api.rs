@@ -1,8 +1,9 @@
-//! `/api/v1`: the user-details call (Decisions §5) and Dynamic Client Registration (Decisions §7).
+//! `/api/v1`: the user-details call (Decisions §5), Dynamic Client Registration (Decisions §7)
+//! and the consent API (list and revoke remembered consents).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, GrpcCode, OAuthError, OAuthErrorCode};
-use crate::flow::{ClientRegistration, SubmitUserError};
+use crate::flow::{ClientRegistration, RevokeConsentError, SubmitUserError};
 use crate::types::AuthRequestId;
 
 pub(super) async fn submit_user(
@@ -179,4 +180,93 @@ pub(super) async fn register_client(
     http.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(http)
+}
+
+/// `GET /api/v1/user_consents` query: both filters optional.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ConsentsQuery {
+    user_id: Option<String>,
+    client_id: Option<String>,
+}
+
+/// One remembered consent on the wire.
+#[derive(Debug, Serialize)]
+struct ConsentBody {
+    id: String,
+    user_id: String,
+    client_id: String,
+    resource_id: String,
+    scopes: Vec<String>,
+    /// RFC 3339, as the gateway renders a protobuf `Timestamp`.
+    create_time: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ConsentsBody {
+    consents: Vec<ConsentBody>,
+}
+
+/// `GET /api/v1/user_consents` (management bearer): the remembered consents, filtered by
+/// `user_id` and `client_id` when given, oldest first.
+pub(super) async fn list_consents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ConsentsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    authenticate_management(&state, bearer(&headers))?;
+    let Query(query) = query
+        .map_err(|rejection| ApiError::new(GrpcCode::InvalidArgument, rejection.body_text()))?;
+    let consents = state.flows().list_consents(
+        query.user_id.as_deref().filter(|id| !id.is_empty()),
+        query.client_id.as_deref().filter(|id| !id.is_empty()),
+    );
+    let consents = consents
+        .into_iter()
+        .map(|consent| ConsentBody {
+            create_time: rfc3339(consent.created_at),
+            id: consent.id,
+            user_id: consent.user_id,
+            client_id: consent.client_id,
+            resource_id: consent.resource_id,
+            scopes: consent.scopes,
+        })
+        .collect();
+    Ok(Json(ConsentsBody { consents }).into_response())
+}
+
+/// `DELETE /api/v1/clients/{client_id}/consents/{consent_id}` (management bearer): 200 `{}`.
+/// The next sign-in of that user and client shows the consent page again; tokens already
+/// issued stay valid.
+pub(super) async fn revoke_consent(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((client_id, consent_id)) =
+        path.map_err(|rejection| ApiError::new(GrpcCode::NotFound, rejection.body_text()))?;
+    authenticate_management(&state, bearer(&headers))?;
+    state
+        .flows()
+        .revoke_consent(&client_id, &consent_id)
+        .map_err(|error| match error {
+            RevokeConsentError::InvalidArgument {
+                message,
+                violations,
+            } => ApiError::invalid_argument(message, violations),
+            RevokeConsentError::NotFound(message) => ApiError::new(GrpcCode::NotFound, message),
+        })?;
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+/// Unix seconds as RFC 3339 in UTC (`2026-01-02T03:04:05Z`).
+fn rfc3339(seconds: u64) -> String {
+    let seconds = i64::try_from(seconds).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|moment| {
+            moment
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }

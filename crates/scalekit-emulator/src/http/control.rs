@@ -358,6 +358,7 @@ async fn reset(State(state): State<AppState>) -> Result<StatusCode, ControlError
     state.flows().reset_to(fresh);
     state.control.requests().clear();
     state.control.faults().clear();
+    state.metadata_documents.clear();
     tracing::info!("state reset through the control API");
     Ok(StatusCode::NO_CONTENT)
 }

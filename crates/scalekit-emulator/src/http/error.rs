@@ -9,7 +9,7 @@ use scalekit_wire::{
     ErrorDetail, FieldViolation, GatewayError, OAuthErrorBody, ValidationErrorInfo,
 };
 
-use super::html::{escape, page};
+use super::html::{error_page, page};
 use crate::flow::{RegisterError, TokenError};
 
 /// An OAuth error code (RFC 6749 §5.2, RFC 8707 §2, RFC 7591 §3.2.2).
@@ -318,14 +318,9 @@ impl HostedErrorPage {
 impl IntoResponse for HostedErrorPage {
     fn into_response(self) -> Response {
         tracing::info!(error = self.error, description = %self.description, "hosted error page");
-        let body = format!(
-            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <title>Sign-in error</title>\n</head>\n<body>\n<main>\n<h1>Sign-in could not be completed</h1>\n\
-             <p>error=<code id=\"error\">{error}</code></p>\n<p id=\"error_description\">{description}</p>\n\
-             <p>Please restart sign-in from your MCP client.</p>\n</main>\n</body>\n</html>\n",
-            error = escape(self.error),
-            description = escape(&self.description),
-        );
-        page(StatusCode::BAD_REQUEST, body)
+        page(
+            StatusCode::BAD_REQUEST,
+            error_page(self.error, &self.description),
+        )
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: axum routes over the state machine. Only this module knows about axum.
 
 pub(crate) mod api;
+pub mod cimd;
 pub mod control;
 pub mod error;
 mod html;
@@ -15,7 +16,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::Uri;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower::ServiceExt as _;
 use tower_http::trace::TraceLayer;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub store: Option<Arc<Store>>,
     /// The control API's request log and armed faults.
     pub control: Arc<control::ControlState>,
+    /// The Client ID Metadata Document fetcher and its cache.
+    pub metadata_documents: Arc<cimd::MetadataDocuments>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -70,7 +73,9 @@ impl AppState {
         ids: Arc<dyn IdGenerator>,
     ) -> AppState {
         let flows = Flows::new(&config, environment_url);
+        let metadata_documents = cimd::MetadataDocuments::new(config.cimd_allow_insecure_loopback);
         AppState {
+            metadata_documents: Arc::new(metadata_documents),
             minter: Arc::new(TokenMinter::new(environment_url.as_str())),
             config: Arc::new(config),
             flows: Arc::new(Mutex::new(flows)),
@@ -142,6 +147,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/connections/{connection}/auth-requests/{login_request}/user",
             post(api::submit_user),
+        )
+        .route("/api/v1/user_consents", get(api::list_consents))
+        .route(
+            "/api/v1/clients/{client}/consents/{consent}",
+            delete(api::revoke_consent),
         )
         .route(
             "/sso/v1/connections/{connection}/partner:callback",

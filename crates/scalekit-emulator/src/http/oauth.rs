@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::{HostedErrorPage, OAuthError, OAuthErrorCode};
+use crate::flow::cimd::is_document_url;
 use crate::flow::{
     AuthorizationCodeRequest, AuthorizeError, AuthorizeRequest, ClientRedirect, IssuedGrant,
     RefreshRequest,
@@ -71,7 +72,7 @@ pub(super) async fn authorize(
     query: Result<Query<AuthorizeQuery>, QueryRejection>,
 ) -> Response {
     match query {
-        Ok(Query(query)) => authorize_request(&state, query.into()),
+        Ok(Query(query)) => authorize_request(&state, query.into()).await,
         Err(rejection) => {
             HostedErrorPage::new("invalid_request", rejection.body_text()).into_response()
         }
@@ -92,7 +93,7 @@ pub(super) async fn authorize_for_resource(
         Ok(Query(query)) => {
             let mut request: AuthorizeRequest = query.into();
             request.resource = request.resource.or(Some(resource));
-            authorize_request(&state, request)
+            authorize_request(&state, request).await
         }
         Err(rejection) => {
             HostedErrorPage::new("invalid_request", rejection.body_text()).into_response()
@@ -100,9 +101,50 @@ pub(super) async fn authorize_for_resource(
     }
 }
 
-fn authorize_request(state: &AppState, request: AuthorizeRequest) -> Response {
+async fn authorize_request(state: &AppState, request: AuthorizeRequest) -> Response {
+    // A URL `client_id` names a Client ID Metadata Document: fetch it (IO, outside the lock)
+    // unless no resource accepts such clients, then let the state machine check the request.
+    let metadata_client = request
+        .client_id
+        .as_deref()
+        .filter(|client_id| is_document_url(client_id))
+        .map(str::to_owned);
+    let metadata = match metadata_client {
+        None => None,
+        Some(client_id) => {
+            let accepted = state
+                .config
+                .resources
+                .iter()
+                .any(|resource| resource.client_id_metadata_documents);
+            if !accepted {
+                return HostedErrorPage::new(
+                    "invalid_client_metadata_url",
+                    "client ID metadata documents are not accepted in this environment",
+                )
+                .into_response();
+            }
+            let fetched = state
+                .metadata_documents
+                .get(&client_id, state.clock.now())
+                .await;
+            match fetched {
+                Ok(metadata) => Some(metadata),
+                Err(error) => {
+                    return HostedErrorPage::new("invalid_client_metadata_url", error.to_string())
+                        .into_response();
+                }
+            }
+        }
+    };
     let now = state.clock.now();
-    let result = state.flows().authorize(request, now, state.ids.as_ref());
+    let ids = state.ids.as_ref();
+    let result = match metadata {
+        Some(metadata) => state
+            .flows()
+            .authorize_metadata_client(request, metadata, now, ids),
+        None => state.flows().authorize(request, now, ids),
+    };
     match result {
         Ok(login) => found(login.location().as_str()),
         Err(AuthorizeError::MissingClientId) => {
@@ -115,6 +157,12 @@ fn authorize_request(state: &AppState, request: AuthorizeRequest) -> Response {
         .into_response(),
         Err(AuthorizeError::InvalidRedirectUri(why)) => {
             HostedErrorPage::new("invalid_request", why).into_response()
+        }
+        Err(AuthorizeError::MetadataDocument(error)) => {
+            HostedErrorPage::new("invalid_client_metadata_url", error.to_string()).into_response()
+        }
+        Err(AuthorizeError::InvalidTarget(why)) => {
+            HostedErrorPage::new("invalid_target", why).into_response()
         }
         Err(AuthorizeError::Redirect(redirect)) => redirect_to(&redirect),
     }

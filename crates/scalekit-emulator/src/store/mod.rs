@@ -212,10 +212,11 @@ impl Store {
 
         let consents = query(
             &connection,
-            "SELECT user_id, client_id, resource_id, scopes FROM consents
+            "SELECT user_id, client_id, resource_id, scopes, consent_id, create_time FROM consents
              ORDER BY user_id, client_id, resource_id",
             |row| {
                 Ok(StoredConsent {
+                    consent_id: row.get(4)?,
                     user: row.get(0)?,
                     client: row.get(1)?,
                     resource: row.get(2)?,
@@ -225,6 +226,7 @@ impl Store {
                         .filter(|scope| !scope.is_empty())
                         .map(str::to_owned)
                         .collect(),
+                    created_at: from_sql_seconds(row.get(5)?),
                 })
             },
         )
@@ -344,14 +346,23 @@ fn apply_one(transaction: &Transaction<'_>, change: &DurableChange) -> Result<()
         }
         DurableChange::ConsentRemembered(consent) => {
             transaction.execute(
-                "INSERT OR REPLACE INTO consents (user_id, client_id, resource_id, scopes)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO consents
+                 (user_id, client_id, resource_id, scopes, consent_id, create_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     consent.user,
                     consent.client,
                     consent.resource,
-                    consent.scopes.join(" ")
+                    consent.scopes.join(" "),
+                    consent.consent_id,
+                    to_sql_seconds(consent.created_at)
                 ],
+            )?;
+        }
+        DurableChange::ConsentRevoked { consent_id } => {
+            transaction.execute(
+                "DELETE FROM consents WHERE consent_id = ?1",
+                params![consent_id],
             )?;
         }
         DurableChange::GrantCreated(grant) => {

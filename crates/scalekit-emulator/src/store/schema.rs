@@ -7,10 +7,11 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema version this emulator writes. Bump it with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r"
+pub(super) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r"
 CREATE TABLE signing_key (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     pem TEXT NOT NULL
@@ -52,7 +53,18 @@ CREATE TABLE refresh_tokens (
     rotated INTEGER NOT NULL -- 0 or 1
 );
 CREATE INDEX refresh_tokens_by_grant ON refresh_tokens (grant_id);
-"];
+",
+    r"
+-- Version 2: remembered consents get their `usrcnst_…` id and creation time (the consent API).
+-- Consents remembered by version 1 get a fresh id and a creation time of 0.
+ALTER TABLE consents ADD COLUMN consent_id TEXT;
+ALTER TABLE consents ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0; -- unix seconds
+UPDATE consents
+SET consent_id = 'usrcnst_' || (abs(random() % 900000000000000000) + 100000000000000000)
+WHERE consent_id IS NULL;
+CREATE UNIQUE INDEX consents_by_id ON consents (consent_id);
+",
+];
 
 /// Brings the database to [`SCHEMA_VERSION`], each step in its own transaction.
 pub(super) fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {

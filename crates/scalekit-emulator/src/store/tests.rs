@@ -100,10 +100,12 @@ fn changes() -> Vec<DurableChange> {
             organization: "org_1".to_owned(),
         }),
         DurableChange::ConsentRemembered(StoredConsent {
+            consent_id: "usrcnst_1".to_owned(),
             user: "usr_1".to_owned(),
             client: "m2m_1".to_owned(),
             resource: "res_1".to_owned(),
             scopes: vec!["openid".to_owned(), "mcp:read".to_owned()],
+            created_at: NOW,
         }),
         DurableChange::GrantCreated(Box::new(grant("grant_1"))),
         DurableChange::RefreshTokenIssued(token("rt-1", "grant_1", NOW + 100)),
@@ -131,10 +133,12 @@ fn expected() -> DurableState {
             organization: "org_1".to_owned(),
         }],
         consents: vec![StoredConsent {
+            consent_id: "usrcnst_1".to_owned(),
             user: "usr_1".to_owned(),
             client: "m2m_1".to_owned(),
             resource: "res_1".to_owned(),
             scopes: vec!["openid".to_owned(), "mcp:read".to_owned()],
+            created_at: NOW,
         }],
         grants: vec![grant("grant_1")],
         refresh_tokens: vec![
@@ -241,11 +245,47 @@ fn a_database_from_a_newer_emulator_is_refused_with_a_clear_error() {
     assert_eq!(
         error.to_string(),
         format!(
-            "state database {} has schema version 99, newer than this emulator's 1; \
+            "state database {} has schema version 99, newer than this emulator's 2; \
              use a newer emulator or another --state-dir",
             path.display()
         )
     );
+}
+
+#[test]
+fn a_version_1_database_gives_its_consents_ids_and_keeps_them() {
+    let directory = TempDir::new("v1");
+    std::fs::create_dir_all(&directory.0).unwrap();
+    let path = directory.0.join(DATABASE_FILE);
+    let connection = Connection::open(&path).unwrap();
+    connection
+        .execute_batch(&format!(
+            "{} PRAGMA user_version = 1;
+             INSERT INTO consents (user_id, client_id, resource_id, scopes)
+             VALUES ('usr_1', 'm2m_1', 'res_1', 'openid mcp:read');",
+            schema::MIGRATIONS[0]
+        ))
+        .unwrap();
+    drop(connection);
+    let first = Store::open(&directory.0).unwrap().load().unwrap().consents;
+    assert_eq!(first.len(), 1);
+    assert!(first[0].consent_id.starts_with("usrcnst_"), "{first:?}");
+    assert_eq!(first[0].created_at, 0);
+    assert_eq!(first[0].scopes, vec!["openid", "mcp:read"]);
+    let again = Store::open(&directory.0).unwrap().load().unwrap().consents;
+    assert_eq!(again, first, "the id is stable across restarts");
+}
+
+#[test]
+fn a_revoked_consent_is_deleted() {
+    let store = Store::open_in_memory().unwrap();
+    store.apply(&changes()).unwrap();
+    store
+        .apply(&[DurableChange::ConsentRevoked {
+            consent_id: "usrcnst_1".to_owned(),
+        }])
+        .unwrap();
+    assert!(store.load().unwrap().consents.is_empty());
 }
 
 #[test]

@@ -378,7 +378,7 @@ async fn the_consent_page_shows_client_resource_user_scopes_and_host() -> Result
         .json(StatusCode::OK)?;
     let answer = stack.callback(&state).await?;
     assert_eq!(answer.status, StatusCode::OK);
-    insta::assert_snapshot!(answer.body);
+    insta::assert_snapshot!(answer.html());
     Ok(())
 }
 

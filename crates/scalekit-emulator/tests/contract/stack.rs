@@ -116,8 +116,21 @@ impl Answer {
         self.json(status)
     }
 
-    /// Asserts a 400 hosted error page and returns the HTML.
-    pub fn error_page(&self) -> Result<&str> {
+    /// The HTML body with the inline stylesheet cut out: snapshots are about what a page says,
+    /// and the browser suite's screenshots show how it looks.
+    pub fn html(&self) -> String {
+        match (self.body.find("<style>"), self.body.find("</style>")) {
+            (Some(start), Some(end)) if start < end => format!(
+                "{}<style>[stylesheet]{}",
+                &self.body[..start],
+                &self.body[end..]
+            ),
+            _ => self.body.clone(),
+        }
+    }
+
+    /// Asserts a 400 hosted error page and returns the HTML (without its stylesheet).
+    pub fn error_page(&self) -> Result<String> {
         ensure!(
             self.status == StatusCode::BAD_REQUEST,
             "expected 400, got {}: {}",
@@ -131,7 +144,7 @@ impl Answer {
             "content type {:?}",
             self.content_type
         );
-        Ok(&self.body)
+        Ok(self.html())
     }
 
     /// Asserts a 302 and returns the `Location` split into its base and query pairs (in order).

@@ -217,7 +217,10 @@ async fn an_expired_login_request_shows_the_invalid_state_page() -> Result<()> {
     .await?;
     env.clock.advance(600);
     let page = text(env.callback(&state).await?, StatusCode::BAD_REQUEST).await?;
-    assert!(page.contains("<title>Sign-in error</title>"), "{page}");
+    assert!(
+        page.contains("<title>Sign-in error: invalid_state (the sign-in request expired)</title>"),
+        "{page}"
+    );
     assert!(
         page.contains("error=<code id=\"error\">invalid_state</code>"),
         "{page}"

@@ -2,8 +2,10 @@
 
 mod helpers;
 
+mod cimd;
 mod client_credentials;
 mod consent;
+mod consents;
 mod control;
 mod dcr;
 mod errors;
@@ -11,5 +13,6 @@ mod flow;
 mod grpc;
 mod metadata;
 mod pending;
+mod properties;
 mod restart;
 mod tls;

@@ -70,7 +70,7 @@ async fn per_resource_metadata_is_identical_at_both_urls_and_names_the_resource_
         inserted["authorization_response_iss_parameter_supported"],
         true
     );
-    assert_eq!(inserted["client_id_metadata_document_supported"], false);
+    assert_eq!(inserted["client_id_metadata_document_supported"], true);
     Ok(())
 }
 

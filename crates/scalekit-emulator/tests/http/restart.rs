@@ -314,12 +314,27 @@ async fn a_remembered_consent_survives_a_restart() -> Result<()> {
         .await?;
     let redirect = location(response, StatusCode::FOUND)?;
     ensure!(query_param(&redirect, "code").is_ok(), "{redirect}");
+    let consents = list_consents(env, &management).await?;
+    ensure!(consents["consents"][0]["id"].is_string(), "{consents}");
     first.stop().await;
 
-    // After the restart the same user, client and scopes skip the consent page.
+    // After the restart the same user, client and scopes skip the consent page, and the consent
+    // API shows the same consent with the same id.
     let second = Running::start_with(&state_dir.0, &clock, ConsentMode::Prompt).await?;
     let tokens = second.sign_in(&client_id).await?;
     assert!(tokens["access_token"].is_string(), "{tokens}");
+    let management = second.env.management_token().await?;
+    assert_eq!(list_consents(&second.env, &management).await?, consents);
     second.stop().await;
     Ok(())
+}
+
+async fn list_consents(env: &TestEnv, management: &str) -> Result<Value> {
+    let response = env
+        .http
+        .get(env.url("/api/v1/user_consents"))
+        .bearer_auth(management)
+        .send()
+        .await?;
+    json_body(response, StatusCode::OK).await
 }

@@ -117,10 +117,7 @@ pub fn router(state: AppState) -> Router {
             get(oauth::authorize_for_resource),
         )
         .route("/oauth/token", post(oauth::token))
-        .route(
-            "/resources/{resource}/oauth/token",
-            post(oauth::token_for_resource),
-        )
+        .route("/resources/{resource}/oauth/token", post(oauth::token))
         .route("/oauth/consent", post(oauth::consent))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/keys", get(wellknown::keys))

@@ -217,23 +217,9 @@ pub(super) struct TokenForm {
     scope: Option<String>,
 }
 
+/// `POST /oauth/token`, also served at `/resources/{res}/oauth/token` (the grant decides the
+/// resource, so the path's resource is not read).
 pub(super) async fn token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, FormRejection>,
-) -> Result<Response, OAuthError> {
-    let Form(form) = form.map_err(|rejection| {
-        OAuthError::new(
-            OAuthErrorCode::InvalidRequest,
-            "the token request must be a form (application/x-www-form-urlencoded)",
-        )
-        .internal(rejection.body_text())
-    })?;
-    token_request(&state, &headers, form)
-}
-
-/// `/resources/{res}/oauth/token`: the same endpoint; the grant decides the resource.
-pub(super) async fn token_for_resource(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,

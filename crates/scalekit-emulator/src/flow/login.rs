@@ -5,8 +5,8 @@ use scalekit_wire::{FieldViolation, UserClaims, prefix};
 
 use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
 use super::{
-    CodeRecord, DurableChange, Flows, PendingConsent, RememberedConsent, SignIn, StoredConsent,
-    StoredOrganization, StoredUser, SubmittedUser,
+    CodeRecord, CodeState, DurableChange, Flows, PendingConsent, RememberedConsent, SignIn,
+    StoredConsent, StoredOrganization, StoredUser, SubmittedUser,
 };
 use crate::config::ConsentMode;
 use crate::ids::IdGenerator;
@@ -333,9 +333,8 @@ impl Flows {
         self.codes.insert(
             code.expose().to_owned(),
             CodeRecord {
-                sign_in,
                 expires_at: now + lifetime,
-                redeemed_as: None,
+                state: CodeState::Issued(Box::new(sign_in)),
             },
         );
         ClientRedirect {

@@ -137,13 +137,22 @@ struct PendingConsent {
     expires_at: u64,
 }
 
-/// An issued authorization code.
+/// An issued authorization code, kept until its lifetime ends.
 #[derive(Debug, Clone)]
 struct CodeRecord {
-    sign_in: SignIn,
     expires_at: u64,
-    /// Set once redeemed: a second presentation revokes this grant (RFC 6749 §4.1.2).
-    redeemed_as: Option<String>,
+    state: CodeState,
+}
+
+/// Where a code is in its life.
+#[derive(Debug, Clone)]
+enum CodeState {
+    /// Not redeemed yet: everything the token exchange needs.
+    Issued(Box<SignIn>),
+    /// Redeemed as this grant. Only the grant id is kept, so that a second presentation revokes
+    /// the grant (RFC 6749 §4.1.2) without holding the whole sign-in for the code's lifetime
+    /// (the memory profile in docs/performance.md).
+    Redeemed { grant: String },
 }
 
 /// The grant behind a family of refresh tokens.

@@ -5,8 +5,8 @@ use scalekit_wire::{Secret, UserClaims};
 
 use super::cimd::is_document_url;
 use super::{
-    DurableChange, Flows, GrantRecord, RefreshRecord, SignIn, StoredGrant, StoredRefreshToken,
-    StoredSignIn,
+    CodeRecord, CodeState, DurableChange, Flows, GrantRecord, RefreshRecord, SignIn, StoredGrant,
+    StoredRefreshToken, StoredSignIn,
 };
 use crate::ids::IdGenerator;
 use crate::types::{
@@ -131,18 +131,21 @@ impl Flows {
         let record = self
             .codes
             .get(&request.code)
-            .cloned()
             .ok_or_else(|| invalid("the authorization code is invalid or expired"))?;
-        if let Some(grant) = &record.redeemed_as {
-            let grant = grant.clone();
-            self.revoke_grant(&grant);
-            return Err(invalid("the authorization code was already used"));
-        }
-        if record.expires_at <= now {
+        let expires_at = record.expires_at;
+        let sign_in = match &record.state {
+            CodeState::Redeemed { grant } => {
+                let grant = grant.clone();
+                self.revoke_grant(&grant);
+                return Err(invalid("the authorization code was already used"));
+            }
+            CodeState::Issued(sign_in) => sign_in,
+        };
+        if expires_at <= now {
             self.codes.remove(&request.code);
             return Err(invalid("the authorization code expired"));
         }
-        let authorization = &record.sign_in.authorization;
+        let authorization = &sign_in.authorization;
         if authorization.client != request.client_id {
             return Err(invalid(
                 "the authorization code was issued to another client",
@@ -173,10 +176,19 @@ impl Flows {
         }
 
         let grant_id = ids.id("grant_");
-        if let Some(code) = self.codes.get_mut(&request.code) {
-            code.redeemed_as = Some(grant_id.clone());
-        }
-        let sign_in = record.sign_in;
+        let redeemed = CodeRecord {
+            expires_at,
+            state: CodeState::Redeemed {
+                grant: grant_id.clone(),
+            },
+        };
+        let sign_in = match self.codes.insert(request.code.clone(), redeemed) {
+            Some(CodeRecord {
+                state: CodeState::Issued(sign_in),
+                ..
+            }) => *sign_in,
+            _ => return Err(invalid("the authorization code is invalid or expired")),
+        };
         let scopes = sign_in.authorization.scopes.clone();
         let refresh_token = if scopes.contains("offline_access") {
             self.grants.insert(

@@ -19,13 +19,14 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use scalekit_wire::{ErrorDetail, FieldViolation, GatewayError, ValidationErrorInfo};
+use scalekit_wire::FieldViolation;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
 use super::AppState;
+use super::error::{ApiError, GrpcCode};
 use crate::clock::ClockError;
 use crate::flow::Flows;
 
@@ -196,12 +197,9 @@ fn control(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
     route.fallback(method_not_allowed)
 }
 
-async fn method_not_allowed() -> ControlError {
-    ControlError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        GatewayCode::Unimplemented,
-        "Method Not Allowed",
-    )
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(GrpcCode::Unimplemented, "Method Not Allowed")
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Wraps the whole router in the request log and the fault injection, when the control API is
@@ -323,17 +321,14 @@ struct AdvanceRequest {
 async fn advance_clock(
     State(state): State<AppState>,
     body: Bytes,
-) -> Result<Json<ClockResponse>, ControlError> {
+) -> Result<Json<ClockResponse>, ApiError> {
     let AdvanceRequest { seconds } = parse_body(&body)?;
     state.clock.advance(seconds).map_err(|error| match error {
-        ClockError::Fixed => ControlError::new(
-            StatusCode::BAD_REQUEST,
-            GatewayCode::FailedPrecondition,
-            error.to_string(),
+        ClockError::Fixed => ApiError::new(GrpcCode::FailedPrecondition, error.to_string()),
+        ClockError::Overflow { .. } => ApiError::invalid_argument(
+            "invalid request",
+            vec![violation("seconds", error.to_string())],
         ),
-        ClockError::Overflow { .. } => {
-            ControlError::invalid_argument(vec![violation("seconds", error.to_string())])
-        }
     })?;
     Ok(Json(ClockResponse {
         now: state.clock.now(),
@@ -345,11 +340,10 @@ async fn advance_clock(
 /// the signing key, the clock and the configuration stay, and a state directory is emptied of the
 /// same. The request log and the armed faults are cleared too. Management tokens are
 /// self-contained JWTs and stay valid until they expire.
-async fn reset(State(state): State<AppState>) -> Result<StatusCode, ControlError> {
+async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     let environment_url = Url::parse(state.environment_url()).map_err(|error| {
-        ControlError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            GatewayCode::Internal,
+        ApiError::new(
+            GrpcCode::Internal,
             format!("the environment URL does not parse: {error}"),
         )
     })?;
@@ -387,9 +381,12 @@ struct LoginRequestView {
 async fn login_requests(
     State(state): State<AppState>,
     query: Result<Query<LoginRequestsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<LoginRequestsResponse>, ControlError> {
+) -> Result<Json<LoginRequestsResponse>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
-        ControlError::invalid_argument(vec![violation("query", rejection.body_text())])
+        ApiError::invalid_argument(
+            "invalid request",
+            vec![violation("query", rejection.body_text())],
+        )
     })?;
     let now = state.clock.now();
     let pending = state.flows().pending_login_requests();
@@ -428,9 +425,12 @@ struct RequestsResponse {
 async fn requests(
     State(state): State<AppState>,
     query: Result<Query<RequestsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<RequestsResponse>, ControlError> {
+) -> Result<Json<RequestsResponse>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
-        ControlError::invalid_argument(vec![violation("query", rejection.body_text())])
+        ApiError::invalid_argument(
+            "invalid request",
+            vec![violation("query", rejection.body_text())],
+        )
     })?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_REQUEST_LIMIT,
@@ -439,10 +439,13 @@ async fn requests(
             .ok()
             .filter(|limit| (1..=REQUEST_LOG_CAPACITY).contains(limit))
             .ok_or_else(|| {
-                ControlError::invalid_argument(vec![violation(
-                    "limit",
-                    format!("must be an integer from 1 to {REQUEST_LOG_CAPACITY}"),
-                )])
+                ApiError::invalid_argument(
+                    "invalid request",
+                    vec![violation(
+                        "limit",
+                        format!("must be an integer from 1 to {REQUEST_LOG_CAPACITY}"),
+                    )],
+                )
             })?,
     };
     let requests = state
@@ -489,7 +492,7 @@ struct FaultsResponse {
 async fn arm_fault(
     State(state): State<AppState>,
     body: Bytes,
-) -> Result<(StatusCode, Json<FaultCreated>), ControlError> {
+) -> Result<(StatusCode, Json<FaultCreated>), ApiError> {
     let request: FaultRequest = parse_body(&body)?;
     let mut violations = Vec::new();
     let method = match request.method {
@@ -548,13 +551,12 @@ async fn arm_fault(
         ));
     }
     if !violations.is_empty() {
-        return Err(ControlError::invalid_argument(violations));
+        return Err(ApiError::invalid_argument("invalid request", violations));
     }
     let mut faults = state.control.faults();
     if faults.len() >= MAX_ARMED_FAULTS {
-        return Err(ControlError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            GatewayCode::ResourceExhausted,
+        return Err(ApiError::new(
+            GrpcCode::ResourceExhausted,
             format!(
                 "at most {MAX_ARMED_FAULTS} faults can be armed; DELETE /_emulator/faults clears them"
             ),
@@ -585,11 +587,11 @@ async fn clear_faults(State(state): State<AppState>) -> StatusCode {
 }
 
 /// Parses a JSON body whatever its content type (`curl -d` sends a form type).
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| {
         let message = error.to_string();
         let field = named_field(&message).unwrap_or("body").to_owned();
-        ControlError::invalid_argument(vec![violation(&field, message)])
+        ApiError::invalid_argument("invalid request", vec![violation(&field, message)])
     })
 }
 
@@ -605,88 +607,6 @@ fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
     FieldViolation {
         field: field.to_owned(),
         description: description.into(),
-    }
-}
-
-/// The gRPC codes the control API answers with, with the HTTP status Scalekit's gateway maps
-/// them to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GatewayCode {
-    InvalidArgument,
-    ResourceExhausted,
-    FailedPrecondition,
-    Unimplemented,
-    Internal,
-}
-
-impl GatewayCode {
-    fn number(self) -> i32 {
-        match self {
-            GatewayCode::InvalidArgument => 3,
-            GatewayCode::ResourceExhausted => 8,
-            GatewayCode::FailedPrecondition => 9,
-            GatewayCode::Unimplemented => 12,
-            GatewayCode::Internal => 13,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            GatewayCode::InvalidArgument => "INVALID_ARGUMENT",
-            GatewayCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            GatewayCode::FailedPrecondition => "FAILED_PRECONDITION",
-            GatewayCode::Unimplemented => "UNIMPLEMENTED",
-            GatewayCode::Internal => "INTERNAL",
-        }
-    }
-}
-
-/// A control API error in Scalekit's gateway shape `{code, message, details: [ErrorInfo]}`,
-/// with the codes the management API's `ApiError` does not use (resource exhausted, failed
-/// precondition).
-#[derive(Debug)]
-struct ControlError {
-    status: StatusCode,
-    code: GatewayCode,
-    message: String,
-    violations: Vec<FieldViolation>,
-}
-
-impl ControlError {
-    fn new(status: StatusCode, code: GatewayCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            violations: Vec::new(),
-        }
-    }
-
-    fn invalid_argument(violations: Vec<FieldViolation>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: GatewayCode::InvalidArgument,
-            message: "invalid request".to_owned(),
-            violations,
-        }
-    }
-}
-
-impl IntoResponse for ControlError {
-    fn into_response(self) -> Response {
-        tracing::info!(code = self.code.name(), message = %self.message, "control api error");
-        let mut detail = ErrorDetail::new(self.code.name());
-        if !self.violations.is_empty() {
-            detail.validation_error_info = Some(ValidationErrorInfo {
-                field_violations: self.violations,
-            });
-        }
-        let body = GatewayError {
-            code: self.code.number(),
-            message: self.message,
-            details: vec![detail],
-        };
-        (self.status, Json(body)).into_response()
     }
 }
 

@@ -164,6 +164,12 @@ pub enum GrpcCode {
     AlreadyExists,
     /// 7.
     PermissionDenied,
+    /// 8.
+    ResourceExhausted,
+    /// 9.
+    FailedPrecondition,
+    /// 12.
+    Unimplemented,
     /// 13.
     Internal,
     /// 16.
@@ -177,6 +183,9 @@ impl GrpcCode {
             GrpcCode::NotFound => 5,
             GrpcCode::AlreadyExists => 6,
             GrpcCode::PermissionDenied => 7,
+            GrpcCode::ResourceExhausted => 8,
+            GrpcCode::FailedPrecondition => 9,
+            GrpcCode::Unimplemented => 12,
             GrpcCode::Internal => 13,
             GrpcCode::Unauthenticated => 16,
         }
@@ -188,6 +197,9 @@ impl GrpcCode {
             GrpcCode::NotFound => "NOT_FOUND",
             GrpcCode::AlreadyExists => "ALREADY_EXISTS",
             GrpcCode::PermissionDenied => "PERMISSION_DENIED",
+            GrpcCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            GrpcCode::FailedPrecondition => "FAILED_PRECONDITION",
+            GrpcCode::Unimplemented => "UNIMPLEMENTED",
             GrpcCode::Internal => "INTERNAL",
             GrpcCode::Unauthenticated => "UNAUTHENTICATED",
         }
@@ -200,6 +212,9 @@ impl GrpcCode {
             GrpcCode::NotFound => StatusCode::NOT_FOUND,
             GrpcCode::AlreadyExists => StatusCode::CONFLICT,
             GrpcCode::PermissionDenied => StatusCode::FORBIDDEN,
+            GrpcCode::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            GrpcCode::FailedPrecondition => StatusCode::BAD_REQUEST,
+            GrpcCode::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             GrpcCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             GrpcCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
@@ -212,6 +227,8 @@ pub struct ApiError {
     code: GrpcCode,
     message: String,
     violations: Vec<FieldViolation>,
+    /// Replaces the code's usual HTTP status (e.g. 405 for a method a route does not serve).
+    status: Option<StatusCode>,
 }
 
 impl ApiError {
@@ -221,6 +238,7 @@ impl ApiError {
             code,
             message: message.into(),
             violations: Vec::new(),
+            status: None,
         }
     }
 
@@ -230,6 +248,15 @@ impl ApiError {
             code: GrpcCode::InvalidArgument,
             message: message.into(),
             violations,
+            status: None,
+        }
+    }
+
+    /// The same body with another HTTP status.
+    pub fn with_status(self, status: StatusCode) -> Self {
+        Self {
+            status: Some(status),
+            ..self
         }
     }
 }
@@ -248,7 +275,8 @@ impl IntoResponse for ApiError {
             message: self.message,
             details: vec![detail],
         };
-        (self.code.http_status(), Json(body)).into_response()
+        let status = self.status.unwrap_or(self.code.http_status());
+        (status, Json(body)).into_response()
     }
 }
 

@@ -44,36 +44,8 @@ enum Command {
         #[arg(long, conflicts_with = "state_dir")]
         in_memory: bool,
     },
-    /// Run the conformance scenarios against the embedded stack.
-    Conformance {
-        /// The scenario folder, searched recursively for *.toml.
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
-        /// A folder with environment.toml and users.toml (default: the fixtures built in).
-        #[arg(long)]
-        fixtures: Option<PathBuf>,
-        /// Only scenarios whose id contains this.
-        #[arg(long)]
-        filter: Option<String>,
-        /// List the scenarios and exit.
-        #[arg(long)]
-        list: bool,
-        /// How many scenarios run at once.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// Where report.json, checks.json, junit.xml and report.html go.
-        #[arg(long, default_value = "target/conformance")]
-        report_dir: PathBuf,
-        /// An expected-failures baseline: listed failures do not fail the run, listed passes do.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// `embedded` (a fresh in-process stack per scenario), `url=<environment URL>` (an emulator
-        /// already running; --fixtures must be its configuration), or `scalekit` (a real environment
-        /// from SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET,
-        /// SCALEKIT_CONNECTION_ID and SCALEKIT_RESOURCE_ID).
-        #[arg(long, default_value = "embedded", value_parser = parse_target)]
-        target: TargetArg,
-    },
+    /// Run the conformance scenarios (against the embedded stack unless --target says otherwise).
+    Conformance(ConformanceRun),
     /// Run the emulator alone.
     Emulator {
         /// The environment file.
@@ -143,28 +115,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let state_dir = (!in_memory).then_some(state_dir);
             up(fixtures, auto_login, consent, state_dir).await
         }
-        Command::Conformance {
-            scenarios,
-            fixtures,
-            filter,
-            list,
-            concurrency,
-            report_dir,
-            baseline,
-            target,
-        } => {
-            let run = ConformanceRun {
-                scenarios,
-                fixtures,
-                filter,
-                list,
-                concurrency,
-                report_dir,
-                baseline,
-                target,
-            };
-            conformance(run).await
-        }
+        Command::Conformance(run) => conformance(run).await,
         Command::Emulator {
             config,
             listen,
@@ -270,14 +221,34 @@ fn trim(url: &url::Url) -> &str {
 }
 
 /// The arguments of `testbed conformance`.
+#[derive(Debug, clap::Args)]
 struct ConformanceRun {
+    /// The scenario folder, searched recursively for *.toml.
+    #[arg(long, default_value = "scenarios")]
     scenarios: PathBuf,
+    /// A folder with environment.toml and users.toml (default: the fixtures built in).
+    #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// Only scenarios whose id contains this.
+    #[arg(long)]
     filter: Option<String>,
+    /// List the scenarios and exit.
+    #[arg(long)]
     list: bool,
+    /// How many scenarios run at once.
+    #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Where report.json, checks.json, junit.xml and report.html go.
+    #[arg(long, default_value = "target/conformance")]
     report_dir: PathBuf,
+    /// An expected-failures baseline: listed failures do not fail the run, listed passes do.
+    #[arg(long)]
     baseline: Option<PathBuf>,
+    /// `embedded` (a fresh in-process stack per scenario), `url=<environment URL>` (an emulator
+    /// already running; --fixtures must be its configuration), or `scalekit` (a real environment
+    /// from SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET,
+    /// SCALEKIT_CONNECTION_ID and SCALEKIT_RESOURCE_ID).
+    #[arg(long, default_value = "embedded", value_parser = parse_target)]
     target: TargetArg,
 }
 

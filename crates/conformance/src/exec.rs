@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use base64::Engine as _;
+use mcp_driver::excerpt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -145,7 +146,7 @@ impl<'a> StepRunner<'a> {
                     .ok_or_else(|| {
                         format!(
                             "capture {name}: no string at {pointer} in {}",
-                            excerpt(&answer.text())
+                            excerpt(&answer.body)
                         )
                     })?;
                 self.set(name, value.to_owned());
@@ -176,7 +177,7 @@ impl<'a> StepRunner<'a> {
             problems.push(format!(
                 "status {} (expected {status}); body: {}",
                 answer.status,
-                excerpt(&answer.text())
+                excerpt(&answer.body)
             ));
         }
         if let Some(target) = expectation.redirect {
@@ -289,7 +290,7 @@ impl<'a> StepRunner<'a> {
             if body.as_ref() != Some(&expected) {
                 problems.push(format!(
                     "body {} (expected {expected})",
-                    excerpt(&answer.text())
+                    excerpt(&answer.body)
                 ));
             }
         }
@@ -325,7 +326,7 @@ impl<'a> StepRunner<'a> {
             if !text.contains(&needle) {
                 problems.push(format!(
                     "body does not contain {needle:?}: {}",
-                    excerpt(&text)
+                    excerpt(text.as_bytes())
                 ));
             }
         }
@@ -504,7 +505,7 @@ impl<'a> StepRunner<'a> {
             return Err(format!(
                 "the emulator's control API did not move the clock: {} {}",
                 answer.status,
-                excerpt(&answer.text())
+                excerpt(&answer.body)
             ));
         }
         Ok(())
@@ -770,15 +771,6 @@ fn random_token() -> String {
         );
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&bytes))
-}
-
-fn excerpt(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.chars().count() > 300 {
-        format!("{}…", collapsed.chars().take(300).collect::<String>())
-    } else {
-        collapsed
-    }
 }
 
 #[cfg(test)]

@@ -90,10 +90,10 @@ impl Exchange {
     }
 }
 
-/// A whitespace-collapsed prefix of a body, for error messages. An HTML page is reduced to the
-/// text a person would read (no head, styles, scripts or tags), so the message shows what the
-/// page says rather than its markup.
-fn excerpt(body: &[u8]) -> String {
+/// A whitespace-collapsed prefix of a body, for error messages (the driver's and the conformance
+/// runner's). An HTML page is reduced to the text a person would read (no head, styles, scripts
+/// or tags), so the message shows what the page says rather than its markup.
+pub fn excerpt(body: &[u8]) -> String {
     let raw = String::from_utf8_lossy(body);
     let text = if raw.trim_start().starts_with('<') {
         visible_text(&raw)

@@ -44,6 +44,7 @@ pub use discovery::{
     protected_resource_metadata_candidates, select_scopes,
 };
 pub use error::DriverError;
+pub use flow::excerpt;
 pub use hop::{Hop, Phase, redact_url};
 pub use session::{SessionReport, run_session};
 

@@ -5,6 +5,8 @@ use std::process::Output;
 
 use tokio::process::Command;
 
+use crate::url_target::free_port;
+
 fn repository() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
@@ -141,4 +143,91 @@ async fn a_malformed_scenario_exits_2_naming_file_and_line() {
         "{stderr}"
     );
     std::fs::remove_dir_all(&folder).unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_app_profile_exits_2_naming_file_and_line() {
+    let folder = scratch("app-profile", &[]);
+    let profile = folder.join("profile.toml");
+    std::fs::write(
+        &profile,
+        "[login]\nusername = \"ada\"\npassword = \"ada-password\"\nsubmit = \"#go\"\n",
+    )
+    .unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["conformance", "--app-login-url", "http://127.0.0.1:9/login"])
+        .arg("--app-profile")
+        .arg(&profile)
+        .output()
+        .await
+        .expect("testbed runs");
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: app profile {}: line 4, column 1: unknown field `submit`",
+            profile.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_app_login_url_without_a_profile_is_refused_by_the_arguments() {
+    let output = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["conformance", "--app-login-url", "http://127.0.0.1:9/login"])
+        .output()
+        .await
+        .expect("testbed runs");
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the following required arguments were not provided")
+            && stderr.contains("--app-profile <APP_PROFILE>"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_app_check_with_nothing_at_the_login_url_exits_2_before_any_browser() {
+    let folder = scratch("app-unreachable", &[]);
+    let profile = folder.join("profile.toml");
+    let environment_port = free_port();
+    std::fs::write(
+        &profile,
+        format!(
+            "[login]\nusername = \"ada\"\npassword = \"ada-password\"\n\n[environment]\nlisten = \"127.0.0.1:{environment_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let login_url = format!("http://127.0.0.1:{}/login", free_port());
+
+    let output = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["conformance", "--app-login-url", &login_url])
+        .arg("--app-profile")
+        .arg(&profile)
+        .arg("--report-dir")
+        .arg(folder.join("reports"))
+        .output()
+        .await
+        .expect("testbed runs");
+
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains(&format!(
+            "SCALEKIT_ENVIRONMENT_URL=http://127.0.0.1:{environment_port}\n"
+        )),
+        "{}",
+        stdout(&output)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("error: nothing answers at {login_url} ("))
+            && stderr.contains("Connection refused")
+            && stderr.contains("start your app first, with the settings above"),
+        "{stderr}"
+    );
 }

@@ -18,6 +18,7 @@ fn driver_config(mcp_url: &Url, extra_scopes: &[&str]) -> DriverConfig {
             .map(|scope| (*scope).to_owned())
             .collect(),
         timeout: Duration::from_secs(10),
+        user_agent: mcp_driver::UserAgent::Http,
     }
 }
 

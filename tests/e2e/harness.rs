@@ -16,6 +16,7 @@ fn options() -> RunOptions {
         filter: None,
         concurrency: 2,
         target: RunTarget::Embedded,
+        browser: false,
     }
 }
 

@@ -16,7 +16,7 @@ fn repository() -> &'static Path {
 
 /// A free loopback port: bound, read and released (the emulator's config must name Your App's and
 /// the MCP server's ports before they start).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
@@ -82,6 +82,7 @@ async fn the_suite_passes_in_url_mode_against_an_emulator_in_another_process() {
         filter: None,
         concurrency: 4,
         target: RunTarget::Url(environment_url),
+        browser: false,
     };
 
     let report = conformance::run(scenarios, &options).await;

@@ -36,6 +36,10 @@ struct Arguments {
     /// Milliseconds each load point is measured.
     #[arg(long, default_value_t = 3000)]
     duration_ms: u64,
+    /// Milliseconds the load points with one operation in flight are measured (their p99 needs
+    /// more samples).
+    #[arg(long, default_value_t = 10_000)]
+    latency_duration_ms: u64,
     /// Milliseconds each load point runs before it is measured.
     #[arg(long, default_value_t = 500)]
     warm_up_ms: u64,
@@ -76,14 +80,61 @@ enum Sub {
         #[arg(long, default_value_t = 2000)]
         millis: u64,
     },
+    /// Runs flows against an emulator that is already running (for `perf record -p` and
+    /// `/proc/PID/smaps_rollup` while it works) and prints the rate and the percentiles.
+    Flows {
+        /// Where the emulator listens.
+        #[arg(long)]
+        address: std::net::SocketAddr,
+        /// Flows in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// How many flows (or refreshes) to complete at most.
+        #[arg(long, default_value_t = 10_000)]
+        flows: u64,
+        /// The most seconds to run.
+        #[arg(long, default_value_t = 60)]
+        max_secs: u64,
+        /// One flow per connection, then refreshes with rotation instead of flows.
+        #[arg(long)]
+        refreshes: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
-    if let Some(Sub::Ceiling { millis }) = arguments.command {
-        let rates = bench::ceiling::signing_rate(Duration::from_millis(millis))?;
-        println!("{:.1} {:.1}", rates.signer, rates.jsonwebtoken_encode);
-        return Ok(());
+    match arguments.command {
+        Some(Sub::Ceiling { millis }) => {
+            let rates = bench::ceiling::signing_rate(Duration::from_millis(millis))?;
+            println!("{:.1} {:.1}", rates.signer, rates.jsonwebtoken_encode);
+            return Ok(());
+        }
+        Some(Sub::Flows {
+            address,
+            concurrency,
+            flows,
+            max_secs,
+            refreshes,
+        }) => {
+            let config = scalekit_emulator::Config::from_file(&arguments.config)?;
+            let budget = bench::load::Budget {
+                duration: Duration::from_secs(max_secs),
+                max_operations: Some(flows),
+            };
+            let measurement =
+                bench::run::flows_against(&config, address, concurrency, budget, refreshes)?;
+            println!(
+                "{} {}, {concurrency} in flight: {:.0}/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+                measurement.operations,
+                if refreshes { "refreshes" } else { "flows" },
+                measurement.rate(),
+                measurement.percentile_ms(0.50),
+                measurement.percentile_ms(0.99),
+                measurement.percentile_ms(1.0),
+            );
+            return Ok(());
+        }
+        None => {}
     }
     if !arguments.no_pin {
         pin_self(arguments.generator_cpu).context("cannot pin the generator")?;
@@ -97,6 +148,7 @@ fn main() -> anyhow::Result<()> {
         work_dir: arguments.work_dir.clone(),
         self_exe: std::env::current_exe().context("cannot find this program")?,
         duration: Duration::from_millis(arguments.duration_ms),
+        latency_duration: Duration::from_millis(arguments.latency_duration_ms),
         warm_up: Duration::from_millis(arguments.warm_up_ms),
         flow_concurrency: arguments.flow_concurrency.clone(),
         token_concurrency: arguments.token_concurrency.clone(),

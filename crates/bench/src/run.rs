@@ -32,6 +32,9 @@ pub struct Settings {
     pub self_exe: PathBuf,
     /// How long each load point is measured.
     pub duration: Duration,
+    /// How long the load points with one operation in flight are measured: their p99 is a
+    /// target, and a stable p99 needs many more samples than a rate does.
+    pub latency_duration: Duration,
     /// How long each load point runs before it is measured.
     pub warm_up: Duration,
     /// Flows in flight for (a).
@@ -52,6 +55,7 @@ impl Settings {
     fn as_json(&self) -> serde_json::Value {
         serde_json::json!({
             "duration_ms": self.duration.as_millis() as u64,
+            "latency_duration_ms": self.latency_duration.as_millis() as u64,
             "warm_up_ms": self.warm_up.as_millis() as u64,
             "flow_concurrency": self.flow_concurrency,
             "token_concurrency": self.token_concurrency,
@@ -168,6 +172,56 @@ pub fn run(settings: &Settings) -> Result<Results, BenchError> {
         machine: machine(settings),
         settings: settings.as_json(),
         metrics,
+    })
+}
+
+/// Runs flows (or, with `refreshes`, one flow per worker and then refreshes with rotation)
+/// against an emulator started elsewhere (`testbed-bench flows`), on a single-threaded runtime on
+/// the calling thread, `concurrency` in flight until `budget` is spent.
+pub fn flows_against(
+    config: &Config,
+    address: SocketAddr,
+    concurrency: usize,
+    budget: Budget,
+    refreshes: bool,
+) -> Result<Measurement, BenchError> {
+    let target = Target::from_config(config, address)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(BenchError::io("starting the generator's runtime"))?;
+    // Unique per run, so that states and verifiers never repeat across runs.
+    let first_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64);
+    runtime.block_on(async move {
+        let session = Arc::new(Session::establish(target).await?);
+        if refreshes {
+            let mut workers = Vec::with_capacity(concurrency);
+            for id in 0..concurrency as u64 {
+                let mut connection = Connection::open(address).await?;
+                let tokens =
+                    run_flow(&mut connection, &session, first_id.wrapping_add(id), 0).await?;
+                workers.push(RefreshWorker {
+                    connection,
+                    session: Arc::clone(&session),
+                    refresh_token: tokens.refresh_token,
+                });
+            }
+            let (_, measurement) = closed_loop(workers, budget, refresh_step).await?;
+            return Ok(measurement);
+        }
+        let mut workers = Vec::with_capacity(concurrency);
+        for id in 0..concurrency as u64 {
+            workers.push(FlowWorker {
+                connection: Connection::open(address).await?,
+                session: Arc::clone(&session),
+                id: first_id.wrapping_add(id),
+                sequence: 0,
+            });
+        }
+        let (_, measurement) = closed_loop(workers, budget, flow_step).await?;
+        Ok(measurement)
     })
 }
 
@@ -409,10 +463,14 @@ where
         step.clone(),
     )
     .await?;
+    let duration = if workers.len() == 1 {
+        settings.latency_duration
+    } else {
+        settings.duration
+    };
     let emulator_before = emulator.cpu_time()?;
     let generator_before = own_cpu_time()?;
-    let (_, measurement) =
-        closed_loop(workers, Budget::for_duration(settings.duration), step).await?;
+    let (_, measurement) = closed_loop(workers, Budget::for_duration(duration), step).await?;
     let emulator_cpu = emulator.cpu_time()?.saturating_sub(emulator_before);
     let generator_cpu = own_cpu_time()?.saturating_sub(generator_before);
     let wall = measurement.elapsed.as_secs_f64().max(f64::EPSILON);

@@ -5,6 +5,7 @@
 //! state and run concurrently, drives the flow only over HTTP, and turns what happened into checks
 //! whose shape follows the MCP conformance suite's `checks.json`.
 
+pub mod app_check;
 mod baseline;
 mod exec;
 mod report;
@@ -16,7 +17,8 @@ pub use baseline::{Baseline, BaselineError};
 pub use report::{Report, ScenarioResult, ScenarioStatus, render_html, render_junit, render_table};
 pub use runner::{RunOptions, RunTarget, run};
 pub use scenario::{
-    Consent, Expectation, Outcome, Scenario, ScenarioError, Target, load_dir, parse_scenario,
+    Consent, ConsentDecision, Expectation, Outcome, Scenario, ScenarioError, Target, load_dir,
+    parse_scenario,
 };
 
 use serde::Serialize;

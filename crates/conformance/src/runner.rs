@@ -4,15 +4,19 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_driver::{DriverConfig, FlowReport};
+use mcp_driver::browser::{BrowserAgent, Chromium, ConsentChoice, LoginForm};
+use mcp_driver::{DriverConfig, FlowReport, Phase, UserAgent};
 use serde_json::{Value, json};
 use testbed_stack::{AppBehaviour, ConsentMode, EmulatorPlacement, Fixtures, Stack, StackConfig};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use url::Url;
 
 use crate::exec::StepRunner;
 use crate::report::{Report, ScenarioResult, ScenarioStatus};
-use crate::scenario::{AppMistake, Consent, Expectation, Outcome, Scenario, Target};
+use crate::scenario::{
+    AppMistake, Consent, ConsentDecision, Expectation, Outcome, Scenario, Target,
+};
 use crate::{Check, CheckStatus};
 
 /// The persona whose claims `post-user` steps send when a scenario names none.
@@ -58,6 +62,27 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Where the run goes.
     pub target: RunTarget,
+    /// Every flow scenario's user agent is Chromium (one chromedriver for the run, a fresh
+    /// session per scenario): Your App shows its login form, which the browser fills in as the
+    /// scenario's persona, and consent pages are clicked as the scenario says; at most two
+    /// sessions are open at once. Step scenarios are unchanged. On remote targets the one shared
+    /// Your App keeps signing its persona in on a plain GET (step scenarios rely on it), so there
+    /// the browser follows the redirects and clicks consent.
+    pub browser: bool,
+}
+
+/// How long the browser may take from the authorization URL to the redirect URI.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most browser sessions open at once: each one is a Chromium, and these machines have two
+/// cores. Step scenarios, which need no browser, still run `concurrency` at a time.
+const BROWSER_SESSIONS: usize = 2;
+
+/// The run's one chromedriver and the turns of its sessions.
+#[derive(Clone)]
+struct Browser {
+    chromium: Arc<Chromium>,
+    sessions: Arc<Semaphore>,
 }
 
 /// The persona the shared Your App signs in on remote targets.
@@ -80,23 +105,44 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
     let total = selected.len();
     let progress = Progress::new();
     let mut results = Vec::with_capacity(total);
+    // Chromium only when a flow scenario will use it; if it cannot start, those scenarios fail
+    // and the step scenarios still run.
+    let mut selected = selected;
+    let browser = if options.browser && selected.iter().any(|scenario| scenario.expect.is_some()) {
+        match Chromium::start().await {
+            Ok(chromium) => Some(Browser {
+                chromium: Arc::new(chromium),
+                sessions: Arc::new(Semaphore::new(BROWSER_SESSIONS)),
+            }),
+            Err(error) => {
+                let (flows, steps): (Vec<Scenario>, Vec<Scenario>) = selected
+                    .into_iter()
+                    .partition(|scenario| scenario.expect.is_some());
+                selected = steps;
+                let check = (
+                    "browser-starts",
+                    "Chromium starts for the browser user agent",
+                );
+                results.extend(failed_all(flows, check, &error));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let shared = match &options.target {
         RunTarget::Embedded => None,
         RunTarget::Url(url) | RunTarget::Scalekit(url) => {
+            // The shared Your App signs one persona in on its own, with or without the browser:
+            // step scenarios on these targets rely on it (a GET of the login endpoint answers
+            // with the hand-off), and they share this one Your App with the flow scenarios.
             let mut config = StackConfig::ephemeral(options.fixtures.clone(), Some(REMOTE_PERSONA));
             config.emulator = EmulatorPlacement::Remote(url.clone());
             match Stack::spawn(config).await {
                 Ok(stack) => Some(Arc::new(stack)),
                 Err(error) => {
-                    for scenario in selected {
-                        let mut checks = Checks::new(&scenario);
-                        checks.fail(
-                            "stack-starts",
-                            "Your App and the MCP server start",
-                            error.to_string(),
-                        );
-                        results.push(checks.finish(&scenario, Duration::ZERO));
-                    }
+                    let check = ("stack-starts", "Your App and the MCP server start");
+                    results.extend(failed_all(selected, check, &error));
                     results.sort_by(|left, right| left.id.cmp(&right.id));
                     return Report::new(results, started.elapsed());
                 }
@@ -117,8 +163,10 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
                 let fixtures = options.fixtures.clone();
                 let target = options.target.clone();
                 let shared = shared.clone();
-                running
-                    .spawn(async move { run_scenario(scenario, fixtures, target, shared).await });
+                let browser = browser.clone();
+                running.spawn(async move {
+                    run_scenario(scenario, fixtures, target, shared, browser).await
+                });
             }
             let Some(joined) = running.join_next().await else {
                 break;
@@ -135,15 +183,34 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
     Report::new(results, started.elapsed())
 }
 
+/// Every scenario failed by one check that could not hold for any of them, sorted by id.
+fn failed_all(
+    scenarios: Vec<Scenario>,
+    (id, name): (&str, &str),
+    error: &dyn std::fmt::Display,
+) -> Vec<ScenarioResult> {
+    let mut results: Vec<ScenarioResult> = scenarios
+        .iter()
+        .map(|scenario| {
+            let mut checks = Checks::new(scenario);
+            checks.fail(id, name, error.to_string());
+            checks.finish(scenario, Duration::ZERO)
+        })
+        .collect();
+    results.sort_by(|left, right| left.id.cmp(&right.id));
+    results
+}
+
 async fn run_scenario(
     scenario: Scenario,
     fixtures: Fixtures,
     target: RunTarget,
     shared: Option<Arc<Stack>>,
+    browser: Option<Browser>,
 ) -> ScenarioResult {
     let started = Instant::now();
     let mut checks = Checks::new(&scenario);
-    if let Some(reason) = skip_reason(&scenario, &target, &fixtures) {
+    if let Some(reason) = skip_reason(&scenario, &target, &fixtures, browser.is_some()) {
         checks.push(
             "target",
             "The scenario runs on this target",
@@ -153,21 +220,33 @@ async fn run_scenario(
         );
         return checks.finish(&scenario, started.elapsed());
     }
+    let browser = browser.as_ref();
     match shared {
-        Some(stack) => run_on(&scenario, &stack, &mut checks).await,
-        None => run_embedded(&scenario, fixtures, &mut checks).await,
+        Some(stack) => run_on(&scenario, &stack, &mut checks, browser).await,
+        None => run_embedded(&scenario, fixtures, &mut checks, browser).await,
     }
     checks.finish(&scenario, started.elapsed())
 }
 
-/// Why `scenario` cannot run on `target`, if it cannot.
-fn skip_reason(scenario: &Scenario, target: &RunTarget, fixtures: &Fixtures) -> Option<String> {
+/// Why `scenario` cannot run on `target` (with the browser user agent or without), if it cannot.
+fn skip_reason(
+    scenario: &Scenario,
+    target: &RunTarget,
+    fixtures: &Fixtures,
+    browser: bool,
+) -> Option<String> {
     let kind = target.kind();
     if !scenario.targets.contains(&kind) {
         return Some(format!(
             "the scenario does not list the {} target",
             kind.name()
         ));
+    }
+    if scenario.needs_a_person() && !browser {
+        return Some(
+            "needs a person to decide on the consent page, which the HTTP user agent cannot do; runs with --browser"
+                .to_owned(),
+        );
     }
     if *target == RunTarget::Embedded {
         return None;
@@ -209,15 +288,41 @@ fn skip_reason(scenario: &Scenario, target: &RunTarget, fixtures: &Fixtures) -> 
 }
 
 /// Runs a scenario against a stack that is already up (remote targets).
-async fn run_on(scenario: &Scenario, stack: &Stack, checks: &mut Checks) {
+async fn run_on(
+    scenario: &Scenario,
+    stack: &Stack,
+    checks: &mut Checks,
+    browser: Option<&Browser>,
+) {
     match &scenario.expect {
-        Some(expect) => run_flow(scenario, expect, stack, checks).await,
+        Some(expect) => run_flow(scenario, expect, stack, checks, browser).await,
         None => run_steps(scenario, stack, checks).await,
     }
 }
 
-async fn run_embedded(scenario: &Scenario, fixtures: Fixtures, checks: &mut Checks) {
-    let mut config = StackConfig::ephemeral(fixtures, scenario.stack.persona.as_deref());
+/// One signing key for every embedded stack of the process: generating an RSA key per scenario
+/// took about 0.1 s each. Each stack still has its own issuer (its own port), so no token of one
+/// scenario is valid in another. `None` (each stack makes its own) if generation failed.
+fn shared_signing_key() -> Option<scalekit_wire::Secret> {
+    static KEY: std::sync::OnceLock<Option<scalekit_wire::Secret>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| testbed_stack::generate_signing_key().ok())
+        .clone()
+}
+
+async fn run_embedded(
+    scenario: &Scenario,
+    fixtures: Fixtures,
+    checks: &mut Checks,
+    browser: Option<&Browser>,
+) {
+    // A browser signs the persona in through Your App's form; the HTTP user agent needs Your
+    // App to sign it in on a plain GET.
+    let auto_login = match (&scenario.expect, browser) {
+        (Some(_), Some(_)) => None,
+        _ => scenario.stack.persona.as_deref(),
+    };
+    let mut config = StackConfig::ephemeral(fixtures, auto_login);
+    config.signing_key_pem = shared_signing_key();
     config.consent = scenario.stack.consent.map(|consent| match consent {
         Consent::Auto => ConsentMode::Auto,
         Consent::Prompt => ConsentMode::Prompt,
@@ -251,7 +356,7 @@ async fn run_embedded(scenario: &Scenario, fixtures: Fixtures, checks: &mut Chec
         }
     };
     match &scenario.expect {
-        Some(expect) => run_flow(scenario, expect, &stack, checks).await,
+        Some(expect) => run_flow(scenario, expect, &stack, checks, browser).await,
         None => run_steps(scenario, &stack, checks).await,
     }
 }
@@ -326,35 +431,84 @@ async fn run_steps(scenario: &Scenario, stack: &Stack, checks: &mut Checks) {
     }
 }
 
+/// The browser user agent for a flow scenario: signs the scenario's persona in through the
+/// reference Your App's form and decides on the consent page as the scenario says.
+fn browser_agent(scenario: &Scenario, chromium: &Arc<Chromium>) -> BrowserAgent {
+    let persona = scenario.stack.persona.as_deref().unwrap_or(DEFAULT_PERSONA);
+    BrowserAgent {
+        chromium: chromium.clone(),
+        login: Some(LoginForm::reference_app(persona)),
+        consent: match scenario.driver.consent {
+            Some(ConsentDecision::Deny) => ConsentChoice::Deny,
+            Some(ConsentDecision::Approve) | None => ConsentChoice::Approve,
+        },
+        timeout: BROWSER_TIMEOUT,
+        screenshots: None,
+    }
+}
+
+/// What the browser did, hop by hop, for a check's details (`null` with the HTTP user agent).
+fn browser_path(driver_config: &DriverConfig, hops: &[mcp_driver::Hop]) -> Value {
+    match driver_config.user_agent {
+        UserAgent::Http => Value::Null,
+        UserAgent::Browser(_) => hops
+            .iter()
+            .filter(|hop| hop.phase == Phase::Authorization)
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
 /// A flow scenario: the driver runs the whole flow, then the expectations are checked.
-async fn run_flow(scenario: &Scenario, expect: &Expectation, stack: &Stack, checks: &mut Checks) {
+async fn run_flow(
+    scenario: &Scenario,
+    expect: &Expectation,
+    stack: &Stack,
+    checks: &mut Checks,
+    browser: Option<&Browser>,
+) {
     let driver_config = DriverConfig {
         mcp_url: stack.mcp_url.clone(),
         redirect_uri: Url::parse(DRIVER_REDIRECT_URI).expect("a constant URL"),
         client_name: "testbed conformance".to_owned(),
         extra_scopes: scenario.driver.extra_scopes.clone(),
         timeout: Duration::from_secs(10),
+        user_agent: browser.map_or(UserAgent::Http, |browser| {
+            UserAgent::Browser(browser_agent(scenario, &browser.chromium))
+        }),
     };
-    let outcome = mcp_driver::run_flow(&driver_config).await;
+    // A turn for the browser session; the semaphore is never closed, so `acquire` cannot fail.
+    let _turn = match browser {
+        Some(browser) => browser.sessions.acquire().await.ok(),
+        None => None,
+    };
+    let (hops, outcome) = mcp_driver::run_flow_recorded(&driver_config).await;
+    let path = browser_path(&driver_config, &hops);
     if expect.outcome == Outcome::Failure {
-        check_failure(expect, outcome, checks);
+        check_failure(expect, outcome, path, checks);
         return;
     }
     let report = match outcome {
         Ok(report) => {
+            let mut details = json!({ "hops": report.hops.len(), "client_id": report.client_id });
+            if !path.is_null() {
+                details["browser_path"] = path;
+            }
             checks.pass(
                 "flow-completes",
                 "The MCP client completes the OAuth flow and calls the MCP server",
-                Some(json!({ "hops": report.hops.len(), "client_id": report.client_id })),
+                Some(details),
             );
             report
         }
         Err(error) => {
-            checks.fail(
-                "flow-completes",
-                "The MCP client completes the OAuth flow and calls the MCP server",
-                format!("{error}"),
-            );
+            let name = "The MCP client completes the OAuth flow and calls the MCP server";
+            if path.is_null() {
+                checks.fail("flow-completes", name, format!("{error}"));
+            } else {
+                let details = json!({ "browser_path": path });
+                checks.fail_with("flow-completes", name, details, format!("{error}"));
+            }
             return;
         }
     };
@@ -365,6 +519,7 @@ async fn run_flow(scenario: &Scenario, expect: &Expectation, stack: &Stack, chec
 fn check_failure(
     expect: &Expectation,
     outcome: Result<FlowReport, mcp_driver::DriverError>,
+    browser_path: Value,
     checks: &mut Checks,
 ) {
     let name = "The MCP client's flow stops with the expected error";
@@ -382,7 +537,10 @@ fn check_failure(
     };
     let kind = driver_error_kind(&error);
     let message = error.to_string();
-    let details = json!({ "error": kind, "message": message });
+    let mut details = json!({ "error": kind, "message": message });
+    if !browser_path.is_null() {
+        details["browser_path"] = browser_path;
+    }
     let mut problems = Vec::new();
     if let Some(expected) = &expect.error
         && expected != kind
@@ -430,6 +588,7 @@ fn driver_error_kind(error: &mcp_driver::DriverError) -> &'static str {
         E::Http(_) => "http",
         E::InvalidUrl { .. } => "invalid-url",
         E::NoRefreshToken => "no-refresh-token",
+        E::Browser(_) => "browser",
     }
 }
 
@@ -722,6 +881,59 @@ impl Checks {
             baseline_reason: None,
             duration_ms: elapsed.as_millis(),
             checks: self.checks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::scenario::parse_scenario;
+
+    fn scenario(targets: &str, stack: &str) -> Scenario {
+        let text = format!(
+            "id = \"s\"\ntitle = \"t\"\nspec = [\"x\"]\ntargets = [{targets}]\n[stack]\n{stack}\n\
+             [expect]\noutcome = \"success\"\n"
+        );
+        parse_scenario(Path::new("s.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn a_flow_with_the_consent_page_is_skipped_without_the_browser_and_runs_with_it() {
+        let person = scenario("\"embedded\"", "consent = \"prompt\"");
+        let fixtures = Fixtures::embedded().unwrap();
+        assert_eq!(
+            skip_reason(&person, &RunTarget::Embedded, &fixtures, false).as_deref(),
+            Some(
+                "needs a person to decide on the consent page, which the HTTP user agent cannot do; runs with --browser"
+            )
+        );
+        assert_eq!(
+            skip_reason(&person, &RunTarget::Embedded, &fixtures, true),
+            None
+        );
+        let automatic = scenario("\"embedded\"", "consent = \"auto\"");
+        assert_eq!(
+            skip_reason(&automatic, &RunTarget::Embedded, &fixtures, false),
+            None
+        );
+    }
+
+    #[test]
+    fn on_a_remote_target_another_persona_is_skipped_with_the_browser_too() {
+        let grace = scenario("\"url\"", "persona = \"grace\"");
+        let fixtures = Fixtures::embedded().unwrap();
+        let remote = RunTarget::Url(Url::parse("http://127.0.0.1:9/").unwrap());
+        for browser in [false, true] {
+            assert_eq!(
+                skip_reason(&grace, &remote, &fixtures, browser).as_deref(),
+                Some(
+                    "needs Your App to sign in grace; on a remote target the shared Your App signs in ada"
+                ),
+                "browser: {browser}"
+            );
         }
     }
 }

@@ -35,6 +35,11 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Whether a person must act in a browser: a flow scenario with the consent page shown.
+    pub fn needs_a_person(&self) -> bool {
+        self.expect.is_some() && self.stack.consent == Some(Consent::Prompt)
+    }
+
     /// Whether a step moves the emulator's clock (the stack then runs on a manual clock).
     pub fn moves_the_clock(&self) -> bool {
         self.steps
@@ -117,6 +122,20 @@ pub struct DriverSetup {
     /// Scopes added to those the driver selects from the challenge, if the AS supports them.
     #[serde(default)]
     pub extra_scopes: Vec<String>,
+    /// What the person clicks on the consent page (default approve). A person is needed for
+    /// that: with `[stack] consent = "prompt"` a flow scenario runs only with the browser user
+    /// agent (`--browser`) and is skipped otherwise.
+    pub consent: Option<ConsentDecision>,
+}
+
+/// What the person decides on the consent page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentDecision {
+    /// Click Allow.
+    Approve,
+    /// Click Deny.
+    Deny,
 }
 
 /// What must come out of a scenario.
@@ -365,6 +384,20 @@ outcome = "success"
             error.to_string(),
             "x.toml: step 1: a parameter is a string, or false to leave it out"
         );
+    }
+
+    #[test]
+    fn a_flow_with_the_consent_page_needs_a_person_who_decides_as_told() {
+        let text = MINIMAL.replace(
+            "[expect]",
+            "[stack]\nconsent = \"prompt\"\n[driver]\nconsent = \"deny\"\n[expect]",
+        );
+        let scenario = parse_scenario(Path::new("x.toml"), &text).unwrap();
+        assert!(scenario.needs_a_person());
+        assert_eq!(scenario.driver.consent, Some(ConsentDecision::Deny));
+        let automatic = parse_scenario(Path::new("x.toml"), MINIMAL).unwrap();
+        assert!(!automatic.needs_a_person());
+        assert_eq!(automatic.driver.consent, None);
     }
 
     #[test]

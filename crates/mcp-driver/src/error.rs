@@ -115,6 +115,10 @@ pub enum DriverError {
         /// The value.
         value: String,
     },
+    /// The browser user agent could not be started or driven (not a page it landed on: those
+    /// are [`DriverError::AuthorizationRedirect`]).
+    #[error(transparent)]
+    Browser(#[from] crate::browser::BrowserError),
     /// `refresh` was called for a flow that returned no refresh token.
     #[error("no refresh token was issued in this flow")]
     NoRefreshToken,

@@ -35,8 +35,8 @@ use crate::discovery::{
     protected_resource_metadata_candidates, select_scopes,
 };
 use crate::hop::{Hop, HopLog, Phase, redact_location, redact_url};
-use crate::mcp;
-use crate::{ClientOptions, DriverConfig, DriverError, FlowReport, TokenSet};
+use crate::{ClientOptions, DriverConfig, DriverError, FlowReport, TokenSet, UserAgent};
+use crate::{browser, mcp};
 
 /// The last MCP protocol version in which a server may lack protected-resource metadata (the
 /// client then falls back to the server's origin as authorization server).
@@ -745,8 +745,18 @@ impl<'a> Driver<'a> {
     }
 
     /// Step 6: the user agent. GETs the authorize URL and every `Location` with the cookie jar
-    /// until a `Location` points at the redirect URI, which is returned without being fetched.
+    /// until a `Location` points at the redirect URI, which is returned without being fetched;
+    /// with [`UserAgent::Browser`], Chromium goes there instead (see [`crate::browser`]).
     async fn follow_redirects(&self, authorize_url: Url) -> Result<Url, DriverError> {
+        if let UserAgent::Browser(agent) = &self.config.user_agent {
+            return browser::authorize_in_browser(
+                agent,
+                authorize_url,
+                &self.config.redirect_uri,
+                &self.hops,
+            )
+            .await;
+        }
         let mut current = authorize_url;
         for _ in 0..MAX_REDIRECTS {
             let request = self.browser.get(current.clone()).build()?;

@@ -56,7 +56,8 @@ pub struct Hop {
     pub method: String,
     /// The request URL, with secret query values redacted (see [`redact_url`]).
     pub url: String,
-    /// The response status.
+    /// The response status; 0 when it is not known (a browser navigation whose status WebDriver
+    /// cannot tell, such as the redirect URI nothing listens on).
     pub status: u16,
     /// The response's `Location` header, redacted the same way, for redirects.
     pub location: Option<String>,
@@ -70,9 +71,14 @@ impl fmt::Display for Hop {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             formatter,
-            "[{}] {} {} -> {}",
-            self.phase, self.method, self.url, self.status
+            "[{}] {} {} -> ",
+            self.phase, self.method, self.url
         )?;
+        if self.status == 0 {
+            formatter.write_str("(status unknown)")?;
+        } else {
+            write!(formatter, "{}", self.status)?;
+        }
         if let Some(detail) = &self.detail {
             write!(formatter, " ({detail})")?;
         }

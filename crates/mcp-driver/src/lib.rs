@@ -9,6 +9,11 @@
 //! granted, and finally an MCP session that calls the `whoami` tool with the access token.
 //! Every HTTP exchange is recorded as a [`Hop`].
 //!
+//! The user agent is a cookie-keeping HTTP client by default ([`UserAgent::Http`]: every hop must
+//! be a redirect, as with Your App's `auto_login` and `consent = "auto"`), or Chromium over
+//! WebDriver ([`UserAgent::Browser`], see [`browser`]), where the login form is filled in and the
+//! consent page clicked like a person would.
+//!
 //! [`run_session`] is the general MCP client the `mcp-driver` binary runs for the official MCP
 //! conformance suite: it authorizes whenever a request is answered 401 or 403
 //! `insufficient_scope` (step-up with the union of scopes, at most
@@ -17,6 +22,7 @@
 //! with `none`, `client_secret_post` or `client_secret_basic`, and speaks both the 2025-11-25
 //! session protocol and the stateless 2026-07-28 one.
 
+pub mod browser;
 mod callback;
 mod challenge;
 mod client_auth;
@@ -66,6 +72,18 @@ pub struct DriverConfig {
     pub extra_scopes: Vec<String>,
     /// Timeout of each HTTP request.
     pub timeout: Duration,
+    /// Who follows the authorization request to the redirect URI.
+    pub user_agent: UserAgent,
+}
+
+/// The user agent that takes the authorization request to the redirect URI.
+#[derive(Debug, Clone, Default)]
+pub enum UserAgent {
+    /// The driver's cookie-keeping HTTP client: follows redirects and fails on any other answer.
+    #[default]
+    Http,
+    /// Chromium over WebDriver: signs in through the login form and decides on the consent page.
+    Browser(browser::BrowserAgent),
 }
 
 impl DriverConfig {
@@ -78,6 +96,7 @@ impl DriverConfig {
             client_name: "testbed mcp-driver".to_owned(),
             extra_scopes: Vec::new(),
             timeout: Duration::from_secs(10),
+            user_agent: UserAgent::Http,
         }
     }
 }

@@ -317,8 +317,17 @@ impl App {
 
     /// Serves until the listener fails.
     pub fn serve(self) -> impl Future<Output = std::io::Result<()>> {
+        self.serve_with(std::convert::identity)
+    }
+
+    /// The same, with the router passed through `wrap` first (testbed-stack adds the emulator's
+    /// flow-inspector recording layer this way).
+    pub fn serve_with(
+        self,
+        wrap: impl FnOnce(Router) -> Router,
+    ) -> impl Future<Output = std::io::Result<()>> {
         tracing::info!(mcp_url = %self.state.mcp_url(), "MCP server listening");
-        let router = router(self.state);
+        let router = wrap(router(self.state));
         async move { axum::serve(self.listener, router).await }
     }
 }

@@ -12,6 +12,7 @@ pub mod flow;
 pub mod grpc;
 pub mod http;
 pub mod ids;
+pub mod inspector;
 pub mod keys;
 pub mod metadata;
 pub mod serve;
@@ -162,10 +163,13 @@ impl App {
         };
         let mut state = AppState::new(config, &base_url, signer, deps.clock, deps.ids);
         if let Some(store) = store {
-            let durable = store.load()?;
+            // Grants and refresh tokens stay in the store and are loaded on use (see
+            // `store::FlowsGuard`): the start and the memory do not grow with them.
+            let durable = store.load_resident()?;
             let now = state.clock.now();
             let mut flows = state.flows.lock().unwrap_or_else(PoisonError::into_inner);
             flows.import_durable(durable);
+            flows.evict_grants();
             flows.record_durable_changes();
             // Refresh tokens that expired while the emulator was down go now, from the store too.
             flows.sweep(now);

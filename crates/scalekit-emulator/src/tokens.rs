@@ -2,6 +2,7 @@
 //! token of the environment API client (Decisions §3).
 
 use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
 use aws_lc_rs::digest;
 use base64::Engine as _;
@@ -170,6 +171,31 @@ pub struct TokenResponse {
 #[derive(Debug)]
 pub struct TokenMinter {
     environment_url: String,
+    /// The last management tokens whose signature, issuer and audience checked out, most recent
+    /// last: "Your App" reuses its token for every user POST, and verifying the same RS256
+    /// signature each time cost about 4 % of a flow (the profile in docs/performance.md).
+    verified: Mutex<Vec<VerifiedManagementToken>>,
+}
+
+/// How many verified management tokens [`TokenMinter`] remembers.
+const VERIFIED_MANAGEMENT_TOKENS: usize = 8;
+
+/// A management token that verified, by the SHA-256 of the signer's `kid` and the token (the
+/// `kid` is the key's thumbprint, so another key never matches).
+#[derive(Debug, Clone)]
+struct VerifiedManagementToken {
+    key: [u8; 32],
+    claims: ManagementTokenClaims,
+}
+
+fn verified_key(signer: &Signer, token: &str) -> [u8; 32] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(signer.kid().as_bytes());
+    context.update(b".");
+    context.update(token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(context.finish().as_ref());
+    key
 }
 
 impl TokenMinter {
@@ -177,6 +203,7 @@ impl TokenMinter {
     pub fn new(environment_url: &str) -> Self {
         Self {
             environment_url: environment_url.trim_end_matches('/').to_owned(),
+            verified: Mutex::new(Vec::with_capacity(VERIFIED_MANAGEMENT_TOKENS)),
         }
     }
 
@@ -216,13 +243,48 @@ impl TokenMinter {
     }
 
     /// Checks a management token: this signer, issuer and audience the environment, subject the
-    /// API client, and `nbf <= now < exp` on the injected clock (not the system clock).
+    /// API client, and `nbf <= now < exp` on the injected clock (not the system clock). The
+    /// signature, issuer and audience of a token seen recently are not checked again; the times
+    /// and the subject always are.
     pub fn verify_management(
         &self,
         signer: &Signer,
         token: &str,
         api_client_id: &str,
         now: u64,
+    ) -> Option<ManagementTokenClaims> {
+        let key = verified_key(signer, token);
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|verified| verified.key == key)
+            .map(|verified| verified.claims.clone());
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_management_signature(signer, token)?;
+                let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+                if verified.len() == VERIFIED_MANAGEMENT_TOKENS {
+                    verified.remove(0);
+                }
+                verified.push(VerifiedManagementToken {
+                    key,
+                    claims: claims.clone(),
+                });
+                claims
+            }
+        };
+        let current = claims.nbf <= now && now < claims.exp;
+        (current && claims.sub == api_client_id).then_some(claims)
+    }
+
+    /// The claims of a management token whose signature, issuer and audience check out.
+    fn verify_management_signature(
+        &self,
+        signer: &Signer,
+        token: &str,
     ) -> Option<ManagementTokenClaims> {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
@@ -231,15 +293,9 @@ impl TokenMinter {
             HashSet::from(["iss".to_owned(), "aud".to_owned(), "sub".to_owned()]);
         validation.set_issuer(&[&self.environment_url]);
         validation.set_audience(&[&self.environment_url]);
-        let claims = jsonwebtoken::decode::<ManagementTokenClaims>(
-            token,
-            signer.decoding_key(),
-            &validation,
-        )
-        .ok()?
-        .claims;
-        let current = claims.nbf <= now && now < claims.exp;
-        (current && claims.sub == api_client_id).then_some(claims)
+        jsonwebtoken::decode::<ManagementTokenClaims>(token, signer.decoding_key(), &validation)
+            .ok()
+            .map(|data| data.claims)
     }
 
     /// The access token (and ID token when `openid` was granted) for a grant.

@@ -9,6 +9,9 @@ mod fixtures;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use axum::Router;
+use scalekit_emulator::http::inspector::RecordLayer;
+use scalekit_emulator::inspector::{Actor, Inspector};
 use scalekit_emulator::{Deps, ManualClock};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -51,6 +54,23 @@ pub struct StackConfig {
     pub emulator: EmulatorPlacement,
     /// Where an in-process emulator keeps its state across restarts (`None`: memory only).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Whose login page the connection points at.
+    pub app: AppPlacement,
+    /// Where an in-process emulator listens instead of where [`Ports`] says (an external app is
+    /// configured with a fixed environment URL).
+    pub environment_listen: Option<SocketAddr>,
+    /// The emulator's signing key (PKCS#8 PEM); `None`: the state directory's, or a fresh one.
+    pub signing_key_pem: Option<scalekit_wire::Secret>,
+}
+
+/// Whose login page the stack's connection sends the browser to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppPlacement {
+    /// The reference Your App, started by the stack.
+    Reference,
+    /// Somebody's own app at this login endpoint, started by them and configured with the
+    /// stack's environment URL, API client and connection id; the stack does not start Your App.
+    External(Url),
 }
 
 /// Where the stack's emulator runs.
@@ -80,6 +100,9 @@ impl StackConfig {
             manual_clock: false,
             emulator: EmulatorPlacement::InProcess,
             state_dir: None,
+            app: AppPlacement::Reference,
+            environment_listen: None,
+            signing_key_pem: None,
         }
     }
 }
@@ -109,7 +132,8 @@ pub enum StackError {
 pub struct Stack {
     /// The emulated Scalekit environment URL.
     pub environment_url: Url,
-    /// Your App's base URL; its login endpoint is `{app_url}/login`.
+    /// Your App's base URL; its login endpoint is `{app_url}/login` (with an external app, the
+    /// origin of its login endpoint).
     pub app_url: Url,
     /// The MCP server's Server URL (`…/mcp`).
     pub mcp_url: Url,
@@ -144,6 +168,9 @@ impl Stack {
             manual_clock,
             emulator: placement,
             state_dir,
+            app: app_placement,
+            environment_listen,
+            signing_key_pem,
         } = config;
         let resource = fixtures
             .environment
@@ -156,9 +183,16 @@ impl Stack {
             EmulatorPlacement::InProcess => None,
             EmulatorPlacement::Remote(url) => Some(url.clone()),
         };
-        if remote.is_some() && (consent.is_some() || manual_clock || state_dir.is_some()) {
+        if remote.is_some()
+            && (consent.is_some()
+                || manual_clock
+                || state_dir.is_some()
+                || environment_listen.is_some()
+                || signing_key_pem.is_some()
+                || app_placement != AppPlacement::Reference)
+        {
             return Err(StackError::Fixtures(
-                "a remote emulator's consent mode, clock and state are its own: they cannot be set here"
+                "a remote emulator's consent mode, clock, state, address, key and login endpoint are its own: they cannot be set here"
                     .to_owned(),
             ));
         }
@@ -170,9 +204,10 @@ impl Stack {
         let (environment_url, emulator_listener) = match &remote {
             Some(url) => (url.clone(), None),
             None => {
-                let address = match ports {
-                    Ports::Ephemeral => loopback,
-                    Ports::FromFixtures => fixtures.environment.listen,
+                let address = match (environment_listen, ports) {
+                    (Some(address), _) => address,
+                    (None, Ports::Ephemeral) => loopback,
+                    (None, Ports::FromFixtures) => fixtures.environment.listen,
                 };
                 let listener = bind(address).await?;
                 let url = match (&fixtures.environment.public_url, ports) {
@@ -182,19 +217,32 @@ impl Stack {
                 (url, Some(listener))
             }
         };
-        let app_listener = bind(app_address).await?;
+        let (app_listener, app_url) = match &app_placement {
+            AppPlacement::Reference => {
+                let listener = bind(app_address).await?;
+                let url = base_url(&listener)?;
+                (Some(listener), url)
+            }
+            AppPlacement::External(login_url) => (None, join(login_url, "/")),
+        };
         let mcp_listener = bind(mcp_address).await?;
-        let app_url = base_url(&app_listener)?;
         let mcp_base_url = base_url(&mcp_listener)?;
         let mcp_url = join(&mcp_base_url, "mcp");
 
         let mut tasks = JoinSet::new();
         let mut clock = None;
+        // The in-process emulator's flow inspector, which then records Your App's and the MCP
+        // server's traffic too (off with the control API).
+        let mut inspector: Option<Inspector> = None;
         if let Some(emulator_listener) = emulator_listener {
             // Point the environment at the addresses actually bound.
             fixtures.environment.public_url = Some(environment_url.clone());
+            let login_endpoint = match &app_placement {
+                AppPlacement::Reference => join(&app_url, "login"),
+                AppPlacement::External(login_url) => login_url.clone(),
+            };
             for connection in &mut fixtures.environment.connections {
-                connection.login_endpoint = join(&app_url, "login");
+                connection.login_endpoint = login_endpoint.clone();
             }
             if let Some(first) = fixtures.environment.resources.first_mut() {
                 first.server_url = mcp_url.clone();
@@ -207,6 +255,7 @@ impl Stack {
             clock = manual_clock.then(ManualClock::now);
             let mut deps = Deps {
                 state_dir,
+                signing_key_pem,
                 ..Deps::default()
             };
             if let Some(clock) = &clock {
@@ -221,31 +270,38 @@ impl Stack {
                 piece: "emulator",
                 message: error.to_string(),
             })?;
+            if emulator.state().config.control {
+                inspector = Some(emulator.state().inspector.clone());
+            }
             tasks.spawn(async move { ("emulator", emulator.serve().await) });
         }
 
-        let app_config = your_app::Config {
-            listen: app_listener
-                .local_addr()
-                .map_err(|source| StackError::Bind {
-                    address: app_address,
-                    source,
-                })?,
-            public_url: Some(app_url.clone()),
-            environment_url: environment_url.clone(),
-            client_id: fixtures.environment.api_client.client_id.clone(),
-            client_secret: fixtures.environment.api_client.client_secret.clone(),
-            connection_id: resource.connection.clone(),
-            auto_login,
-            behaviour: app_behaviour,
-            personas: fixtures.personas.clone(),
-        };
-        let app = your_app::App::from_listener(app_listener, app_config).map_err(|error| {
-            StackError::Start {
-                piece: "your-app",
-                message: error.to_string(),
-            }
-        })?;
+        if let Some(app_listener) = app_listener {
+            let app_config = your_app::Config {
+                listen: app_listener
+                    .local_addr()
+                    .map_err(|source| StackError::Bind {
+                        address: app_address,
+                        source,
+                    })?,
+                public_url: Some(app_url.clone()),
+                environment_url: environment_url.clone(),
+                client_id: fixtures.environment.api_client.client_id.clone(),
+                client_secret: fixtures.environment.api_client.client_secret.clone(),
+                connection_id: resource.connection.clone(),
+                auto_login,
+                behaviour: app_behaviour,
+                personas: fixtures.personas.clone(),
+            };
+            let app = your_app::App::from_listener(app_listener, app_config).map_err(|error| {
+                StackError::Start {
+                    piece: "your-app",
+                    message: error.to_string(),
+                }
+            })?;
+            let wrap = recording(inspector.as_ref(), Actor::YourApp, &app_url);
+            tasks.spawn(async move { ("your-app", app.serve_with(wrap).await) });
+        }
 
         let mcp_config = mcp_server::Config {
             listen: mcp_listener
@@ -269,8 +325,8 @@ impl Stack {
             }
         })?;
 
-        tasks.spawn(async move { ("your-app", app.serve().await) });
-        tasks.spawn(async move { ("mcp-server", mcp.serve().await) });
+        let wrap = recording(inspector.as_ref(), Actor::McpServer, &join(&mcp_url, "/"));
+        tasks.spawn(async move { ("mcp-server", mcp.serve_with(wrap).await) });
         tracing::debug!(%environment_url, %app_url, %mcp_url, "stack started");
 
         Ok(Stack {
@@ -301,6 +357,32 @@ impl Stack {
             None => Ok(()),
         }
     }
+}
+
+/// What a piece's router goes through: the emulator's recording layer for `actor` at `base_url`
+/// when there is an inspector, else nothing.
+fn recording(
+    inspector: Option<&Inspector>,
+    actor: Actor,
+    base_url: &Url,
+) -> impl FnOnce(Router) -> Router + Send + 'static {
+    let layer =
+        inspector.map(|inspector| RecordLayer::new(inspector.clone(), actor, base_url.as_str()));
+    move |router: Router| match layer {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// A fresh RSA-2048 signing key (PKCS#8 PEM) for [`StackConfig::signing_key_pem`], so that many
+/// stacks can share one instead of each generating its own (~0.1 s each).
+pub fn generate_signing_key() -> Result<scalekit_wire::Secret, StackError> {
+    scalekit_emulator::Signer::generate()
+        .map(|signer| signer.private_key_pem().clone())
+        .map_err(|error| StackError::Start {
+            piece: "emulator",
+            message: format!("cannot generate a signing key: {error}"),
+        })
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StackError> {

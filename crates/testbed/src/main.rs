@@ -45,7 +45,7 @@ enum Command {
         in_memory: bool,
     },
     /// Run the conformance scenarios (against the embedded stack unless --target says otherwise).
-    Conformance(ConformanceRun),
+    Conformance(Box<ConformanceRun>),
     /// Run the emulator alone.
     Emulator {
         /// The environment file.
@@ -115,7 +115,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let state_dir = (!in_memory).then_some(state_dir);
             up(fixtures, auto_login, consent, state_dir).await
         }
-        Command::Conformance(run) => conformance(run).await,
+        Command::Conformance(run) => conformance(*run).await,
         Command::Emulator {
             config,
             listen,
@@ -178,6 +178,12 @@ fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
         "  Scalekit environment (emulator):        {}\n",
         trim(&stack.environment_url)
     ));
+    if environment.control {
+        out.push_str(&format!(
+            "  Flow inspector:                         {}/_emulator/ui\n",
+            trim(&stack.environment_url)
+        ));
+    }
     out.push_str(&format!(
         "  Your App (login endpoint):              {}login\n",
         stack.app_url
@@ -250,6 +256,21 @@ struct ConformanceRun {
     /// SCALEKIT_CONNECTION_ID and SCALEKIT_RESOURCE_ID).
     #[arg(long, default_value = "embedded", value_parser = parse_target)]
     target: TargetArg,
+    /// Run every flow scenario through Chromium (chromedriver from $CHROMEDRIVER or
+    /// /usr/bin/chromedriver): Your App shows its login form, which the browser fills in as the
+    /// scenario's persona, and consent pages are clicked as the scenario says. Step scenarios
+    /// are unchanged; at most 2 browser sessions are open at once.
+    #[arg(long)]
+    browser: bool,
+    /// Check your own login integration instead of running the scenarios: the emulator sends the
+    /// browser to this login endpoint of your app (already running, configured with the settings
+    /// printed first), and a real Chromium signs in with --app-profile's credentials.
+    #[arg(long, requires = "app_profile")]
+    app_login_url: Option<url::Url>,
+    /// The profile for --app-login-url (TOML): `[login]` username, password or password_env,
+    /// optional CSS selectors; `[environment]` listen; `[expect]` email.
+    #[arg(long, requires = "app_login_url")]
+    app_profile: Option<PathBuf>,
 }
 
 /// `--target`, as given.
@@ -304,6 +325,10 @@ fn scalekit_target(fixtures: &mut Fixtures) -> anyhow::Result<url::Url> {
 
 async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
     let mut fixtures = load_fixtures(run.fixtures)?;
+    if let (Some(login_url), Some(profile)) = (run.app_login_url, run.app_profile) {
+        let profile = conformance::app_check::load_profile(&profile)?;
+        return app_check(fixtures, login_url, profile, &run.report_dir).await;
+    }
     let target = match run.target {
         TargetArg::Embedded => conformance::RunTarget::Embedded,
         TargetArg::Url(url) => conformance::RunTarget::Url(url),
@@ -325,6 +350,7 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         filter: run.filter,
         concurrency: run.concurrency,
         target,
+        browser: run.browser,
     };
     let mut report = conformance::run(scenarios, &options).await;
     if report.scenarios.is_empty() {
@@ -341,6 +367,53 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
     let directory = run.report_dir.display();
     println!(
         "Reports: {directory}/report.json, {directory}/checks.json, {directory}/junit.xml, {directory}/report.html"
+    );
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// `--app-login-url`: somebody's own app in front of the embedded emulator, through Chromium.
+async fn app_check(
+    fixtures: Fixtures,
+    login_url: url::Url,
+    profile: conformance::app_check::AppProfile,
+    report_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let options = conformance::app_check::AppCheckOptions {
+        fixtures,
+        login_url: login_url.clone(),
+        profile,
+        screenshots: Some(report_dir.join("app-check")),
+        chromium: None,
+    };
+    let check = conformance::app_check::AppCheck::start(options).await?;
+    println!(
+        "Checking the login integration at {login_url}.\nYour app must run with these settings (the emulator listens there now):\n{}\n",
+        check.app_settings()
+    );
+    let total = conformance::app_check::SIGN_IN_COUNT;
+    let mut done = 0;
+    let report = check
+        .run(|result| {
+            done += 1;
+            println!(
+                "[{done}/{total}] {} {} ({:.1}s)",
+                result.status.label(),
+                result.id,
+                result.duration_ms as f64 / 1000.0
+            );
+        })
+        .await?;
+    print!("\n{}", conformance::render_table(&report));
+    report
+        .write_files(report_dir)
+        .with_context(|| format!("writing the reports to {}", report_dir.display()))?;
+    let directory = report_dir.display();
+    println!(
+        "Reports: {directory}/report.json, {directory}/checks.json, {directory}/junit.xml, {directory}/report.html; screenshots in {directory}/app-check/"
     );
     Ok(if report.succeeded() {
         ExitCode::SUCCESS

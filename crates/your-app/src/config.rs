@@ -57,6 +57,38 @@ pub enum Behaviour {
     BadBearer,
     /// Post to this connection id instead of the configured one (e.g. the `res_…` id).
     WrongConnection(String),
+    /// Keep the first login request id it was given and post every later user to that one (a
+    /// value cached across sign-ins), then redirect with the current state.
+    ReuseLoginRequest,
+}
+
+impl std::str::FromStr for Behaviour {
+    type Err = String;
+
+    /// The kebab-case names of the variants; `wrong-connection=<id>` for [`Self::WrongConnection`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(connection_id) = text.strip_prefix("wrong-connection=") {
+            return Ok(Self::WrongConnection(connection_id.to_owned()));
+        }
+        Ok(match text {
+            "correct" => Self::Correct,
+            "alter-state" => Self::AlterState,
+            "drop-state" => Self::DropState,
+            "redirect-before-post" => Self::RedirectBeforePost,
+            "omit-email" => Self::OmitEmail,
+            "phone-not-e164" => Self::PhoneNotE164,
+            "login-failed" => Self::LoginFailed,
+            "bad-bearer" => Self::BadBearer,
+            "reuse-login-request" => Self::ReuseLoginRequest,
+            other => {
+                return Err(format!(
+                    "unknown behaviour {other:?}: expected correct, alter-state, drop-state, \
+                     redirect-before-post, omit-email, phone-not-e164, login-failed, bad-bearer, \
+                     reuse-login-request or wrong-connection=<id>"
+                ));
+            }
+        })
+    }
 }
 
 /// One user of Your App, with the claims it hands to Scalekit.
@@ -236,6 +268,25 @@ fn parse_personas(text: &str, origin: &str) -> Result<Vec<Persona>, ConfigError>
 mod tests {
     use super::*;
     use crate::password::verify_password;
+
+    #[test]
+    fn behaviours_parse_from_their_kebab_case_names() {
+        assert_eq!("correct".parse(), Ok(Behaviour::Correct));
+        assert_eq!(
+            "reuse-login-request".parse(),
+            Ok(Behaviour::ReuseLoginRequest)
+        );
+        assert_eq!(
+            "wrong-connection=res_1".parse(),
+            Ok(Behaviour::WrongConnection("res_1".to_owned()))
+        );
+        assert_eq!(
+            "sloppy"
+                .parse::<Behaviour>()
+                .map_err(|error| error.starts_with("unknown behaviour \"sloppy\"")),
+            Err(true)
+        );
+    }
 
     fn fixture_path() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/users.toml")

@@ -64,6 +64,8 @@ struct Inner {
     behaviour: Behaviour,
     scalekit: ScalekitClient,
     sessions: Sessions,
+    /// The first login request handed off, for [`Behaviour::ReuseLoginRequest`].
+    first_login_request: std::sync::OnceLock<LoginRequestId>,
 }
 
 impl AppState {
@@ -94,6 +96,7 @@ impl AppState {
                 behaviour: config.behaviour.clone(),
                 scalekit,
                 sessions: Sessions::default(),
+                first_login_request: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -116,6 +119,14 @@ impl AppState {
         self.inner
             .auto_login
             .and_then(|index| self.inner.personas.get(index))
+    }
+
+    /// The first login request id handed off (kept from then on), for
+    /// [`Behaviour::ReuseLoginRequest`].
+    pub(crate) fn first_login_request(&self, current: &LoginRequestId) -> &LoginRequestId {
+        self.inner
+            .first_login_request
+            .get_or_init(|| current.clone())
     }
 
     /// How the hand-off back to Scalekit goes.
@@ -198,7 +209,16 @@ impl App {
 
     /// Serves until the listener fails.
     pub fn serve(self) -> impl Future<Output = std::io::Result<()>> {
-        let router = router(self.state);
+        self.serve_with(std::convert::identity)
+    }
+
+    /// The same, with the router passed through `wrap` first (testbed-stack adds the emulator's
+    /// flow-inspector recording layer this way).
+    pub fn serve_with(
+        self,
+        wrap: impl FnOnce(axum::Router) -> axum::Router,
+    ) -> impl Future<Output = std::io::Result<()>> {
+        let router = wrap(router(self.state));
         async move { axum::serve(self.listener, router).await }
     }
 }

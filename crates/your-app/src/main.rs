@@ -61,6 +61,11 @@ struct ServeArgs {
     /// Sign this persona in without a form (headless runs).
     #[arg(long)]
     auto_login: Option<String>,
+    /// Hand logins back correctly, or with one deliberate mistake: alter-state, drop-state,
+    /// redirect-before-post, omit-email, phone-not-e164, login-failed, bad-bearer,
+    /// reuse-login-request, wrong-connection=<id>.
+    #[arg(long, default_value = "correct")]
+    behaviour: your_app::Behaviour,
 }
 
 #[tokio::main]
@@ -120,7 +125,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         client_secret: Secret::new(client_secret),
         connection_id,
         auto_login: args.auto_login,
-        behaviour: your_app::Behaviour::Correct,
+        behaviour: args.behaviour,
         personas,
     };
     let app = App::bind(config).await?;

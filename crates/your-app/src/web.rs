@@ -225,6 +225,16 @@ pub async fn hand_off(app: &AppState, persona: &Persona, login: &LoginContinuati
                 .submit_user_once(&url, Some(&bogus), &persona.claims)
                 .await
         }
+        Behaviour::ReuseLoginRequest => {
+            let first = app.first_login_request(&login.login_request_id);
+            if *first != login.login_request_id {
+                tracing::warn!(
+                    reused = first.as_str(),
+                    "misbehaving on purpose: posting to the first login request again"
+                );
+            }
+            scalekit.submit_user(first, &persona.claims).await
+        }
         Behaviour::WrongConnection(connection_id) => {
             tracing::warn!(
                 connection_id,

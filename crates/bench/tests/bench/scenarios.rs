@@ -100,3 +100,25 @@ async fn a_refused_request_fails_with_the_emulators_status_and_body() -> anyhow:
     );
     Ok(())
 }
+
+/// `testbed-bench flows` against an emulator served elsewhere (here on a thread of its own):
+/// the budget of flows completes.
+#[test]
+fn flows_against_a_running_emulator_complete_the_budget() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (address, config) = runtime.block_on(emulator())?;
+    let budget = Budget {
+        duration: Duration::from_secs(30),
+        max_operations: Some(10),
+    };
+    let measurement = bench::run::flows_against(&config, address, 2, budget, false)?;
+    assert_eq!(measurement.operations, 10);
+    assert_eq!(measurement.concurrency, 2);
+    let refreshes = bench::run::flows_against(&config, address, 2, budget, true)?;
+    assert_eq!(refreshes.operations, 10);
+    drop(runtime);
+    Ok(())
+}

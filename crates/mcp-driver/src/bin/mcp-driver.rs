@@ -3,12 +3,21 @@
 //! scenario in `MCP_CONFORMANCE_SCENARIO`, pre-registered credentials in
 //! `MCP_CONFORMANCE_CONTEXT` (JSON) and the protocol version in
 //! `MCP_CONFORMANCE_PROTOCOL_VERSION`. Exit 0 on success, else 1 with one line on stderr.
+//!
+//! `--browser` takes the authorization request through Chromium instead of the HTTP user agent:
+//! `--login-user` (and `--login-password`, default `<user>-password` as in the reference Your
+//! App's fixtures) fills in the login form, `--deny-consent` clicks Deny on the consent page, and
+//! `--screenshots DIR` saves each page the browser shows.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mcp_driver::{ClientOptions, DriverConfig, PreRegisteredClient, run_session};
+use mcp_driver::browser::{BrowserAgent, Chromium, ConsentChoice, LoginForm};
+use mcp_driver::{ClientOptions, DriverConfig, PreRegisteredClient, UserAgent, run_session};
 use scalekit_wire::Secret;
 use serde::Deserialize;
 use url::Url;
@@ -34,6 +43,29 @@ struct Args {
     /// Call the first listed tool (also on for the conformance scenarios that need it).
     #[arg(long)]
     call_tool: bool,
+    /// Take the authorization request through Chromium (chromedriver from $CHROMEDRIVER or
+    /// /usr/bin/chromedriver, Chromium from $CHROMIUM or /usr/bin/chromium) instead of the HTTP
+    /// user agent.
+    #[arg(long)]
+    browser: bool,
+    /// With --browser: sign in as this user on the login page (the reference Your App's form:
+    /// #username, #password, #sign_in).
+    #[arg(long, requires = "browser")]
+    login_user: Option<String>,
+    /// With --login-user: the password (default `<user>-password`, the fixtures' convention);
+    /// ignored without --login-user. (No `requires`: clap counts a value from the environment as
+    /// given, so an exported variable would break every run without --login-user.)
+    #[arg(long, env = "MCP_DRIVER_LOGIN_PASSWORD", hide_env_values = true)]
+    login_password: Option<String>,
+    /// With --browser: click Deny instead of Allow on the consent page.
+    #[arg(long, requires = "browser")]
+    deny_consent: bool,
+    /// With --browser: save a PNG of every page the browser shows in this folder.
+    #[arg(long, requires = "browser")]
+    screenshots: Option<PathBuf>,
+    /// With --browser: how many seconds the browser may take to reach the redirect URI.
+    #[arg(long, default_value_t = 30, requires = "browser")]
+    browser_timeout: u64,
     /// The MCP server's Streamable HTTP endpoint.
     mcp_url: Url,
 }
@@ -89,6 +121,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let mut config = DriverConfig::new(args.mcp_url);
+    // The agent keeps chromedriver alive until `config` goes at the end of the run; dropping
+    // the last reference ends its sessions and stops it.
+    if args.browser {
+        let chromium = Arc::new(Chromium::start().await?);
+        let login = args.login_user.map(|user| {
+            let mut form = LoginForm::reference_app(&user);
+            if let Some(password) = args.login_password {
+                form.password = Secret::new(password);
+            }
+            form
+        });
+        config.user_agent = UserAgent::Browser(BrowserAgent {
+            chromium,
+            login,
+            consent: if args.deny_consent {
+                ConsentChoice::Deny
+            } else {
+                ConsentChoice::Approve
+            },
+            timeout: Duration::from_secs(args.browser_timeout),
+            screenshots: args.screenshots,
+        });
+    }
     // Ask for a refresh token wherever the authorization server offers one (MCP 2026-07-28:
     // only when its `scopes_supported` lists `offline_access`).
     config.extra_scopes = vec!["offline_access".to_owned()];

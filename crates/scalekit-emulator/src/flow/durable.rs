@@ -7,6 +7,8 @@
 //! in memory only: a restart abandons the sign-ins in progress, as a browser would see after a
 //! Scalekit deploy.
 
+use std::collections::HashMap;
+
 use scalekit_wire::{Secret, UserClaims};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,12 @@ use crate::types::{
     ClientId, ClientState, ConnectionId, OrganizationId, PkceChallenge, RedirectUri, ResourceId,
     ScopeSet, SessionId, UserId,
 };
+
+/// The most grants held in memory while grants live in the store (see [`Flows::trim_grants`]).
+pub const RESIDENT_GRANTS: usize = 256;
+
+/// The most refresh tokens held in memory while grants live in the store.
+pub const RESIDENT_REFRESH_TOKENS: usize = 1024;
 
 /// A client registered through DCR (configured clients come from the configuration each start).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +165,12 @@ pub enum DurableChange {
         /// The rotated-out token.
         token: Secret,
     },
+    /// An expired refresh token was presented and dropped (recorded only when grants live in
+    /// the store, so that the next presentation finds nothing there either).
+    RefreshTokenDropped {
+        /// The expired token.
+        token: Secret,
+    },
     /// The sweep ran: refresh tokens expired at `now` are gone, and grants left without one.
     Expired {
         /// Unix seconds.
@@ -203,11 +217,66 @@ impl Flows {
     /// the reset itself.
     pub fn reset_to(&mut self, fresh: Flows) {
         let recording = self.durable_log.is_some();
+        let grants_in_store = self.grants_in_store;
         *self = fresh;
+        self.grants_in_store = grants_in_store;
         if recording {
             self.record_durable_changes();
             self.record(DurableChange::Reset);
         }
+    }
+
+    /// Drops every grant and refresh token held in memory, and from now on treats them as living
+    /// in the store: the edge loads the grant a request presents a refresh token of
+    /// ([`Flows::import_grant`]) before the transition and, once the transition's changes are
+    /// written, calls [`Flows::trim_grants`]. Memory then stays flat however many grants are made
+    /// (RSS in docs/performance.md), and a revocation of a grant not held is still recorded.
+    /// Without a store nothing calls this and everything stays in memory.
+    ///
+    /// [`Flows::export_durable`] then omits the grants and refresh tokens the store holds.
+    pub fn evict_grants(&mut self) {
+        self.grants_in_store = true;
+        // A map that grew (a load at start, a large import) gives its memory back.
+        if self.grants.capacity() > RESIDENT_GRANTS {
+            self.grants = HashMap::new();
+        } else {
+            self.grants.clear();
+        }
+        if self.refresh_tokens.capacity() > RESIDENT_REFRESH_TOKENS {
+            self.refresh_tokens = HashMap::new();
+        } else {
+            self.refresh_tokens.clear();
+        }
+    }
+
+    /// When grants live in the store: evicts them all once more than [`RESIDENT_GRANTS`] grants
+    /// or [`RESIDENT_REFRESH_TOKENS`] refresh tokens are held, so that the grants in use now (a
+    /// client refreshing, a test suite's recent sign-ins) are served from memory while the
+    /// memory stays bounded. What is held is always what the store holds too: every transition
+    /// that changes it records the change.
+    pub fn trim_grants(&mut self) {
+        if self.grants_in_store
+            && (self.grants.len() > RESIDENT_GRANTS
+                || self.refresh_tokens.len() > RESIDENT_REFRESH_TOKENS)
+        {
+            self.evict_grants();
+        }
+    }
+
+    /// Whether grants and refresh tokens live in the store (see [`Flows::evict_grants`]).
+    pub fn grants_in_store(&self) -> bool {
+        self.grants_in_store
+    }
+
+    /// Whether the refresh token `token` is held in memory now.
+    pub fn holds_refresh_token(&self, token: &str) -> bool {
+        self.refresh_tokens.contains_key(token)
+    }
+
+    /// Adds one stored grant and some of its refresh tokens (those a request presents), as
+    /// [`Flows::import_durable`] does for all of them.
+    pub fn import_grant(&mut self, grant: StoredGrant, tokens: Vec<StoredRefreshToken>) {
+        self.import_grants_and_tokens(vec![grant], tokens);
     }
 
     pub(super) fn record(&mut self, change: DurableChange) {
@@ -357,7 +426,19 @@ impl Flows {
                 },
             );
         }
-        for grant in state.grants {
+        self.import_grants_and_tokens(state.grants, state.refresh_tokens);
+    }
+
+    fn import_grants_and_tokens(
+        &mut self,
+        grants: Vec<StoredGrant>,
+        refresh_tokens: Vec<StoredRefreshToken>,
+    ) {
+        for grant in grants {
+            // Held already (another of its refresh tokens was loaded): keep its token list.
+            if self.grants.contains_key(&grant.grant_id) {
+                continue;
+            }
             // A stored redirect URI that no longer parses (a hand-edited database) drops the grant.
             let Some(sign_in) = grant.sign_in.into_sign_in() else {
                 continue;
@@ -370,7 +451,7 @@ impl Flows {
                 },
             );
         }
-        for token in state.refresh_tokens {
+        for token in refresh_tokens {
             let Some(grant) = self.grants.get_mut(&token.grant_id) else {
                 continue;
             };

@@ -5,8 +5,8 @@ use scalekit_wire::{FieldViolation, UserClaims, prefix};
 
 use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
 use super::{
-    CodeRecord, CodeState, DurableChange, Flows, PendingConsent, RememberedConsent, SignIn,
-    StoredConsent, StoredOrganization, StoredUser, SubmittedUser,
+    CodeRecord, DurableChange, Flows, PendingConsent, RememberedConsent, SignIn, StoredConsent,
+    StoredOrganization, StoredUser, SubmittedUser,
 };
 use crate::config::ConsentMode;
 use crate::ids::IdGenerator;
@@ -334,7 +334,7 @@ impl Flows {
             code.expose().to_owned(),
             CodeRecord {
                 expires_at: now + lifetime,
-                state: CodeState::Issued(Box::new(sign_in)),
+                sign_in: Box::new(sign_in),
             },
         );
         ClientRedirect {

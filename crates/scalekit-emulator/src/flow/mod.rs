@@ -28,8 +28,8 @@ use url::Url;
 pub use authorize::{AuthorizeError, AuthorizeRequest, LoginRedirect};
 pub use consents::{ConsentView, RevokeConsentError};
 pub use durable::{
-    DurableChange, DurableState, StoredClient, StoredConsent, StoredGrant, StoredOrganization,
-    StoredRefreshToken, StoredSignIn, StoredUser,
+    DurableChange, DurableState, RESIDENT_GRANTS, RESIDENT_REFRESH_TOKENS, StoredClient,
+    StoredConsent, StoredGrant, StoredOrganization, StoredRefreshToken, StoredSignIn, StoredUser,
 };
 pub use login::{CallbackError, CallbackOutcome, ConsentError, ConsentPrompt, SubmitUserError};
 pub use redirect::{ClientRedirect, RedirectError, RedirectOutcome};
@@ -137,22 +137,48 @@ struct PendingConsent {
     expires_at: u64,
 }
 
-/// An issued authorization code, kept until its lifetime ends.
+/// An issued authorization code, kept until it is redeemed or its lifetime ends.
 #[derive(Debug, Clone)]
 struct CodeRecord {
     expires_at: u64,
-    state: CodeState,
+    /// Everything the token exchange needs.
+    sign_in: Box<SignIn>,
 }
 
-/// Where a code is in its life.
-#[derive(Debug, Clone)]
-enum CodeState {
-    /// Not redeemed yet: everything the token exchange needs.
-    Issued(Box<SignIn>),
-    /// Redeemed as this grant. Only the grant id is kept, so that a second presentation revokes
-    /// the grant (RFC 6749 §4.1.2) without holding the whole sign-in for the code's lifetime
-    /// (the memory profile in docs/performance.md).
-    Redeemed { grant: String },
+/// The first 16 bytes of a code's SHA-256: the key of a redeemed code. A random 256-bit code's
+/// digest does not collide in practice, and the code itself is not kept.
+type CodeDigest = [u8; 16];
+
+fn code_digest(code: &str) -> CodeDigest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.as_ref()[..16]);
+    key
+}
+
+/// A redeemed code, kept until the code's lifetime ends only so that a second presentation
+/// revokes its grant (RFC 6749 §4.1.2): 32 bytes a code instead of a whole sign-in, because every
+/// flow leaves one for the code's lifetime (the memory profile in docs/performance.md).
+#[derive(Debug, Clone, Copy)]
+struct RedeemedCode {
+    expires_at: u64,
+    /// The number of a `grant_` + digits id (every id [`crate::ids::RandomIds`] mints), or
+    /// [`NAMED_GRANT`] when the id is kept in `Flows::redeemed_named_grants` instead.
+    grant_number: u64,
+}
+
+/// [`RedeemedCode::grant_number`] of an id that is not `grant_` + a number (test generators).
+const NAMED_GRANT: u64 = u64::MAX;
+
+/// The prefix of grant ids (`grant_` + digits, see [`crate::ids`]).
+const GRANT_PREFIX: &str = "grant_";
+
+/// The number of `grant_` + the decimal digits of a number, if `grant_id` is one exactly.
+fn grant_number(grant_id: &str) -> Option<u64> {
+    grant_id
+        .strip_prefix(GRANT_PREFIX)
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .filter(|number| *number != NAMED_GRANT && format!("{GRANT_PREFIX}{number}") == grant_id)
 }
 
 /// The grant behind a family of refresh tokens.
@@ -183,6 +209,9 @@ pub struct Flows {
     login_states: HashMap<LoginState, LoginRequestId>,
     consents: HashMap<String, PendingConsent>,
     codes: HashMap<String, CodeRecord>,
+    redeemed_codes: HashMap<CodeDigest, RedeemedCode>,
+    /// The grant ids of redeemed codes that are not `grant_` + a number.
+    redeemed_named_grants: HashMap<CodeDigest, String>,
     grants: HashMap<String, GrantRecord>,
     refresh_tokens: HashMap<String, RefreshRecord>,
     users: HashMap<(ConnectionId, String), UserId>,
@@ -192,6 +221,10 @@ pub struct Flows {
     max_pending_login_requests: usize,
     /// Durable changes not yet drained by the edge; `None` when nobody drains them.
     durable_log: Option<Vec<DurableChange>>,
+    /// Grants and refresh tokens live in the store, not in `grants` and `refresh_tokens`: the
+    /// edge loads the one a request presents before the transition and evicts them after (see
+    /// [`Flows::evict_grants`]).
+    grants_in_store: bool,
 }
 
 impl Flows {
@@ -251,6 +284,8 @@ impl Flows {
             login_states: HashMap::new(),
             consents: HashMap::new(),
             codes: HashMap::new(),
+            redeemed_codes: HashMap::new(),
+            redeemed_named_grants: HashMap::new(),
             grants: HashMap::new(),
             refresh_tokens: HashMap::new(),
             users: HashMap::new(),
@@ -258,6 +293,7 @@ impl Flows {
             remembered_consents: HashMap::new(),
             max_pending_login_requests: config.max_pending_login_requests,
             durable_log: None,
+            grants_in_store: false,
         }
     }
 
@@ -273,6 +309,10 @@ impl Flows {
     pub fn sweep(&mut self, now: u64) {
         self.drop_expired_sign_ins(now);
         self.codes.retain(|_, code| code.expires_at > now);
+        self.redeemed_codes.retain(|_, code| code.expires_at > now);
+        let live_codes = &self.redeemed_codes;
+        self.redeemed_named_grants
+            .retain(|digest, _| live_codes.contains_key(digest));
         self.refresh_tokens
             .retain(|_, token| token.expires_at > now);
         let live_tokens = &self.refresh_tokens;
@@ -307,11 +347,12 @@ impl Flows {
         self.consents.len()
     }
 
-    /// How many login requests, codes and refresh tokens are held (for tests and logs).
+    /// How many login requests, codes (redeemed ones too) and refresh tokens are held (for tests
+    /// and logs).
     pub fn pending_counts(&self) -> (usize, usize, usize) {
         (
             self.login_requests.len(),
-            self.codes.len(),
+            self.codes.len() + self.redeemed_codes.len(),
             self.refresh_tokens.len(),
         )
     }
@@ -329,16 +370,45 @@ impl Flows {
         })
     }
 
+    /// Remembers that the code with `digest` was redeemed as `grant_id`, until `expires_at`.
+    fn remember_redeemed(&mut self, digest: CodeDigest, expires_at: u64, grant_id: &str) {
+        let grant_number = grant_number(grant_id).unwrap_or(NAMED_GRANT);
+        if grant_number == NAMED_GRANT {
+            self.redeemed_named_grants
+                .insert(digest, grant_id.to_owned());
+        }
+        self.redeemed_codes.insert(
+            digest,
+            RedeemedCode {
+                expires_at,
+                grant_number,
+            },
+        );
+    }
+
+    /// The grant a redeemed code was exchanged for, if the code with `digest` was redeemed.
+    fn redeemed_grant(&self, digest: &CodeDigest) -> Option<String> {
+        let redeemed = self.redeemed_codes.get(digest)?;
+        match redeemed.grant_number {
+            NAMED_GRANT => self.redeemed_named_grants.get(digest).cloned(),
+            number => Some(format!("{GRANT_PREFIX}{number}")),
+        }
+    }
+
     fn resource(&self, id: &ResourceId) -> Option<&Resource> {
         self.resources.iter().find(|resource| &resource.id == id)
     }
 
-    /// Removes a grant and every refresh token of it.
+    /// Removes a grant and every refresh token of it. When grants live in the store, the grant
+    /// may not be held here: the revocation is recorded all the same, for the store.
     fn revoke_grant(&mut self, grant_id: &str) {
-        if let Some(grant) = self.grants.remove(grant_id) {
-            for token in grant.refresh_tokens {
-                self.refresh_tokens.remove(&token);
+        let held = self.grants.remove(grant_id);
+        if let Some(grant) = &held {
+            for token in &grant.refresh_tokens {
+                self.refresh_tokens.remove(token);
             }
+        }
+        if held.is_some() || self.grants_in_store {
             self.record(DurableChange::GrantRevoked {
                 grant_id: grant_id.to_owned(),
             });

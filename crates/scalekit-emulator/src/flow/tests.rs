@@ -1251,3 +1251,24 @@ mod durable {
         assert!(restarted.flows.export_durable().grants.is_empty());
     }
 }
+
+mod redeemed_codes {
+    use super::*;
+
+    #[test]
+    fn grant_ids_of_random_ids_are_kept_as_numbers_and_others_as_text() {
+        assert_eq!(
+            grant_number("grant_123456789012345678"),
+            Some(123_456_789_012_345_678)
+        );
+        assert_eq!(
+            grant_number("grant_0001"),
+            None,
+            "leading zeros would not round-trip"
+        );
+        assert_eq!(grant_number("grant_"), None);
+        assert_eq!(grant_number("grant_18446744073709551615"), None);
+        assert_eq!(grant_number("other_12"), None);
+        assert_eq!(size_of::<RedeemedCode>(), 16);
+    }
+}

@@ -5,8 +5,8 @@ use scalekit_wire::{Secret, UserClaims};
 
 use super::cimd::is_document_url;
 use super::{
-    CodeRecord, CodeState, DurableChange, Flows, GrantRecord, RefreshRecord, SignIn, StoredGrant,
-    StoredRefreshToken, StoredSignIn,
+    DurableChange, Flows, GRANT_PREFIX, GrantRecord, RefreshRecord, SignIn, StoredGrant,
+    StoredRefreshToken, StoredSignIn, code_digest,
 };
 use crate::ids::IdGenerator;
 use crate::types::{
@@ -128,24 +128,21 @@ impl Flows {
         ids: &dyn IdGenerator,
     ) -> Result<IssuedGrant, TokenError> {
         let invalid = |why: &str| TokenError::InvalidGrant(why.to_owned());
-        let record = self
-            .codes
-            .get(&request.code)
-            .ok_or_else(|| invalid("the authorization code is invalid or expired"))?;
-        let expires_at = record.expires_at;
-        let sign_in = match &record.state {
-            CodeState::Redeemed { grant } => {
-                let grant = grant.clone();
-                self.revoke_grant(&grant);
-                return Err(invalid("the authorization code was already used"));
-            }
-            CodeState::Issued(sign_in) => sign_in,
+        let Some(record) = self.codes.get(&request.code) else {
+            return match self.redeemed_grant(&code_digest(&request.code)) {
+                Some(grant) => {
+                    self.revoke_grant(&grant);
+                    Err(invalid("the authorization code was already used"))
+                }
+                None => Err(invalid("the authorization code is invalid or expired")),
+            };
         };
+        let expires_at = record.expires_at;
         if expires_at <= now {
             self.codes.remove(&request.code);
             return Err(invalid("the authorization code expired"));
         }
-        let authorization = &sign_in.authorization;
+        let authorization = &record.sign_in.authorization;
         if authorization.client != request.client_id {
             return Err(invalid(
                 "the authorization code was issued to another client",
@@ -175,20 +172,14 @@ impl Flows {
             return Err(invalid("code_verifier does not match the code_challenge"));
         }
 
-        let grant_id = ids.id("grant_");
-        let redeemed = CodeRecord {
-            expires_at,
-            state: CodeState::Redeemed {
-                grant: grant_id.clone(),
-            },
+        let grant_id = ids.id(GRANT_PREFIX);
+        let sign_in = match self.codes.remove(&request.code) {
+            Some(record) => *record.sign_in,
+            None => return Err(invalid("the authorization code is invalid or expired")),
         };
-        let sign_in = match self.codes.insert(request.code.clone(), redeemed) {
-            Some(CodeRecord {
-                state: CodeState::Issued(sign_in),
-                ..
-            }) => *sign_in,
-            _ => return Err(invalid("the authorization code is invalid or expired")),
-        };
+        // Only a digest and the grant id stay, so that a second presentation revokes the grant
+        // (RFC 6749 §4.1.2) without holding the whole sign-in for the code's lifetime.
+        self.remember_redeemed(code_digest(&request.code), expires_at, &grant_id);
         let scopes = sign_in.authorization.scopes.clone();
         let refresh_token = if scopes.contains("offline_access") {
             self.grants.insert(
@@ -232,6 +223,11 @@ impl Flows {
         }
         if record.expires_at <= now {
             self.refresh_tokens.remove(&request.refresh_token);
+            if self.grants_in_store {
+                self.record(DurableChange::RefreshTokenDropped {
+                    token: Secret::new(request.refresh_token.as_str()),
+                });
+            }
             return Err(invalid("the refresh token expired"));
         }
         if record.client != request.client_id {

@@ -6,6 +6,7 @@
 //! requests whose content type is `application/grpc…` come here.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use scalekit_wire::{FieldViolation, UserClaims};
 use tonic::{Request, Response, Status};
@@ -77,22 +78,52 @@ impl auth_service_server::AuthService for AuthService {
         &self,
         request: Request<UpdateLoginUserDetailsRequest>,
     ) -> Result<Response<UpdateLoginUserDetailsResponse>, Status> {
+        let started = Instant::now();
+        let ids = format!(
+            "connection_id={}&login_request_id={}",
+            encode(&request.get_ref().connection_id),
+            encode(&request.get_ref().login_request_id)
+        );
+        let result = self.update_login_user_details(request);
+        if self.state.config.control {
+            self.state.control.record_grpc(
+                UPDATE_LOGIN_USER_DETAILS_PATH,
+                &ids,
+                result.as_ref().err().map(ApiError::summary),
+                started,
+            );
+        }
+        result.map(Response::new).map_err(ApiError::into_status)
+    }
+}
+
+impl AuthService {
+    fn update_login_user_details(
+        &self,
+        request: Request<UpdateLoginUserDetailsRequest>,
+    ) -> Result<UpdateLoginUserDetailsResponse, ApiError> {
         let headers = request.metadata().clone().into_headers();
-        authenticate_management(&self.state, bearer(&headers)).map_err(ApiError::into_status)?;
+        authenticate_management(&self.state, bearer(&headers))?;
         let request = request.into_inner();
-        validate_request(&request).map_err(ApiError::into_status)?;
+        validate_request(&request)?;
         let claims = user_claims(request.user.unwrap_or_default());
         let auth_request_id = submit_user_details(
             &self.state,
             &request.connection_id,
             &request.login_request_id,
             claims,
-        )
-        .map_err(ApiError::into_status)?;
-        Ok(Response::new(UpdateLoginUserDetailsResponse {
+        )?;
+        Ok(UpdateLoginUserDetailsResponse {
             auth_request_id: auth_request_id.to_string(),
-        }))
+        })
     }
+}
+
+/// The method's path, as the request log shows gRPC calls.
+const UPDATE_LOGIN_USER_DETAILS_PATH: &str = "/scalekit.v1.auth.AuthService/UpdateLoginUserDetails";
+
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// The descriptor's `buf.validate` rules: `connection_id` 1–32 characters, `login_request_id`

@@ -3,8 +3,11 @@
 //! one-shot faults. It is described by the OpenAPI document at `/_emulator/openapi.json`.
 //!
 //! The request log and the fault injection are one middleware around the whole router (see
-//! `layer`); `/_emulator/*` itself is neither logged nor faultable. Nothing here prints a
-//! credential: query parameters that carry one are cut to a short prefix and `…`.
+//! `layer`); `/_emulator/*` itself is neither logged nor faultable. gRPC calls, which bypass the
+//! router, are logged by the gRPC service. An error answer's code, message and violated fields
+//! come from the [`ErrorSummary`] every error type attaches to its response, so the log never
+//! reads a body. Nothing here prints a credential: query parameters that carry one are cut to a
+//! short prefix and `…`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -26,9 +29,10 @@ use serde_json::Value;
 use url::Url;
 
 use super::AppState;
-use super::error::{ApiError, GrpcCode};
+use super::error::{ApiError, ErrorSummary, GrpcCode};
 use crate::clock::ClockError;
 use crate::flow::Flows;
+use crate::inspector::redact::redact_query;
 
 /// The path prefix of every control route.
 pub const PREFIX: &str = "/_emulator/";
@@ -50,21 +54,6 @@ const MAX_FAULT_TIMES: u32 = 1000;
 
 /// Paths and queries longer than this are cut in the log, so that it stays bounded.
 const MAX_LOGGED_CHARS: usize = 2048;
-
-/// Query parameters whose values are credentials or single-use values.
-const SECRET_PARAMETERS: &[&str] = &[
-    "code",
-    "code_verifier",
-    "client_secret",
-    "client_assertion",
-    "refresh_token",
-    "access_token",
-    "id_token",
-    "id_token_hint",
-    "token",
-    "password",
-    "state",
-];
 
 /// The state the control API keeps besides the emulator's own: the request log and the armed
 /// faults.
@@ -91,6 +80,27 @@ impl ControlState {
         requests.push_back(record);
     }
 
+    /// Logs a gRPC call (they bypass the HTTP middleware): HTTP status 200 as on the wire, the
+    /// gRPC error, if any, in `error`, and the ids from the message as the query.
+    pub(crate) fn record_grpc(
+        &self,
+        path: &str,
+        ids: &str,
+        error: Option<ErrorSummary>,
+        started: Instant,
+    ) {
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.record(RequestRecord {
+            method: Method::POST.to_string(),
+            path: path.to_owned(),
+            query: Some(truncate(ids)),
+            status: StatusCode::OK.as_u16(),
+            error,
+            duration_ms,
+            at: wall_clock_millis().saturating_sub(duration_ms),
+        });
+    }
+
     /// Takes one use of the first armed fault matching the request; a fault used up is disarmed.
     fn take_fault(&self, method: &Method, path: &str) -> Option<ArmedFault> {
         let mut faults = self.faults();
@@ -115,6 +125,9 @@ struct RequestRecord {
     /// The query with credential values cut to a prefix and `…`.
     query: Option<String>,
     status: u16,
+    /// What an error answer said (OAuth, gateway or hosted-page error); absent on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorSummary>,
     duration_ms: u64,
     /// Wall-clock unix milliseconds (the emulator's clock may have been advanced; this is not).
     at: u64,
@@ -245,13 +258,15 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         path: truncate(&raw_path),
         query: query.map(|query| truncate(&query)),
         status: response.status().as_u16(),
+        error: response.extensions().get::<ErrorSummary>().cloned(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         at,
     });
     response
 }
 
-fn wall_clock_millis() -> u64 {
+/// Wall-clock unix milliseconds (not the emulator's clock, which the control API may move).
+pub(super) fn wall_clock_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
@@ -263,34 +278,6 @@ fn truncate(text: &str) -> String {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
-}
-
-/// The query with the value of every credential parameter cut by [`redact`]; everything else
-/// as sent.
-fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| {
-            let Some((name, value)) = url::form_urlencoded::parse(pair.as_bytes()).next() else {
-                return pair.to_owned();
-            };
-            if value.is_empty() || !SECRET_PARAMETERS.contains(&name.as_ref()) {
-                return pair.to_owned();
-            }
-            let raw_name = pair.split_once('=').map_or(pair, |(raw_name, _)| raw_name);
-            format!("{raw_name}={}", redact(&value))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// At most 6 characters, and never more than half of the value, then `…`: enough to tell two
-/// values apart in a log, too little to use one.
-fn redact(value: &str) -> String {
-    let keep = (value.chars().count() / 2).min(6);
-    let prefix: String = value.chars().take(keep).collect();
-    let encoded: String = url::form_urlencoded::byte_serialize(prefix.as_bytes()).collect();
-    format!("{encoded}…")
 }
 
 async fn openapi() -> Response {
@@ -353,6 +340,7 @@ async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     state.control.requests().clear();
     state.control.faults().clear();
     state.metadata_documents.clear();
+    state.inspector.clear();
     tracing::info!("state reset through the control API");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -615,30 +603,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_in_a_query_keep_six_characters_at_most() {
-        assert_eq!(
-            redact_query("code=secret0000000042&client_id=mcp&state=client-state-1&scope=a+b"),
-            "code=secret…&client_id=mcp&state=client…&scope=a+b"
-        );
-    }
-
-    #[test]
-    fn a_short_credential_keeps_at_most_half_of_it() {
-        assert_eq!(
-            redact_query("code=abcd&refresh_token=x"),
-            "code=ab…&refresh_token=…"
-        );
-    }
-
-    #[test]
-    fn encoded_names_and_values_are_recognised() {
-        assert_eq!(
-            redact_query("client%5Fsecret=a%2Fb%2Fc%2Fd%2Fe%2Ff%2Fg&flag&empty="),
-            "client%5Fsecret=a%2Fb%2Fc%2F…&flag&empty="
-        );
-    }
-
-    #[test]
     fn a_fault_path_matches_exactly_with_star_for_one_segment() {
         let fault = ArmedFault {
             id: "flt_1".to_owned(),
@@ -679,6 +643,7 @@ mod tests {
                 path: format!("/{index}"),
                 query: None,
                 status: 200,
+                error: None,
                 duration_ms: 0,
                 at: 0,
             });

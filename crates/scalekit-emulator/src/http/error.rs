@@ -12,6 +12,21 @@ use scalekit_wire::{
 use super::html::{error_page, page};
 use crate::flow::{RegisterError, TokenError};
 
+/// What an error answer said, in one shape whatever its wire form (OAuth JSON, gateway JSON, the
+/// hosted error page). Every error type here attaches it to its response as an extension, so
+/// that the request log can name the error without reading the body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorSummary {
+    /// The OAuth error code (`invalid_grant`), the gateway code name (`NOT_FOUND`) or the hosted
+    /// page's error (`invalid_state`).
+    pub code: String,
+    /// The description or message, as sent.
+    pub message: String,
+    /// The fields a gateway `INVALID_ARGUMENT` names in its violations.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
 /// An OAuth error code (RFC 6749 §5.2, RFC 8707 §2, RFC 7591 §3.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OAuthErrorCode {
@@ -101,11 +116,17 @@ impl IntoResponse for OAuthError {
             internal = self.internal.as_deref().unwrap_or(""),
             "oauth error"
         );
+        let summary = ErrorSummary {
+            code: self.code.as_str().to_owned(),
+            message: self.description.clone(),
+            fields: Vec::new(),
+        };
         let body = OAuthErrorBody {
             error: self.code.as_str().to_owned(),
             error_description: Some(self.description),
         };
         let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(summary);
         let headers = response.headers_mut();
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
@@ -259,11 +280,25 @@ impl ApiError {
             ..self
         }
     }
+
+    /// The code name, message and violated fields, for the request log.
+    pub fn summary(&self) -> ErrorSummary {
+        ErrorSummary {
+            code: self.code.name().to_owned(),
+            message: self.message.clone(),
+            fields: self
+                .violations
+                .iter()
+                .map(|violation| violation.field.clone())
+                .collect(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         tracing::info!(code = self.code.name(), message = %self.message, "management api error");
+        let summary = self.summary();
         let mut detail = ErrorDetail::new(self.code.name());
         if !self.violations.is_empty() {
             detail.validation_error_info = Some(ValidationErrorInfo {
@@ -276,7 +311,9 @@ impl IntoResponse for ApiError {
             details: vec![detail],
         };
         let status = self.status.unwrap_or(self.code.http_status());
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(summary);
+        response
     }
 }
 
@@ -346,9 +383,15 @@ impl HostedErrorPage {
 impl IntoResponse for HostedErrorPage {
     fn into_response(self) -> Response {
         tracing::info!(error = self.error, description = %self.description, "hosted error page");
-        page(
+        let mut response = page(
             StatusCode::BAD_REQUEST,
             error_page(self.error, &self.description),
-        )
+        );
+        response.extensions_mut().insert(ErrorSummary {
+            code: self.error.to_owned(),
+            message: self.description,
+            fields: Vec::new(),
+        });
+        response
     }
 }

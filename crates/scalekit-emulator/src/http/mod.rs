@@ -5,6 +5,7 @@ pub mod cimd;
 pub mod control;
 pub mod error;
 mod html;
+pub mod inspector;
 mod oauth;
 mod sso;
 mod wellknown;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub control: Arc<control::ControlState>,
     /// The Client ID Metadata Document fetcher and its cache.
     pub metadata_documents: Arc<cimd::MetadataDocuments>,
+    /// The flow inspector's recent flows (recorded only when the control API is on).
+    pub inspector: crate::inspector::Inspector,
 }
 
 impl std::fmt::Debug for AppState {
@@ -84,6 +87,7 @@ impl AppState {
             ids,
             store: None,
             control: Arc::default(),
+            inspector: crate::inspector::Inspector::new(),
         }
     }
 
@@ -155,13 +159,14 @@ pub fn router(state: AppState) -> Router {
             get(sso::partner_callback),
         )
         .merge(control::routes(&state))
+        .merge(inspector::routes(&state))
         .fallback(not_found)
         .with_state(state.clone());
     let normalised = routes.map_request(collapse_leading_slashes);
     let router = Router::new()
         .fallback_service(normalised.map_err(|never: Infallible| match never {}))
         .layer(TraceLayer::new_for_http());
-    control::layer(router, &state)
+    inspector::layer(control::layer(router, &state), &state)
 }
 
 async fn not_found() -> impl IntoResponse {

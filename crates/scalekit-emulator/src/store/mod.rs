@@ -100,6 +100,8 @@ impl Store {
 
     fn with_connection(path: PathBuf, mut connection: Connection) -> Result<Store, StoreError> {
         schema::migrate(&mut connection, &path)?;
+        // Every statement `apply` and the loads on use run stays prepared (rusqlite keeps 16).
+        connection.set_prepared_statement_cache_capacity(32);
         Ok(Store {
             path,
             connection: Mutex::new(connection),
@@ -149,6 +151,60 @@ impl Store {
 
     /// Everything durable, for `Flows::import_durable`.
     pub fn load(&self) -> Result<DurableState, StoreError> {
+        self.load_with(true)
+    }
+
+    /// Everything durable but grants and refresh tokens, which stay in the store and are loaded
+    /// on use ([`Store::grant_of_refresh_token`], `Flows::evict_grants`): the start then costs
+    /// the same however many grants were made.
+    pub fn load_resident(&self) -> Result<DurableState, StoreError> {
+        self.load_with(false)
+    }
+
+    /// The refresh token `token` and its grant, if the store holds them.
+    pub fn grant_of_refresh_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(StoredGrant, StoredRefreshToken)>, StoreError> {
+        let connection = self.connection();
+        let row = connection
+            .prepare_cached(
+                "SELECT refresh_tokens.grant_id, client_id, expires_at, rotated, sign_in
+                 FROM refresh_tokens JOIN grants USING (grant_id) WHERE token = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![token], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                            row.get::<_, bool>(3)?,
+                            row.get::<_, String>(4)?,
+                        ))
+                    })
+                    .optional()
+            })
+            .map_err(self.sqlite())?;
+        let Some((grant_id, client, expires_at, rotated, sign_in)) = row else {
+            return Ok(None);
+        };
+        let sign_in: StoredSignIn =
+            serde_json::from_str(&sign_in).map_err(|error| StoreError::Corrupt {
+                path: self.path.clone(),
+                message: format!("grant {grant_id} sign_in: {error}"),
+            })?;
+        let token = StoredRefreshToken {
+            token: Secret::new(token),
+            grant_id: grant_id.clone(),
+            client,
+            expires_at: from_sql_seconds(expires_at),
+            rotated,
+        };
+        Ok(Some((StoredGrant { grant_id, sign_in }, token)))
+    }
+
+    fn load_with(&self, grants_too: bool) -> Result<DurableState, StoreError> {
         let connection = self.connection();
         let sqlite = self.sqlite();
         let corrupt = |message: String| StoreError::Corrupt {
@@ -231,6 +287,17 @@ impl Store {
             },
         )
         .map_err(&sqlite)?;
+
+        if !grants_too {
+            return Ok(DurableState {
+                clients,
+                users,
+                organizations,
+                consents,
+                grants: Vec::new(),
+                refresh_tokens: Vec::new(),
+            });
+        }
 
         let grants = query(
             &connection,
@@ -315,98 +382,119 @@ impl From<serde_json::Error> for ApplyError {
 fn apply_one(transaction: &Transaction<'_>, change: &DurableChange) -> Result<(), ApplyError> {
     match change {
         DurableChange::ClientRegistered(client) => {
-            transaction.execute(
-                "INSERT OR REPLACE INTO clients (client_id, client_name, redirect_uris, resource_id)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![
+            transaction
+                .prepare_cached("INSERT OR REPLACE INTO clients (client_id, client_name, redirect_uris, resource_id)
+                 VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![
                     client.client_id,
                     client.client_name,
                     serde_json::to_string(&client.redirect_uris)?,
                     client.resource
-                ],
-            )?;
+                ])?;
         }
         DurableChange::UserCreated(user) => {
-            transaction.execute(
-                "INSERT OR REPLACE INTO users (connection_id, external_sub, user_id)
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO users (connection_id, external_sub, user_id)
                  VALUES (?1, ?2, ?3)",
-                params![user.connection, user.external_sub, user.user],
-            )?;
+                )?
+                .execute(params![user.connection, user.external_sub, user.user])?;
         }
         DurableChange::OrganizationCreated(organization) => {
-            transaction.execute(
-                "INSERT OR REPLACE INTO organizations (connection_id, external_id, organization_id)
-                 VALUES (?1, ?2, ?3)",
-                params![
+            transaction
+                .prepare_cached("INSERT OR REPLACE INTO organizations (connection_id, external_id, organization_id)
+                 VALUES (?1, ?2, ?3)")?
+                .execute(params![
                     organization.connection,
                     organization.external_id,
                     organization.organization
-                ],
-            )?;
+                ])?;
         }
         DurableChange::ConsentRemembered(consent) => {
-            transaction.execute(
-                "INSERT OR REPLACE INTO consents
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO consents
                  (user_id, client_id, resource_id, scopes, consent_id, create_time)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
+                )?
+                .execute(params![
                     consent.user,
                     consent.client,
                     consent.resource,
                     consent.scopes.join(" "),
                     consent.consent_id,
                     to_sql_seconds(consent.created_at)
-                ],
-            )?;
+                ])?;
         }
         DurableChange::ConsentRevoked { consent_id } => {
-            transaction.execute(
-                "DELETE FROM consents WHERE consent_id = ?1",
-                params![consent_id],
-            )?;
+            transaction
+                .prepare_cached("DELETE FROM consents WHERE consent_id = ?1")?
+                .execute(params![consent_id])?;
         }
         DurableChange::GrantCreated(grant) => {
-            transaction.execute(
-                "INSERT OR REPLACE INTO grants (grant_id, sign_in) VALUES (?1, ?2)",
-                params![grant.grant_id, serde_json::to_string(&grant.sign_in)?],
-            )?;
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO grants (grant_id, sign_in) VALUES (?1, ?2)",
+                )?
+                .execute(params![
+                    grant.grant_id,
+                    serde_json::to_string(&grant.sign_in)?
+                ])?;
         }
         DurableChange::GrantRevoked { grant_id } => {
-            transaction.execute(
-                "DELETE FROM refresh_tokens WHERE grant_id = ?1",
-                params![grant_id],
-            )?;
-            transaction.execute("DELETE FROM grants WHERE grant_id = ?1", params![grant_id])?;
+            transaction
+                .prepare_cached("DELETE FROM refresh_tokens WHERE grant_id = ?1")?
+                .execute(params![grant_id])?;
+            transaction
+                .prepare_cached("DELETE FROM grants WHERE grant_id = ?1")?
+                .execute(params![grant_id])?;
         }
         DurableChange::RefreshTokenIssued(token) => {
-            transaction.execute(
-                "INSERT OR REPLACE INTO refresh_tokens (token, grant_id, client_id, expires_at, rotated)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
+            transaction
+                .prepare_cached("INSERT OR REPLACE INTO refresh_tokens (token, grant_id, client_id, expires_at, rotated)
+                 VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![
                     token.token.expose(),
                     token.grant_id,
                     token.client,
                     to_sql_seconds(token.expires_at),
                     token.rotated
-                ],
-            )?;
+                ])?;
+        }
+        DurableChange::RefreshTokenDropped { token } => {
+            // Its grant goes with its last token, as the sweep would take it.
+            transaction
+                .prepare_cached(
+                    "DELETE FROM grants
+                     WHERE grant_id = (SELECT grant_id FROM refresh_tokens WHERE token = ?1)
+                     AND NOT EXISTS (SELECT 1 FROM refresh_tokens AS other
+                                     WHERE other.grant_id = grants.grant_id AND other.token <> ?1)",
+                )?
+                .execute(params![token.expose()])?;
+            transaction
+                .prepare_cached("DELETE FROM refresh_tokens WHERE token = ?1")?
+                .execute(params![token.expose()])?;
         }
         DurableChange::RefreshTokenRotated { token } => {
-            transaction.execute(
-                "UPDATE refresh_tokens SET rotated = 1 WHERE token = ?1",
-                params![token.expose()],
-            )?;
+            transaction
+                .prepare_cached("UPDATE refresh_tokens SET rotated = 1 WHERE token = ?1")?
+                .execute(params![token.expose()])?;
         }
         DurableChange::Expired { now } => {
-            transaction.execute(
-                "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
-                params![to_sql_seconds(*now)],
-            )?;
-            transaction.execute(
-                "DELETE FROM grants
-                 WHERE grant_id NOT IN (SELECT grant_id FROM refresh_tokens)",
-                [],
-            )?;
+            // Only the grants of the expired tokens are looked at (through the expiry index),
+            // never every grant: a grant has no token only once its last one expired.
+            transaction
+                .prepare_cached(
+                    "DELETE FROM grants
+                     WHERE grant_id IN (SELECT grant_id FROM refresh_tokens WHERE expires_at <= ?1)
+                     AND NOT EXISTS (SELECT 1 FROM refresh_tokens AS live
+                                     WHERE live.grant_id = grants.grant_id
+                                     AND live.expires_at > ?1)",
+                )?
+                .execute(params![to_sql_seconds(*now)])?;
+            transaction
+                .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at <= ?1")?
+                .execute(params![to_sql_seconds(*now)])?;
         }
         DurableChange::Reset => {
             transaction.execute_batch(

@@ -7,7 +7,7 @@ use super::*;
 use crate::config::Config;
 use crate::flow::{
     AuthorizationCodeRequest, AuthorizeRequest, CallbackOutcome, ClientRegistration, Flows,
-    RedirectOutcome, RefreshRequest,
+    RedirectOutcome, RefreshRequest, TokenError,
 };
 use crate::ids::SequentialIds;
 use crate::types::{ClientId, PkceVerifier, pkce_s256};
@@ -245,7 +245,7 @@ fn a_database_from_a_newer_emulator_is_refused_with_a_clear_error() {
     assert_eq!(
         error.to_string(),
         format!(
-            "state database {} has schema version 99, newer than this emulator's 2; \
+            "state database {} has schema version 99, newer than this emulator's 3; \
              use a newer emulator or another --state-dir",
             path.display()
         )
@@ -433,4 +433,299 @@ fn the_recorded_changes_rebuild_the_state_machine() {
     assert!(after_reuse.grants.is_empty());
     assert!(after_reuse.refresh_tokens.is_empty());
     assert_eq!(after_reuse, restarted.export_durable());
+}
+
+/// One flow with `offline_access` through locked guards, as the HTTP edge runs it; returns the
+/// redeemed code and the refresh token.
+fn flow_through_guards(
+    flows: &Mutex<Flows>,
+    store: &Store,
+    config: &Config,
+    client: &ClientId,
+    ids: &SequentialIds,
+) -> (String, String) {
+    let guard = || FlowsGuard::new(flows.lock().unwrap(), Some(store));
+    let login = guard()
+        .authorize(
+            AuthorizeRequest {
+                client_id: Some(client.to_string()),
+                redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+                response_type: Some("code".to_owned()),
+                scope: Some("offline_access mcp:read".to_owned()),
+                state: Some("s".to_owned()),
+                code_challenge: Some(
+                    pkce_s256(&PkceVerifier::parse(VERIFIER).unwrap())
+                        .as_str()
+                        .to_owned(),
+                ),
+                code_challenge_method: Some("S256".to_owned()),
+                nonce: None,
+                resource: None,
+            },
+            NOW,
+            ids,
+        )
+        .unwrap();
+    let connection = config.resources[0].connection.clone();
+    let claims = UserClaims {
+        sub: Some("ada".to_owned()),
+        email: Some("ada@example.com".to_owned()),
+        ..UserClaims::default()
+    };
+    guard()
+        .submit_user(
+            &connection,
+            login.login_request_id.as_str(),
+            claims,
+            NOW,
+            ids,
+        )
+        .unwrap();
+    let CallbackOutcome::Redirect(redirect) = guard()
+        .partner_callback(&connection, login.state.as_str(), NOW, ids)
+        .unwrap()
+    else {
+        panic!("consent is auto in the fixture");
+    };
+    let RedirectOutcome::Code(code) = redirect.outcome else {
+        panic!("no code");
+    };
+    let refresh_token = guard()
+        .exchange_code(
+            AuthorizationCodeRequest {
+                client_id: client.clone(),
+                code: code.expose().to_owned(),
+                code_verifier: Some(VERIFIER.to_owned()),
+                redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+                resource: None,
+            },
+            NOW,
+            ids,
+        )
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    (code.expose().to_owned(), refresh_token.expose().to_owned())
+}
+
+/// With grants in the store (as the emulator runs with a state directory), memory holds no grant
+/// or refresh token between requests, and refresh, rotation, reuse detection and expiry answer
+/// exactly as they do with everything in memory.
+#[test]
+fn grants_kept_in_the_store_are_loaded_on_use_and_answer_as_in_memory() {
+    let config = Config::from_toml_str(FIXTURE).unwrap();
+    let environment_url = Url::parse("http://env.test").unwrap();
+    let ids = SequentialIds::new();
+    let store = Store::open_in_memory().unwrap();
+    let mut state = Flows::new(&config, &environment_url);
+    state.import_durable(store.load_resident().unwrap());
+    state.evict_grants();
+    state.record_durable_changes();
+    let flows = Mutex::new(state);
+    let guard = || FlowsGuard::new(flows.lock().unwrap(), Some(&store));
+
+    let client = guard()
+        .register_client(
+            &config.resources[0].id,
+            ClientRegistration {
+                client_name: None,
+                redirect_uris: vec!["http://127.0.0.1:5000/cb".to_owned()],
+                scope: None,
+            },
+            NOW,
+            &ids,
+        )
+        .unwrap()
+        .client_id;
+    let (_, first) = flow_through_guards(&flows, &store, &config, &client, &ids);
+    assert_eq!(
+        guard().pending_counts().2,
+        1,
+        "a recent refresh token stays in memory"
+    );
+    // As when more than RESIDENT_GRANTS were made since: every use below loads from the store.
+    guard().evict_grants();
+    assert_eq!(guard().pending_counts().2, 0);
+    let stored = store.load().unwrap();
+    assert_eq!((stored.grants.len(), stored.refresh_tokens.len()), (1, 1));
+
+    let refresh = |token: &str| RefreshRequest {
+        client_id: client.clone(),
+        refresh_token: token.to_owned(),
+        resource: None,
+        scope: None,
+    };
+    let issued = guard().refresh(refresh(&first), NOW + 1, &ids).unwrap();
+    assert_eq!(issued.claims.sub.as_deref(), Some("ada"));
+    let second = issued.refresh_token.unwrap();
+    guard().evict_grants();
+    let stored = store.load().unwrap();
+    assert_eq!(stored.refresh_tokens.len(), 2);
+    assert!(
+        stored
+            .refresh_tokens
+            .iter()
+            .any(|token| token.token.expose() == first && token.rotated)
+    );
+
+    // Reusing the rotated token revokes the grant, in the store too.
+    let reused = guard().refresh(refresh(&first), NOW + 2, &ids).unwrap_err();
+    guard().evict_grants();
+    assert_eq!(
+        reused,
+        TokenError::InvalidGrant(
+            "the refresh token was already used; the grant is revoked".to_owned()
+        )
+    );
+    let gone = guard()
+        .refresh(refresh(second.expose()), NOW + 2, &ids)
+        .unwrap_err();
+    assert_eq!(
+        gone,
+        TokenError::InvalidGrant("the refresh token is invalid, expired or revoked".to_owned())
+    );
+    let stored = store.load().unwrap();
+    assert!(stored.grants.is_empty() && stored.refresh_tokens.is_empty());
+
+    // An expired token is refused as expired once, then is unknown, as in memory.
+    let (_, third) = flow_through_guards(&flows, &store, &config, &client, &ids);
+    guard().evict_grants();
+    let late = NOW + config.resources[0].refresh_token_lifetime_secs;
+    assert_eq!(
+        guard().refresh(refresh(&third), late, &ids).unwrap_err(),
+        TokenError::InvalidGrant("the refresh token expired".to_owned())
+    );
+    guard().evict_grants();
+    assert_eq!(
+        guard().refresh(refresh(&third), late, &ids).unwrap_err(),
+        TokenError::InvalidGrant("the refresh token is invalid, expired or revoked".to_owned())
+    );
+}
+
+/// A redeemed code presented again revokes the grant the store holds, although memory does not.
+#[test]
+fn a_reused_code_revokes_a_grant_kept_in_the_store() {
+    let config = Config::from_toml_str(FIXTURE).unwrap();
+    let environment_url = Url::parse("http://env.test").unwrap();
+    let ids = SequentialIds::new();
+    let store = Store::open_in_memory().unwrap();
+    let mut state = Flows::new(&config, &environment_url);
+    state.evict_grants();
+    state.record_durable_changes();
+    let flows = Mutex::new(state);
+    let guard = || FlowsGuard::new(flows.lock().unwrap(), Some(&store));
+    let client = guard()
+        .register_client(
+            &config.resources[0].id,
+            ClientRegistration {
+                client_name: None,
+                redirect_uris: vec!["http://127.0.0.1:5000/cb".to_owned()],
+                scope: None,
+            },
+            NOW,
+            &ids,
+        )
+        .unwrap()
+        .client_id;
+    let (code, _) = flow_through_guards(&flows, &store, &config, &client, &ids);
+    guard().evict_grants();
+    assert_eq!(store.load().unwrap().grants.len(), 1);
+    let replay = guard()
+        .exchange_code(
+            AuthorizationCodeRequest {
+                client_id: client.clone(),
+                code,
+                code_verifier: Some(VERIFIER.to_owned()),
+                redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
+                resource: None,
+            },
+            NOW + 1,
+            &ids,
+        )
+        .unwrap_err();
+    assert_eq!(
+        replay,
+        TokenError::InvalidGrant("the authorization code was already used".to_owned())
+    );
+    let stored = store.load().unwrap();
+    assert!(stored.grants.is_empty() && stored.refresh_tokens.is_empty());
+}
+
+/// Past RESIDENT_GRANTS grants, memory lets them all go; the store keeps every one.
+#[test]
+fn grants_held_in_memory_are_bounded_when_they_live_in_the_store() {
+    let config = Config::from_toml_str(FIXTURE).unwrap();
+    let environment_url = Url::parse("http://env.test").unwrap();
+    let ids = SequentialIds::new();
+    let store = Store::open_in_memory().unwrap();
+    let mut state = Flows::new(&config, &environment_url);
+    state.evict_grants();
+    state.record_durable_changes();
+    let flows = Mutex::new(state);
+    let guard = || FlowsGuard::new(flows.lock().unwrap(), Some(&store));
+    let client = guard()
+        .register_client(
+            &config.resources[0].id,
+            ClientRegistration {
+                client_name: None,
+                redirect_uris: vec!["http://127.0.0.1:5000/cb".to_owned()],
+                scope: None,
+            },
+            NOW,
+            &ids,
+        )
+        .unwrap()
+        .client_id;
+    let mut most_held = 0;
+    for _ in 0..=crate::flow::RESIDENT_GRANTS + 1 {
+        flow_through_guards(&flows, &store, &config, &client, &ids);
+        most_held = most_held.max(guard().pending_counts().2);
+    }
+    assert_eq!(most_held, crate::flow::RESIDENT_GRANTS);
+    assert!(guard().pending_counts().2 < crate::flow::RESIDENT_GRANTS);
+    assert_eq!(
+        store.load().unwrap().grants.len(),
+        crate::flow::RESIDENT_GRANTS + 2
+    );
+}
+
+/// An expired token presented once is deleted, and its grant with its last token.
+#[test]
+fn a_dropped_refresh_token_takes_its_grant_when_it_was_the_last() {
+    let store = Store::open_in_memory().unwrap();
+    store.apply(&changes()).unwrap();
+    store
+        .apply(&[DurableChange::RefreshTokenDropped {
+            token: Secret::new("rt-1"),
+        }])
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.grants, [grant("grant_1")], "rt-2 still holds it");
+    store
+        .apply(&[DurableChange::RefreshTokenDropped {
+            token: Secret::new("rt-2"),
+        }])
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert!(loaded.grants.is_empty() && loaded.refresh_tokens.is_empty());
+}
+
+/// The sweep finds expired tokens through the expiry index: its cost does not grow with the
+/// grants kept.
+#[test]
+fn the_sweep_reads_expired_tokens_through_the_expiry_index() {
+    let store = Store::open_in_memory().unwrap();
+    let connection = store.connection();
+    let plan: Vec<String> = connection
+        .prepare("EXPLAIN QUERY PLAN DELETE FROM refresh_tokens WHERE expires_at <= 1")
+        .unwrap()
+        .query_map([], |row| row.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("refresh_tokens_by_expiry")),
+        "{plan:?}"
+    );
 }

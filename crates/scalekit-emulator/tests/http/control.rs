@@ -453,7 +453,11 @@ async fn the_request_log_lists_the_last_requests_newest_first_with_credentials_c
                 "method": "POST",
                 "path": "/oauth/token",
                 "query": format!("code={}…&client_id={PUBLIC_CLIENT}", &code[..6]),
-                "status": 400
+                "status": 400,
+                "error": {
+                    "code": "invalid_request",
+                    "message": "the token request must be a form (application/x-www-form-urlencoded)"
+                }
             },
             {
                 "method": "GET",
@@ -685,12 +689,21 @@ async fn the_openapi_document_lists_every_control_route_and_each_one_answers() -
         ("GET", "/_emulator/faults"),
         ("POST", "/_emulator/faults"),
         ("DELETE", "/_emulator/faults"),
+        ("GET", "/_emulator/ui"),
+        ("GET", "/_emulator/ui/events"),
+        ("GET", "/_emulator/flows"),
+        ("GET", "/_emulator/flows/{id}"),
     ]
     .into_iter()
     .map(|(method, path)| (method.to_owned(), path.to_owned()))
     .collect();
     assert_eq!(operations, expected);
     for (method, path) in &operations {
+        // A templated path names no flow, the inspector's page is HTML and its event stream
+        // never ends: tests/http/inspector.rs calls them.
+        if path.contains('{') || path.starts_with("/_emulator/ui") {
+            continue;
+        }
         let method = Method::from_bytes(method.as_bytes())?;
         let (status, body) = control(&env, method.clone(), path, Some("{}")).await?;
         assert!(

@@ -218,6 +218,50 @@ async fn a_grpc_user_without_email_is_invalid_argument_with_a_field_violation() 
 }
 
 #[tokio::test]
+async fn a_refused_grpc_call_is_in_the_request_log_with_its_ids_and_error() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let management = env.management_token().await?;
+    let (lri, _) = env.start_login().await?;
+    let user = User {
+        sub: "ada-grpc".to_owned(),
+        ..User::default()
+    };
+    client(&env)
+        .await?
+        .update_login_user_details(request(&lri, user, Some(&management))?)
+        .await
+        .err()
+        .context("the call succeeded")?;
+    let mut log: Value = env
+        .http
+        .get(env.url("/_emulator/requests?limit=1"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let record = log["requests"][0]
+        .as_object_mut()
+        .context("a logged request")?;
+    record.remove("duration_ms").context("duration_ms")?;
+    record.remove("at").context("at")?;
+    assert_eq!(
+        log,
+        json!({"requests": [{
+            "method": "POST",
+            "path": "/scalekit.v1.auth.AuthService/UpdateLoginUserDetails",
+            "query": format!("connection_id={CONNECTION}&login_request_id={lri}"),
+            "status": 200,
+            "error": {
+                "code": "INVALID_ARGUMENT",
+                "message": "invalid user: email",
+                "fields": ["email"]
+            }
+        }]})
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_grpc_call_with_empty_ids_breaks_the_descriptor_rules() -> Result<()> {
     let env = TestEnv::spawn().await?;
     let management = env.management_token().await?;

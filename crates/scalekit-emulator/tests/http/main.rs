@@ -11,6 +11,7 @@ mod dcr;
 mod errors;
 mod flow;
 mod grpc;
+mod inspector;
 mod metadata;
 mod pending;
 mod properties;

@@ -1,0 +1,1053 @@
+//! The flow inspector's memory: recent sign-in flows, each a timeline of hops between the MCP
+//! client, its browser, the emulator, Your App and the MCP server, with what each hop proved.
+//!
+//! Plain data and logic, no axum: `http::inspector` hands every request a piece served over to
+//! [`Inspector::record`] as an [`Exchange`], and serves what is kept here as JSON, a page and a
+//! stream of updates.
+//!
+//! Correlation learns keys from the traffic instead of asking the state machine. An authorize
+//! answer that sends the browser to Your App opens a flow, keyed by its login request id and the
+//! emulator's `state`; Your App's `/login?login_request_id=`, the user POST's path, the callback's
+//! `state`, the consent form's id, the code in a redirect and in the token request, the tokens in
+//! a token response and the bearer on an MCP request each lead to that flow and teach it the next
+//! key. Keys are indexed by a SHA-256 prefix, never as the secret itself, and leave the index
+//! with their flow. Discovery, registration and the MCP server's first 401 come before any flow:
+//! they wait and join the next flow of the same client (the registration answer names it), or
+//! the next flow started within [`TIME_WINDOW_MS`], marked as matched by time. A keyless hop
+//! after a flow started (Your App's management token, the JWKS) joins the flow active within
+//! that window, also by time. Whatever matches nothing is listed under "other requests".
+//!
+//! Memory is bounded whatever the load: [`MAX_FLOWS`] flows of at most [`MAX_HOPS`] hops, bodies
+//! and URLs cut at [`redact::MAX_TEXT_BYTES`], at most [`MAX_OTHER`] unmatched hops.
+
+mod checks;
+mod curl;
+pub mod redact;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use aws_lc_rs::digest;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub use checks::{Check, Endpoint};
+
+/// How many flows are kept (the oldest go first).
+pub const MAX_FLOWS: usize = 100;
+
+/// How many hops one flow keeps; later ones are counted, not kept.
+pub const MAX_HOPS: usize = 48;
+
+/// How many unmatched hops are kept.
+pub const MAX_OTHER: usize = 100;
+
+/// How far apart a keyless hop and a flow may be to be matched by time.
+pub const TIME_WINDOW_MS: u64 = 5_000;
+
+/// How many request headers a hop keeps, and how many bytes of them in all.
+const MAX_HEADERS: usize = 16;
+const MAX_HEADER_TOTAL_BYTES: usize = 1024;
+
+/// How many correlation keys one flow keeps in the index (each refresh adds two).
+const MAX_KEYS_PER_FLOW: usize = 32;
+
+/// Request headers that say nothing about the protocol (browser hints, transport details).
+const NOISE_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "pragma",
+    "upgrade-insecure-requests",
+    "user-agent",
+    "dnt",
+    "priority",
+];
+
+/// A party in the sequence diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// The MCP client (the driver, an SDK, an IDE).
+    McpClient,
+    /// The MCP client's user agent: the person's browser or the driver's redirect follower.
+    Browser,
+    /// The emulated Scalekit environment.
+    Emulator,
+    /// The customer's login service.
+    YourApp,
+    /// The protected MCP server.
+    McpServer,
+}
+
+/// How a hop was tied to its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// A key the flow had learned (login request id, state, code, token…).
+    Key,
+    /// The client id, learned from registration or the authorize request.
+    Client,
+    /// Only by time: it happened within a few seconds of the flow.
+    Time,
+}
+
+/// One request header as a hop keeps it (credentials cut).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Header {
+    /// Lowercase name.
+    pub name: String,
+    /// Value, redacted.
+    pub value: String,
+}
+
+/// What came back, in short.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ResponseSummary {
+    /// `Content-Type`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `Location`, redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The error code of an OAuth or gateway error body, a redirect's `error`, a hosted error
+    /// page or a `WWW-Authenticate` challenge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    /// An HTML page's title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// A JSON body, secrets cut, at most 1 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// One request and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hop {
+    /// Order of arrival (a request made while serving another has a higher number).
+    pub seq: u64,
+    /// Wall-clock unix milliseconds when the request arrived.
+    pub started_at_ms: u64,
+    /// Until the answer's head was ready, in microseconds.
+    pub duration_us: u64,
+    /// Who sent it.
+    pub from: Actor,
+    /// Who answered.
+    pub to: Actor,
+    /// The HTTP method.
+    pub method: String,
+    /// The full URL, secrets cut.
+    pub url: String,
+    /// One line: method, path and what kind of call it is.
+    pub summary: String,
+    /// Request headers, credentials cut.
+    pub request_headers: Vec<Header>,
+    /// The request body, secrets cut, at most 1 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// The answer's status.
+    pub status: u16,
+    /// The answer, in short.
+    pub response: ResponseSummary,
+    /// What the answering piece verified.
+    pub checks: Vec<Check>,
+    /// How it was tied to its flow (`None`: not tied to one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_by: Option<MatchedBy>,
+}
+
+impl Hop {
+    /// The `curl` command that repeats this hop, secrets as `<redacted>`.
+    pub fn curl(&self) -> String {
+        curl::render(self)
+    }
+}
+
+/// One request a piece served, as the recording layer saw it. It holds raw values (codes,
+/// tokens) only until [`Inspector::record`] has redacted them; its `Debug` shows none.
+pub struct Exchange {
+    /// The piece that answered.
+    pub served_by: Actor,
+    /// That piece's base URL, without a trailing slash.
+    pub base_url: String,
+    /// From [`Inspector::next_seq`], taken when the request arrived.
+    pub seq: u64,
+    /// Wall-clock unix milliseconds when the request arrived.
+    pub started_at_ms: u64,
+    /// Until the answer's head was ready.
+    pub duration_us: u64,
+    /// The request method.
+    pub method: Method,
+    /// The request target as received.
+    pub uri: Uri,
+    /// The request headers.
+    pub request_headers: HeaderMap,
+    /// The request body, when it was small enough to keep.
+    pub request_body: Option<Vec<u8>>,
+    /// The answer's status.
+    pub status: StatusCode,
+    /// The answer's headers.
+    pub response_headers: HeaderMap,
+    /// The answer's body, when it was small JSON or HTML.
+    pub response_body: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Exchange")
+            .field("served_by", &self.served_by)
+            .field("method", &self.method)
+            .field("path", &self.uri.path())
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A flow in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowSummary {
+    /// The login request id that opened it.
+    pub id: String,
+    /// The MCP client's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// When its first hop arrived (unix ms).
+    pub started_at_ms: u64,
+    /// When its last hop arrived.
+    pub updated_at_ms: u64,
+    /// Hops kept.
+    pub hops: usize,
+    /// Hops past [`MAX_HOPS`], counted but not kept.
+    pub hops_dropped: u32,
+    /// Checks that failed, over all hops.
+    pub failed_checks: usize,
+    /// Whether the token endpoint issued tokens for it.
+    pub tokens_issued: bool,
+    /// The last hop's summary and status.
+    pub last: String,
+}
+
+/// A flow with its hops, each with its `curl` command.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowDetail {
+    /// The flow, in short.
+    #[serde(flatten)]
+    pub summary: FlowSummary,
+    /// Its hops in order of arrival.
+    pub hop_list: Vec<HopView>,
+}
+
+/// A hop as the API serves it: the hop and its `curl` command.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopView {
+    /// The hop.
+    #[serde(flatten)]
+    pub hop: Hop,
+    /// "Copy as curl".
+    pub curl: String,
+}
+
+impl From<Hop> for HopView {
+    fn from(hop: Hop) -> Self {
+        let curl = hop.curl();
+        HopView { hop, curl }
+    }
+}
+
+/// What changed, sent to every subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Update {
+    /// The flow that changed; `None` when only the other requests did (or everything, on
+    /// reset).
+    pub flow: Option<String>,
+}
+
+/// Recent flows and their hops. Cheap to clone: every clone shares one memory.
+#[derive(Debug, Clone)]
+pub struct Inspector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    recorded: Mutex<Recorded>,
+    updates: broadcast::Sender<Update>,
+    next_seq: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Recorded {
+    /// Oldest first.
+    flows: VecDeque<Flow>,
+    /// Key hash → flow id.
+    index: HashMap<u128, String>,
+    /// Hops tied to no flow, oldest first.
+    other: VecDeque<Waiting>,
+}
+
+#[derive(Debug)]
+struct Flow {
+    id: String,
+    client_id: Option<String>,
+    started_at_ms: u64,
+    updated_at_ms: u64,
+    hops: Vec<Hop>,
+    hops_dropped: u32,
+    tokens_issued: bool,
+    keys: VecDeque<u128>,
+}
+
+impl Flow {
+    fn summary(&self) -> FlowSummary {
+        FlowSummary {
+            id: self.id.clone(),
+            client_id: self.client_id.clone(),
+            started_at_ms: self.started_at_ms,
+            updated_at_ms: self.updated_at_ms,
+            hops: self.hops.len(),
+            hops_dropped: self.hops_dropped,
+            failed_checks: self
+                .hops
+                .iter()
+                .flat_map(|hop| &hop.checks)
+                .filter(|check| !check.passed)
+                .count(),
+            tokens_issued: self.tokens_issued,
+            last: self
+                .hops
+                .last()
+                .map(|hop| format!("{} → {}", hop.summary, hop.status))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Adds a hop in order of arrival, or counts it when the flow is full.
+    fn add(&mut self, hop: Hop) {
+        self.updated_at_ms = self.updated_at_ms.max(hop.started_at_ms);
+        self.started_at_ms = self.started_at_ms.min(hop.started_at_ms);
+        if self.hops.len() >= MAX_HOPS {
+            self.hops_dropped = self.hops_dropped.saturating_add(1);
+            return;
+        }
+        let position = self.hops.partition_point(|kept| kept.seq < hop.seq);
+        self.hops.insert(position, hop);
+    }
+}
+
+/// A hop tied to no flow yet.
+#[derive(Debug)]
+struct Waiting {
+    hop: Hop,
+    /// The client it belongs to, when known (registration, a failed authorize).
+    client_id: Option<String>,
+    /// Whether a later flow may claim it (it comes before flows: discovery, registration, the
+    /// first 401).
+    claimable: bool,
+}
+
+impl Default for Inspector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inspector {
+    /// An empty inspector.
+    pub fn new() -> Self {
+        let (updates, _) = broadcast::channel(256);
+        Inspector {
+            inner: Arc::new(Inner {
+                recorded: Mutex::default(),
+                updates,
+                next_seq: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The next arrival number; the recording layer takes one when a request arrives.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Updates from now on: one per new or changed flow.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.inner.updates.subscribe()
+    }
+
+    fn recorded(&self) -> MutexGuard<'_, Recorded> {
+        self.inner
+            .recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Recent flows, newest first.
+    pub fn flows(&self) -> Vec<FlowSummary> {
+        self.recorded()
+            .flows
+            .iter()
+            .rev()
+            .map(Flow::summary)
+            .collect()
+    }
+
+    /// One flow with its hops.
+    pub fn flow(&self, id: &str) -> Option<FlowDetail> {
+        let (summary, hops) = {
+            let recorded = self.recorded();
+            let flow = recorded.flows.iter().find(|flow| flow.id == id)?;
+            (flow.summary(), flow.hops.clone())
+        };
+        Some(FlowDetail {
+            summary,
+            hop_list: hops.into_iter().map(HopView::from).collect(),
+        })
+    }
+
+    /// Hops tied to no flow, newest first.
+    pub fn other_requests(&self) -> Vec<HopView> {
+        let hops: Vec<Hop> = self
+            .recorded()
+            .other
+            .iter()
+            .rev()
+            .map(|waiting| waiting.hop.clone())
+            .collect();
+        hops.into_iter().map(HopView::from).collect()
+    }
+
+    /// Forgets every flow and hop (the control API's reset).
+    pub fn clear(&self) {
+        *self.recorded() = Recorded::default();
+        let _ = self.inner.updates.send(Update { flow: None });
+    }
+
+    /// Redacts an exchange into a hop, ties it to its flow and tells the subscribers.
+    pub fn record(&self, exchange: Exchange) {
+        let observed = observe(exchange);
+        let update = self.recorded().file(observed);
+        // No subscriber is not an error: nobody has the page open.
+        let _ = self.inner.updates.send(update);
+    }
+}
+
+/// A key learned from or found in the traffic, as the index holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    LoginRequest,
+    State,
+    Consent,
+    Code,
+    Token,
+}
+
+fn key(kind: KeyKind, value: &str) -> u128 {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(&[kind as u8]);
+    context.update(value.as_bytes());
+    let hash = context.finish();
+    let mut prefix = [0_u8; 16];
+    prefix.copy_from_slice(&hash.as_ref()[..16]);
+    u128::from_be_bytes(prefix)
+}
+
+/// A hop and what it says about correlation.
+#[derive(Debug)]
+struct Observed {
+    hop: Hop,
+    /// An authorize answer sending the browser to the login endpoint: opens a flow with this
+    /// login request id.
+    opens: Option<String>,
+    /// The client named by the request or its answer.
+    client_id: Option<String>,
+    /// Keys that lead to an existing flow.
+    finds: Vec<u128>,
+    /// Keys the flow learns from this hop.
+    learns: Vec<u128>,
+    /// Whether a token endpoint issued tokens.
+    tokens_issued: bool,
+    /// Comes before flows (discovery, registration, the first 401): waits for the next one.
+    before_flows: bool,
+}
+
+impl Recorded {
+    /// Ties an observed hop to its flow (or keeps it as another request) and says what changed.
+    fn file(&mut self, observed: Observed) -> Update {
+        let Observed {
+            mut hop,
+            opens,
+            client_id,
+            finds,
+            learns,
+            tokens_issued,
+            before_flows,
+        } = observed;
+
+        if let Some(id) = opens {
+            hop.matched_by = Some(MatchedBy::Key);
+            self.open(id.clone(), client_id, hop, &learns);
+            return Update { flow: Some(id) };
+        }
+
+        let found = finds
+            .iter()
+            .find_map(|hash| self.index.get(hash).cloned())
+            .map(|id| (id, MatchedBy::Key));
+        let found = found.or_else(|| {
+            if before_flows || !finds.is_empty() {
+                return None;
+            }
+            // A keyless hop after a flow started: the flow active within the window.
+            self.flows
+                .iter()
+                .rev()
+                .find(|flow| {
+                    hop.started_at_ms.saturating_sub(flow.updated_at_ms) <= TIME_WINDOW_MS
+                        && flow.started_at_ms <= hop.started_at_ms
+                })
+                .map(|flow| (flow.id.clone(), MatchedBy::Time))
+        });
+        let Some((id, matched_by)) = found else {
+            self.wait(Waiting {
+                hop,
+                client_id,
+                claimable: before_flows,
+            });
+            return Update { flow: None };
+        };
+        hop.matched_by = Some(matched_by);
+        self.add_to(&id, hop, &learns, tokens_issued);
+        Update { flow: Some(id) }
+    }
+
+    fn open(&mut self, id: String, client_id: Option<String>, hop: Hop, learns: &[u128]) {
+        if let Some(existing) = self.flows.iter().position(|flow| flow.id == id) {
+            // The same login request id again (ids restart after a restart): the new flow wins.
+            if let Some(flow) = self.flows.remove(existing) {
+                self.forget(&flow);
+            }
+        }
+        if self.flows.len() >= MAX_FLOWS
+            && let Some(oldest) = self.flows.pop_front()
+        {
+            self.forget(&oldest);
+        }
+        let mut flow = Flow {
+            id: id.clone(),
+            client_id: client_id.clone(),
+            started_at_ms: hop.started_at_ms,
+            updated_at_ms: hop.started_at_ms,
+            hops: Vec::new(),
+            hops_dropped: 0,
+            tokens_issued: false,
+            keys: VecDeque::new(),
+        };
+        // Claim what came before: the same client's, else anything within the window.
+        let opened_at = hop.started_at_ms;
+        let mut index = 0;
+        while index < self.other.len() {
+            let waiting = &self.other[index];
+            let matched_by = match (&waiting.client_id, &client_id) {
+                _ if !waiting.claimable => None,
+                (Some(waiting_client), Some(client)) if waiting_client == client => {
+                    Some(MatchedBy::Client)
+                }
+                (Some(_), _) => None,
+                (None, _)
+                    if opened_at.saturating_sub(waiting.hop.started_at_ms) <= TIME_WINDOW_MS =>
+                {
+                    Some(MatchedBy::Time)
+                }
+                (None, _) => None,
+            };
+            match matched_by {
+                Some(matched_by) => {
+                    if let Some(mut waiting) = self.other.remove(index) {
+                        waiting.hop.matched_by = Some(matched_by);
+                        flow.add(waiting.hop);
+                    }
+                }
+                None => index += 1,
+            }
+        }
+        flow.add(hop);
+        self.flows.push_back(flow);
+        self.learn(&id, learns);
+    }
+
+    fn add_to(&mut self, id: &str, hop: Hop, learns: &[u128], tokens_issued: bool) {
+        if let Some(flow) = self.flows.iter_mut().find(|flow| flow.id == id) {
+            flow.add(hop);
+            flow.tokens_issued |= tokens_issued;
+        }
+        self.learn(id, learns);
+    }
+
+    /// Indexes keys for a flow, dropping its oldest when it has too many.
+    fn learn(&mut self, id: &str, learns: &[u128]) {
+        let Some(flow) = self.flows.iter_mut().find(|flow| flow.id == id) else {
+            return;
+        };
+        for hash in learns {
+            if flow.keys.contains(hash) {
+                continue;
+            }
+            if flow.keys.len() >= MAX_KEYS_PER_FLOW
+                && let Some(oldest) = flow.keys.pop_front()
+                && self.index.get(&oldest).is_some_and(|owner| owner == id)
+            {
+                self.index.remove(&oldest);
+            }
+            flow.keys.push_back(*hash);
+            self.index.insert(*hash, id.to_owned());
+        }
+    }
+
+    /// Drops a flow's keys from the index.
+    fn forget(&mut self, flow: &Flow) {
+        for hash in &flow.keys {
+            if self.index.get(hash).is_some_and(|owner| *owner == flow.id) {
+                self.index.remove(hash);
+            }
+        }
+    }
+
+    fn wait(&mut self, waiting: Waiting) {
+        if self.other.len() >= MAX_OTHER {
+            self.other.pop_front();
+        }
+        self.other.push_back(waiting);
+    }
+}
+
+/// Where a request went, by who served it and its path.
+fn endpoint(served_by: Actor, method: &Method, path: &str, grant_type: Option<&str>) -> Endpoint {
+    match served_by {
+        Actor::McpServer if !path.starts_with("/.well-known/") => Endpoint::Mcp,
+        Actor::Emulator => {
+            if path == "/oauth/token"
+                || (path.starts_with("/resources/") && path.ends_with("/oauth/token"))
+            {
+                return match grant_type {
+                    Some("authorization_code") => Endpoint::TokenAuthorizationCode,
+                    Some("refresh_token") => Endpoint::TokenRefresh,
+                    Some("client_credentials") => Endpoint::TokenClientCredentials,
+                    _ => Endpoint::TokenOther,
+                };
+            }
+            if path == "/oauth/authorize"
+                || (path.starts_with("/resources/") && path.ends_with("/oauth/authorize"))
+            {
+                return Endpoint::Authorize;
+            }
+            if path.starts_with("/api/v1/connections/")
+                && path.ends_with("/user")
+                && method == Method::POST
+            {
+                return Endpoint::SubmitUser;
+            }
+            if path.starts_with("/sso/v1/connections/") && path.ends_with("/partner:callback") {
+                return Endpoint::PartnerCallback;
+            }
+            if path == "/oauth/consent" {
+                return Endpoint::Consent;
+            }
+            if path.ends_with("/clients:register") {
+                return Endpoint::Register;
+            }
+            if path == "/oauth/revoke" {
+                return Endpoint::Revoke;
+            }
+            Endpoint::Other
+        }
+        _ => Endpoint::Other,
+    }
+}
+
+/// Who sent a request, by who served it and where it went. The emulator cannot see its caller,
+/// so this is what the protocol says: the user agent follows redirects to authorize, the
+/// callback and consent; Your App gets the management token and posts the user; the MCP server
+/// fetches the JWKS (the MCP client may too, to verify an ID token); the MCP client does the
+/// rest.
+fn caller(served_by: Actor, endpoint: Endpoint, path: &str) -> Actor {
+    match served_by {
+        Actor::YourApp => Actor::Browser,
+        Actor::McpServer => Actor::McpClient,
+        Actor::McpClient | Actor::Browser => Actor::McpClient,
+        Actor::Emulator => match endpoint {
+            Endpoint::Authorize | Endpoint::PartnerCallback | Endpoint::Consent => Actor::Browser,
+            Endpoint::TokenClientCredentials | Endpoint::SubmitUser => Actor::YourApp,
+            Endpoint::Other if path == "/keys" => Actor::McpServer,
+            _ => Actor::McpClient,
+        },
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+fn query_value(query: &str, wanted: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == wanted)
+        .map(|(_, value)| value.into_owned())
+}
+
+fn location_query(location: &str) -> &str {
+    let without_fragment = location
+        .split_once('#')
+        .map_or(location, |(before, _)| before);
+    without_fragment
+        .split_once('?')
+        .map_or("", |(_, query)| query)
+}
+
+/// The title of an HTML page, its entities decoded.
+fn html_title(html: &str) -> Option<String> {
+    let start = html.find("<title>")? + "<title>".len();
+    let end = start + html[start..].find("</title>")?;
+    Some(
+        html[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// The value of a hidden form field on an HTML page (the consent page's `consent_id`).
+fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = start + html[start..].find('"')?;
+    Some(html[start..end].to_owned())
+}
+
+/// `error` and `error_description` of a `WWW-Authenticate: Bearer …` challenge.
+fn challenge_error(challenge: &str) -> (Option<String>, Option<String>) {
+    let parameter = |name: &str| {
+        let marker = format!("{name}=\"");
+        let start = challenge.find(&marker)? + marker.len();
+        let end = start + challenge[start..].find('"')?;
+        Some(challenge[start..end].to_owned())
+    };
+    (parameter("error"), parameter("error_description"))
+}
+
+/// Turns an exchange into a redacted hop and the keys it carries.
+fn observe(exchange: Exchange) -> Observed {
+    let Exchange {
+        served_by,
+        base_url,
+        seq,
+        started_at_ms,
+        duration_us,
+        method,
+        uri,
+        request_headers,
+        request_body,
+        status,
+        response_headers,
+        response_body,
+    } = exchange;
+    let path = format!("/{}", uri.path().trim_start_matches('/'));
+    let query = uri.query().unwrap_or_default();
+    let request_type = header(&request_headers, "content-type").map(str::to_owned);
+    let form: Vec<(String, String)> = match (&request_body, &request_type) {
+        (Some(body), Some(content_type))
+            if content_type.starts_with("application/x-www-form-urlencoded") =>
+        {
+            url::form_urlencoded::parse(body).into_owned().collect()
+        }
+        _ => Vec::new(),
+    };
+    let form_value = |name: &str| {
+        form.iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.clone())
+    };
+    let grant_type = form_value("grant_type");
+    let endpoint = endpoint(served_by, &method, &path, grant_type.as_deref());
+    let from = caller(served_by, endpoint, &path);
+
+    // The answer.
+    let response_type = header(&response_headers, "content-type").map(str::to_owned);
+    let location = header(&response_headers, "location").map(str::to_owned);
+    let mut response = ResponseSummary {
+        content_type: response_type.clone(),
+        location: location.as_deref().map(redact::redact_url),
+        ..ResponseSummary::default()
+    };
+    let response_text = response_body
+        .as_deref()
+        .and_then(|body| std::str::from_utf8(body).ok());
+    let response_json: Option<Value> = match (&response_type, response_text) {
+        (Some(content_type), Some(text)) if content_type.contains("json") => {
+            serde_json::from_str(text).ok()
+        }
+        _ => None,
+    };
+    if let Some(json) = &response_json {
+        let text = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_owned);
+        if let Some(error) = text("error") {
+            response.error = Some(error);
+            response.error_description = text("error_description");
+        } else if let (Some(code), Some(message)) = (json.get("code"), text("message")) {
+            response.error = Some(code.to_string().trim_matches('"').to_owned());
+            response.error_description = Some(message);
+        }
+        let mut redacted = json.clone();
+        redact::redact_json(&mut redacted);
+        response.body = Some(redact::cut(&redacted.to_string(), redact::MAX_TEXT_BYTES));
+    }
+    let html = match (&response_type, response_text) {
+        (Some(content_type), Some(text)) if content_type.starts_with("text/html") => Some(text),
+        _ => None,
+    };
+    if let Some(html) = html {
+        response.title = html_title(html);
+        if let Some(rest) = response
+            .title
+            .as_deref()
+            .and_then(|title| title.strip_prefix("Sign-in error: "))
+        {
+            let (error, description) = match rest.split_once(" (") {
+                Some((error, description)) => (error, description.trim_end_matches(')')),
+                None => (rest, ""),
+            };
+            response.error = Some(error.to_owned());
+            response.error_description = (!description.is_empty()).then(|| description.to_owned());
+        }
+    }
+    if response.error.is_none()
+        && let Some(location) = &location
+    {
+        let query = location_query(location);
+        if let Some(error) = query_value(query, "error") {
+            response.error = Some(error);
+            response.error_description = query_value(query, "error_description");
+        }
+    }
+    if response.error.is_none()
+        && let Some(challenge) = header(&response_headers, "www-authenticate")
+    {
+        let (error, description) = challenge_error(challenge);
+        response.error = error;
+        response.error_description = description;
+    }
+
+    // What it proved.
+    let failed = !(200..400).contains(&status.as_u16()) || response.error.is_some();
+    let error = failed.then(|| {
+        (
+            response.error.clone().unwrap_or_default(),
+            response.error_description.clone().unwrap_or_default(),
+        )
+    });
+    let checks = match endpoint {
+        // Without a bearer there is nothing to check but its absence; the protected-resource
+        // metadata is public.
+        Endpoint::Mcp if !failed && header(&request_headers, "authorization").is_none() => {
+            Vec::new()
+        }
+        _ => checks::checks(
+            endpoint,
+            status.as_u16(),
+            error
+                .as_ref()
+                .map(|(code, description)| (code.as_str(), description.as_str())),
+        ),
+    };
+
+    // Correlation keys.
+    let mut finds = Vec::new();
+    let mut learns = Vec::new();
+    let mut opens = None;
+    let mut client_id = query_value(query, "client_id").or_else(|| form_value("client_id"));
+    let location_value = |name: &str| {
+        location
+            .as_deref()
+            .and_then(|location| query_value(location_query(location), name))
+    };
+    let bearer = header(&request_headers, "authorization")
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match (served_by, endpoint) {
+        (Actor::Emulator, Endpoint::Authorize) => {
+            if let Some(login_request) = location_value("login_request_id") {
+                learns.push(key(KeyKind::LoginRequest, &login_request));
+                if let Some(state) = location_value("state") {
+                    learns.push(key(KeyKind::State, &state));
+                }
+                opens = Some(login_request);
+            }
+        }
+        (Actor::Emulator, Endpoint::SubmitUser) => {
+            let segments: Vec<&str> = path.split('/').collect();
+            if let Some(position) = segments
+                .iter()
+                .position(|segment| *segment == "auth-requests")
+                && let Some(login_request) = segments.get(position + 1)
+            {
+                finds.push(key(KeyKind::LoginRequest, login_request));
+            }
+        }
+        (Actor::Emulator, Endpoint::PartnerCallback) => {
+            if let Some(state) = query_value(query, "state") {
+                finds.push(key(KeyKind::State, &state));
+            }
+            if let Some(consent) = html.and_then(|html| hidden_field(html, "consent_id")) {
+                learns.push(key(KeyKind::Consent, &consent));
+            }
+        }
+        (Actor::Emulator, Endpoint::Consent) => {
+            if let Some(consent) = form_value("consent_id") {
+                finds.push(key(KeyKind::Consent, &consent));
+            }
+        }
+        (Actor::Emulator, Endpoint::TokenAuthorizationCode) => {
+            if let Some(code) = form_value("code") {
+                finds.push(key(KeyKind::Code, &code));
+            }
+        }
+        (Actor::Emulator, Endpoint::TokenRefresh) => {
+            if let Some(token) = form_value("refresh_token") {
+                finds.push(key(KeyKind::Token, &token));
+            }
+        }
+        (Actor::Emulator, Endpoint::Revoke) => {
+            if let Some(token) = form_value("token") {
+                finds.push(key(KeyKind::Token, &token));
+            }
+        }
+        (Actor::Emulator, Endpoint::Register) => {
+            client_id = response_json
+                .as_ref()
+                .and_then(|json| json.get("client_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        (Actor::YourApp, _) => {
+            if let Some(login_request) =
+                query_value(query, "login_request_id").or_else(|| form_value("login_request_id"))
+            {
+                finds.push(key(KeyKind::LoginRequest, &login_request));
+            }
+        }
+        (Actor::McpServer, _) => {
+            if let Some(token) = bearer {
+                finds.push(key(KeyKind::Token, token));
+            }
+        }
+        _ => {}
+    }
+    // A code in a redirect (callback, consent, a remembered consent) is the flow's next key.
+    if let Some(code) = location_value("code") {
+        learns.push(key(KeyKind::Code, &code));
+    }
+    let mut tokens_issued = false;
+    if matches!(
+        endpoint,
+        Endpoint::TokenAuthorizationCode | Endpoint::TokenRefresh
+    ) && let Some(json) = &response_json
+    {
+        for name in ["access_token", "refresh_token"] {
+            if let Some(token) = json.get(name).and_then(Value::as_str) {
+                learns.push(key(KeyKind::Token, token));
+                tokens_issued = true;
+            }
+        }
+    }
+    let before_flows = match (served_by, endpoint) {
+        (Actor::McpServer, _) => bearer.is_none(),
+        (Actor::Emulator, Endpoint::Register | Endpoint::Authorize) => true,
+        (Actor::Emulator, Endpoint::Other) => {
+            path.starts_with("/.well-known/")
+                || (path.starts_with("/resources/") && path.contains("/.well-known/"))
+        }
+        _ => false,
+    };
+
+    // The hop itself, redacted.
+    let mut kept_headers = Vec::new();
+    let mut header_bytes = 0;
+    for (name, value) in &request_headers {
+        let name = name.as_str();
+        if NOISE_HEADERS.contains(&name) || name.starts_with("sec-") {
+            continue;
+        }
+        let value = redact::redact_header(name, &String::from_utf8_lossy(value.as_bytes()));
+        header_bytes += name.len() + value.len();
+        if kept_headers.len() == MAX_HEADERS || header_bytes > MAX_HEADER_TOTAL_BYTES {
+            break;
+        }
+        kept_headers.push(Header {
+            name: name.to_owned(),
+            value,
+        });
+    }
+    let target = match uri.query() {
+        Some(query) => format!("{base_url}{path}?{query}"),
+        None => format!("{base_url}{path}"),
+    };
+    let rpc_method = match (endpoint, &request_body) {
+        (Endpoint::Mcp, Some(body)) => {
+            serde_json::from_slice::<Value>(body).ok().and_then(|json| {
+                json.get("method")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+        }
+        _ => None,
+    };
+    let summary = match (&grant_type, rpc_method) {
+        (_, Some(rpc_method)) => format!("{method} {path} {rpc_method}"),
+        (Some(grant_type), _) => format!("{method} {path} ({grant_type})"),
+        _ => format!("{method} {path}"),
+    };
+    let hop = Hop {
+        seq,
+        started_at_ms,
+        duration_us,
+        from,
+        to: served_by,
+        method: method.to_string(),
+        url: redact::redact_url(&target),
+        summary: redact::cut(&summary, 200),
+        request_headers: kept_headers,
+        request_body: request_body
+            .as_deref()
+            .and_then(|body| redact::redact_body(request_type.as_deref(), body)),
+        status: status.as_u16(),
+        response,
+        checks,
+        matched_by: None,
+    };
+    Observed {
+        hop,
+        opens,
+        client_id,
+        finds,
+        learns,
+        tokens_issued,
+        before_flows,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,658 @@
+//! Correlation, redaction and bounds of the inspector, on hand-made exchanges.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+
+use super::*;
+
+const ENV: &str = "http://127.0.0.1:8400";
+const APP: &str = "http://127.0.0.1:8401";
+const MCP: &str = "http://127.0.0.1:8402";
+const CODE: &str = "code_0123456789abcdefghij";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const ACCESS: &str = "eyJhbGciOiJSUzI1NiJ9.access-payload.signature";
+const REFRESH: &str = "rt_0123456789abcdefghijklmnop";
+const MANAGEMENT_SECRET: &str = "test_sk_testbed_dev_secret_not_for_production";
+const EMULATOR_STATE: &str = "st_emulator_state_0123456789";
+const CONSENT: &str = "cns_0123456789abcdefghij";
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+/// A request and its answer, built up by the tests.
+struct Call {
+    exchange: Exchange,
+}
+
+impl Call {
+    fn new(served_by: Actor, seq: u64, at_ms: u64, method: Method, target: &str) -> Call {
+        let base_url = match served_by {
+            Actor::YourApp => APP,
+            Actor::McpServer => MCP,
+            _ => ENV,
+        };
+        Call {
+            exchange: Exchange {
+                served_by,
+                base_url: base_url.to_owned(),
+                seq,
+                started_at_ms: at_ms,
+                duration_us: 1500,
+                method,
+                uri: target.parse::<Uri>().unwrap(),
+                request_headers: HeaderMap::new(),
+                request_body: None,
+                status: StatusCode::OK,
+                response_headers: HeaderMap::new(),
+                response_body: None,
+            },
+        }
+    }
+
+    fn form(mut self, body: &str) -> Call {
+        self.exchange.request_headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        self.exchange.request_body = Some(body.as_bytes().to_vec());
+        self
+    }
+
+    fn request_headers(mut self, pairs: &[(&str, &str)]) -> Call {
+        self.exchange.request_headers.extend(headers(pairs));
+        self
+    }
+
+    fn json(mut self, body: &str) -> Call {
+        self.exchange
+            .request_headers
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        self.exchange.request_body = Some(body.as_bytes().to_vec());
+        self
+    }
+
+    fn status(mut self, status: u16) -> Call {
+        self.exchange.status = StatusCode::from_u16(status).unwrap();
+        self
+    }
+
+    fn redirect(mut self, location: &str) -> Call {
+        self.exchange.status = StatusCode::FOUND;
+        self.exchange
+            .response_headers
+            .insert("location", HeaderValue::from_str(location).unwrap());
+        self
+    }
+
+    fn answer(mut self, content_type: &str, body: &str) -> Call {
+        self.exchange
+            .response_headers
+            .insert("content-type", HeaderValue::from_str(content_type).unwrap());
+        self.exchange.response_body = Some(body.as_bytes().to_vec());
+        self
+    }
+
+    fn response_headers(mut self, pairs: &[(&str, &str)]) -> Call {
+        self.exchange.response_headers.extend(headers(pairs));
+        self
+    }
+
+    fn record(self, inspector: &Inspector) {
+        inspector.record(self.exchange);
+    }
+}
+
+/// A whole flow the way the stack plays it, starting at `at_ms` with arrival numbers from
+/// `seq`; the login request id, client and code are made unique by `n`.
+fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
+    let seq = n * 100;
+    let lri = format!("lri_{n}");
+    let client = format!("client_{n}");
+    let code = format!("{CODE}{n}");
+    let access = format!("{ACCESS}{n}");
+    let refresh = format!("{REFRESH}{n}");
+    Call::new(Actor::McpServer, seq + 1, at_ms, Method::POST, "/mcp")
+        .json(r#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#)
+        .status(401)
+        .response_headers(&[(
+            "www-authenticate",
+            "Bearer resource_metadata=\"http://127.0.0.1:8402/.well-known/oauth-protected-resource/mcp\"",
+        )])
+        .record(inspector);
+    Call::new(
+        Actor::McpServer,
+        seq + 2,
+        at_ms + 1,
+        Method::GET,
+        "/.well-known/oauth-protected-resource/mcp",
+    )
+    .answer(
+        "application/json",
+        r#"{"resource":"http://127.0.0.1:8402/mcp"}"#,
+    )
+    .record(inspector);
+    Call::new(
+        Actor::Emulator,
+        seq + 3,
+        at_ms + 2,
+        Method::GET,
+        "/.well-known/oauth-authorization-server/resources/res_1",
+    )
+    .answer("application/json", r#"{"issuer":"x"}"#)
+    .record(inspector);
+    Call::new(
+        Actor::Emulator,
+        seq + 4,
+        at_ms + 3,
+        Method::POST,
+        "/api/v1/resources/res_1/clients:register",
+    )
+    .json(r#"{"client_name":"driver","redirect_uris":["http://127.0.0.1:9/callback"]}"#)
+    .status(201)
+    .answer(
+        "application/json",
+        &format!(r#"{{"client_id":"{client}","client_name":"driver"}}"#),
+    )
+    .record(inspector);
+    Call::new(
+        Actor::Emulator,
+        seq + 5,
+        at_ms + 4,
+        Method::GET,
+        &format!(
+            "/oauth/authorize?response_type=code&client_id={client}&state=client-state-{n}\
+             &code_challenge=abc&code_challenge_method=S256"
+        ),
+    )
+    .redirect(&format!(
+        "{APP}/login?login_request_id={lri}&state={EMULATOR_STATE}{n}"
+    ))
+    .record(inspector);
+    // Your App's page is recorded after the calls it makes (it answers last), with a lower
+    // arrival number.
+    let login_seq = seq + 6;
+    Call::new(
+        Actor::Emulator,
+        seq + 7,
+        at_ms + 6,
+        Method::POST,
+        "/oauth/token",
+    )
+    .form(&format!(
+        "grant_type=client_credentials&client_id=skc_1&client_secret={MANAGEMENT_SECRET}"
+    ))
+    .answer(
+        "application/json",
+        r#"{"access_token":"eyJmanagement.token.sig","token_type":"Bearer","expires_in":86399}"#,
+    )
+    .record(inspector);
+    Call::new(
+        Actor::Emulator,
+        seq + 8,
+        at_ms + 7,
+        Method::POST,
+        &format!("/api/v1/connections/conn_1/auth-requests/{lri}/user"),
+    )
+    .request_headers(&[("authorization", "Bearer eyJmanagement.token.sig")])
+    .json(r#"{"sub":"ada-1","email":"ada@example.com"}"#)
+    .answer("application/json", r#"{"auth_request_id":"req_1"}"#)
+    .record(inspector);
+    Call::new(
+        Actor::YourApp,
+        login_seq,
+        at_ms + 5,
+        Method::POST,
+        "/login",
+    )
+    .form(&format!(
+        "login_request_id={lri}&state={EMULATOR_STATE}{n}&username=ada&password=correct-horse-battery"
+    ))
+    .redirect(&format!(
+        "{ENV}/sso/v1/connections/conn_1/partner:callback?state={EMULATOR_STATE}{n}"
+    ))
+    .record(inspector);
+    Call::new(
+        Actor::Emulator,
+        seq + 9,
+        at_ms + 8,
+        Method::GET,
+        &format!("/sso/v1/connections/conn_1/partner:callback?state={EMULATOR_STATE}{n}"),
+    )
+    .redirect(&format!(
+        "http://127.0.0.1:9/callback?code={code}&state=client-state-{n}&iss=x"
+    ))
+    .record(inspector);
+    Call::new(
+        Actor::Emulator,
+        seq + 10,
+        at_ms + 9,
+        Method::POST,
+        "/oauth/token",
+    )
+    .form(&format!(
+        "grant_type=authorization_code&code={code}&code_verifier={VERIFIER}&client_id={client}"
+    ))
+    .answer(
+        "application/json",
+        &format!(
+            r#"{{"access_token":"{access}","refresh_token":"{refresh}","token_type":"Bearer"}}"#
+        ),
+    )
+    .record(inspector);
+    Call::new(Actor::McpServer, seq + 11, at_ms + 10, Method::POST, "/mcp")
+        .request_headers(&[("authorization", &format!("Bearer {access}"))])
+        .json(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#)
+        .answer("text/event-stream", "")
+        .record(inspector);
+}
+
+fn hop_line(hop: &HopView) -> (Actor, Actor, &str, u16, Option<MatchedBy>) {
+    (
+        hop.hop.from,
+        hop.hop.to,
+        hop.hop.summary.as_str(),
+        hop.hop.status,
+        hop.hop.matched_by,
+    )
+}
+
+#[test]
+fn a_whole_flow_is_tied_together_by_the_keys_it_teaches() {
+    let inspector = Inspector::new();
+    whole_flow(&inspector, 1, 1_000);
+
+    let flows = inspector.flows();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].id, "lri_1");
+    assert_eq!(flows[0].client_id.as_deref(), Some("client_1"));
+    assert!(flows[0].tokens_issued);
+    assert_eq!(
+        flows[0].failed_checks, 0,
+        "the first 401 is the challenge, not a failure"
+    );
+    let flow = inspector.flow("lri_1").unwrap();
+    let lines: Vec<_> = flow.hop_list.iter().map(hop_line).collect();
+    use Actor::*;
+    assert_eq!(
+        lines,
+        [
+            (
+                McpClient,
+                McpServer,
+                "POST /mcp initialize",
+                401,
+                Some(MatchedBy::Time)
+            ),
+            (
+                McpClient,
+                McpServer,
+                "GET /.well-known/oauth-protected-resource/mcp",
+                200,
+                Some(MatchedBy::Time)
+            ),
+            (
+                McpClient,
+                Emulator,
+                "GET /.well-known/oauth-authorization-server/resources/res_1",
+                200,
+                Some(MatchedBy::Time)
+            ),
+            (
+                McpClient,
+                Emulator,
+                "POST /api/v1/resources/res_1/clients:register",
+                201,
+                Some(MatchedBy::Client)
+            ),
+            (
+                Browser,
+                Emulator,
+                "GET /oauth/authorize",
+                302,
+                Some(MatchedBy::Key)
+            ),
+            (Browser, YourApp, "POST /login", 302, Some(MatchedBy::Key)),
+            (
+                YourApp,
+                Emulator,
+                "POST /oauth/token (client_credentials)",
+                200,
+                Some(MatchedBy::Time)
+            ),
+            (
+                YourApp,
+                Emulator,
+                "POST /api/v1/connections/conn_1/auth-requests/lri_1/user",
+                200,
+                Some(MatchedBy::Key)
+            ),
+            (
+                Browser,
+                Emulator,
+                "GET /sso/v1/connections/conn_1/partner:callback",
+                302,
+                Some(MatchedBy::Key)
+            ),
+            (
+                McpClient,
+                Emulator,
+                "POST /oauth/token (authorization_code)",
+                200,
+                Some(MatchedBy::Key)
+            ),
+            (
+                McpClient,
+                McpServer,
+                "POST /mcp tools/call",
+                200,
+                Some(MatchedBy::Key)
+            ),
+        ]
+    );
+    assert!(inspector.other_requests().is_empty());
+}
+
+#[test]
+fn no_secret_of_the_flow_reaches_its_json() {
+    let inspector = Inspector::new();
+    whole_flow(&inspector, 1, 1_000);
+    let json = serde_json::to_string(&inspector.flow("lri_1").unwrap()).unwrap();
+    for secret in [
+        "code_0123456789abcdefghij1",
+        VERIFIER,
+        "eyJhbGciOiJSUzI1NiJ9.access-payload.signature1",
+        "access-payload",
+        "rt_0123456789abcdefghijklmnop1",
+        MANAGEMENT_SECRET,
+        "correct-horse-battery",
+        "st_emulator_state_01234567891",
+        "eyJmanagement.token.sig",
+    ] {
+        assert!(!json.contains(secret), "{secret} is in {json}");
+    }
+    assert!(
+        json.contains("code=<redacted>"),
+        "curl placeholders: {json}"
+    );
+    assert!(json.contains("password=correc…"), "{json}");
+}
+
+#[test]
+fn the_token_exchange_proves_its_checks_and_the_first_401_is_a_challenge_not_a_failure() {
+    let inspector = Inspector::new();
+    whole_flow(&inspector, 1, 1_000);
+    let flow = inspector.flow("lri_1").unwrap();
+    let exchange = flow
+        .hop_list
+        .iter()
+        .find(|hop| hop.hop.summary == "POST /oauth/token (authorization_code)")
+        .unwrap();
+    assert_eq!(exchange.hop.checks.len(), 5);
+    assert!(exchange.hop.checks.iter().all(|check| check.passed));
+    let challenge = &flow.hop_list[0].hop;
+    assert_eq!(
+        challenge.checks,
+        [Check {
+            name: "request without a bearer challenged",
+            passed: true,
+            detail: Some(
+                "no bearer token: the 401 challenge points to the protected-resource metadata"
+                    .to_owned()
+            ),
+        }]
+    );
+    let metadata = &flow.hop_list[1].hop;
+    assert!(metadata.checks.is_empty());
+}
+
+#[test]
+fn a_failed_exchange_names_the_failed_check_and_stays_in_its_flow() {
+    let inspector = Inspector::new();
+    whole_flow(&inspector, 1, 1_000);
+    Call::new(Actor::Emulator, 500, 1_020, Method::POST, "/oauth/token")
+        .form(&format!(
+            "grant_type=authorization_code&code={CODE}1&code_verifier=wrong&client_id=client_1"
+        ))
+        .status(400)
+        .answer(
+            "application/json",
+            r#"{"error":"invalid_grant","error_description":"the authorization code was already used"}"#,
+        )
+        .record(&inspector);
+    let flow = inspector.flow("lri_1").unwrap();
+    let last = &flow.hop_list.last().unwrap().hop;
+    assert_eq!(last.status, 400);
+    assert_eq!(last.response.error.as_deref(), Some("invalid_grant"));
+    assert_eq!(
+        last.checks,
+        [Check {
+            name: "code single-use and unexpired",
+            passed: false,
+            detail: Some("invalid_grant: the authorization code was already used".to_owned()),
+        }]
+    );
+    assert_eq!(flow.summary.failed_checks, 1);
+}
+
+#[test]
+fn keyless_hops_long_before_a_flow_and_unknown_keys_stay_other_requests() {
+    let inspector = Inspector::new();
+    Call::new(
+        Actor::Emulator,
+        1,
+        0,
+        Method::GET,
+        "/.well-known/oauth-authorization-server",
+    )
+    .answer("application/json", "{}")
+    .record(&inspector);
+    Call::new(Actor::Emulator, 2, 10, Method::POST, "/oauth/token")
+        .form("grant_type=authorization_code&code=unknown-code-0123")
+        .status(400)
+        .answer(
+            "application/json",
+            r#"{"error":"invalid_grant","error_description":"the authorization code is invalid or expired"}"#,
+        )
+        .record(&inspector);
+    whole_flow(&inspector, 1, 60_000);
+    let other = inspector.other_requests();
+    let summaries: Vec<&str> = other.iter().map(|hop| hop.hop.summary.as_str()).collect();
+    assert_eq!(
+        summaries,
+        [
+            "POST /oauth/token (authorization_code)",
+            "GET /.well-known/oauth-authorization-server"
+        ]
+    );
+    assert_eq!(other[0].hop.matched_by, None);
+    assert_eq!(inspector.flow("lri_1").unwrap().hop_list.len(), 11);
+}
+
+#[test]
+fn another_clients_registration_waits_for_its_own_flow() {
+    let inspector = Inspector::new();
+    Call::new(
+        Actor::Emulator,
+        1,
+        0,
+        Method::POST,
+        "/api/v1/resources/res_1/clients:register",
+    )
+    .json("{}")
+    .status(201)
+    .answer("application/json", r#"{"client_id":"someone_else"}"#)
+    .record(&inspector);
+    whole_flow(&inspector, 1, 100);
+    let other = inspector.other_requests();
+    assert_eq!(other.len(), 1);
+    assert_eq!(
+        other[0].hop.summary,
+        "POST /api/v1/resources/res_1/clients:register"
+    );
+}
+
+#[test]
+fn the_consent_pages_id_ties_the_decision_to_the_flow() {
+    let inspector = Inspector::new();
+    Call::new(
+        Actor::Emulator,
+        1,
+        0,
+        Method::GET,
+        "/oauth/authorize?client_id=c1",
+    )
+    .redirect(&format!("{APP}/login?login_request_id=lri_7&state=s7"))
+    .record(&inspector);
+    Call::new(
+        Actor::Emulator,
+        2,
+        1,
+        Method::GET,
+        "/sso/v1/connections/conn_1/partner:callback?state=s7",
+    )
+    .answer(
+        "text/html; charset=utf-8",
+        &format!(
+            "<html><head><title>Authorize c1</title></head><body><form>\
+             <input type=\"hidden\" name=\"consent_id\" value=\"{CONSENT}\"></form></body></html>"
+        ),
+    )
+    .record(&inspector);
+    Call::new(Actor::Emulator, 3, 2, Method::POST, "/oauth/consent")
+        .form(&format!("consent_id={CONSENT}&decision=deny"))
+        .redirect("http://127.0.0.1:9/callback?error=access_denied&error_description=the+user+denied+access")
+        .record(&inspector);
+    let flow = inspector.flow("lri_7").unwrap();
+    assert_eq!(flow.hop_list.len(), 3);
+    let callback = &flow.hop_list[1].hop;
+    assert_eq!(callback.response.title.as_deref(), Some("Authorize c1"));
+    let decision = &flow.hop_list[2].hop;
+    assert_eq!(decision.response.error.as_deref(), Some("access_denied"));
+    assert_eq!(
+        decision.checks,
+        [
+            Check {
+                name: "consent request valid",
+                passed: true,
+                detail: None,
+            },
+            Check {
+                name: "person allowed access",
+                passed: false,
+                detail: Some("access_denied: the user denied access".to_owned()),
+            }
+        ]
+    );
+}
+
+#[test]
+fn the_hosted_error_page_title_gives_the_error() {
+    let inspector = Inspector::new();
+    Call::new(
+        Actor::Emulator,
+        1,
+        0,
+        Method::GET,
+        "/oauth/authorize?client_id=c1",
+    )
+    .redirect(&format!("{APP}/login?login_request_id=lri_8&state=s8"))
+    .record(&inspector);
+    Call::new(
+        Actor::Emulator,
+        2,
+        1,
+        Method::GET,
+        "/sso/v1/connections/conn_1/partner:callback?state=s8",
+    )
+    .status(400)
+    .answer(
+        "text/html; charset=utf-8",
+        "<title>Sign-in error: invalid_state (no user was submitted for this sign-in request)</title>",
+    )
+    .record(&inspector);
+    let flow = inspector.flow("lri_8").unwrap();
+    let callback = &flow.hop_list[1].hop;
+    assert_eq!(callback.response.error.as_deref(), Some("invalid_state"));
+    assert_eq!(
+        callback.response.error_description.as_deref(),
+        Some("no user was submitted for this sign-in request")
+    );
+    assert_eq!(
+        callback
+            .checks
+            .last()
+            .map(|check| (check.name, check.passed)),
+        Some(("user posted before the callback", false))
+    );
+}
+
+#[test]
+fn memory_is_bounded_and_evicted_flows_take_their_keys_along() {
+    let inspector = Inspector::new();
+    for n in 1..=(MAX_FLOWS as u64 + 1) {
+        whole_flow(&inspector, n, n * 100_000);
+    }
+    let flows = inspector.flows();
+    assert_eq!(flows.len(), MAX_FLOWS);
+    assert_eq!(flows[0].id, format!("lri_{}", MAX_FLOWS + 1));
+    assert!(inspector.flow("lri_1").is_none());
+    assert!(
+        inspector.recorded().index.len() <= MAX_FLOWS * MAX_KEYS_PER_FLOW,
+        "the index shrinks with the flows"
+    );
+    // The evicted flow's access token leads nowhere now.
+    Call::new(Actor::McpServer, 99_999, 999_999_999, Method::POST, "/mcp")
+        .request_headers(&[("authorization", &format!("Bearer {ACCESS}1"))])
+        .record(&inspector);
+    assert_eq!(inspector.other_requests().len(), 1);
+
+    for seq in 0..(MAX_HOPS as u64 + 10) {
+        Call::new(
+            Actor::McpServer,
+            1_000_000 + seq,
+            999_999_999,
+            Method::POST,
+            "/mcp",
+        )
+        .request_headers(&[("authorization", &format!("Bearer {ACCESS}2"))])
+        .record(&inspector);
+    }
+    let flow = inspector.flow("lri_2").unwrap();
+    assert_eq!(flow.hop_list.len(), MAX_HOPS);
+    assert_eq!(flow.summary.hops_dropped, 21);
+    for _ in 0..(MAX_OTHER + 5) {
+        Call::new(Actor::Emulator, 5, 0, Method::GET, "/keys").record(&inspector);
+    }
+    assert_eq!(inspector.other_requests().len(), MAX_OTHER);
+}
+
+#[test]
+fn subscribers_hear_of_each_changed_flow_and_of_a_reset() {
+    let inspector = Inspector::new();
+    let mut updates = inspector.subscribe();
+    Call::new(
+        Actor::Emulator,
+        1,
+        0,
+        Method::GET,
+        "/oauth/authorize?client_id=c1",
+    )
+    .redirect(&format!("{APP}/login?login_request_id=lri_9&state=s9"))
+    .record(&inspector);
+    assert_eq!(
+        updates.try_recv().unwrap(),
+        Update {
+            flow: Some("lri_9".to_owned())
+        }
+    );
+    inspector.clear();
+    assert_eq!(updates.try_recv().unwrap(), Update { flow: None });
+    assert!(inspector.flows().is_empty());
+}

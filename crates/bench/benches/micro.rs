@@ -1,6 +1,6 @@
 //! Micro-benchmarks (divan) of the emulator's hot paths without HTTP: token minting and checking,
-//! the state-machine transitions of one flow on `Flows` directly, and the discovery and JWKS
-//! documents. `cargo bench -p bench`.
+//! the state-machine transitions of one flow on `Flows` directly, the discovery and JWKS
+//! documents, and the flow inspector's recording. `cargo bench -p bench`.
 
 use std::cell::RefCell;
 
@@ -303,5 +303,101 @@ mod documents {
     fn jwks_json(bencher: Bencher) {
         let signer = Signer::generate().expect("a key");
         bencher.bench_local(|| serde_json::to_vec(&signer.jwks()).expect("json"));
+    }
+}
+
+mod inspector {
+    use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+    use scalekit_emulator::inspector::{Actor, Exchange, Inspector};
+
+    use super::*;
+
+    /// A token request with its answer, as the recording layer hands it over.
+    fn token_exchange(inspector: &Inspector) -> Exchange {
+        let mut request_headers = HeaderMap::new();
+        for (name, value) in [
+            ("host", "127.0.0.1:8400"),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", "application/json"),
+            ("user-agent", "bench"),
+        ] {
+            request_headers.insert(name, HeaderValue::from_static(value));
+        }
+        let mut response_headers = HeaderMap::new();
+        response_headers.insert("content-type", HeaderValue::from_static("application/json"));
+        response_headers.insert("cache-control", HeaderValue::from_static("no-store"));
+        let request_body = format!(
+            "grant_type=authorization_code&code=code-{seq}&client_id=skc_bench\
+             &redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&code_verifier={VERIFIER}",
+            seq = inspector.next_seq(),
+        );
+        let response_body = serde_json::json!({
+            "access_token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaC11c2VyLTEifQ.c2lnbmF0dXJl",
+            "refresh_token": "rt_bench_0000000000000000",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": "mcp:read",
+        })
+        .to_string();
+        Exchange {
+            served_by: Actor::Emulator,
+            base_url: std::sync::Arc::from("http://127.0.0.1:8400"),
+            seq: inspector.next_seq(),
+            started_at_ms: NOW * 1000,
+            duration_us: 900,
+            method: Method::POST,
+            uri: Uri::from_static("/oauth/token"),
+            request_headers,
+            request_body: Some(request_body.into_bytes()),
+            status: StatusCode::OK,
+            response_headers,
+            response_body: Some(response_body.into_bytes()),
+        }
+    }
+
+    /// Recording one token exchange while nobody has the inspector open (the queue is emptied
+    /// now and then, outside the measurement, so that it never fills).
+    #[divan::bench]
+    fn record_token_exchange(bencher: Bencher) {
+        let inspector = Inspector::new();
+        let recorded = std::cell::Cell::new(0_usize);
+        bencher
+            .with_inputs(|| {
+                recorded.set(recorded.get() + 1);
+                if recorded
+                    .get()
+                    .is_multiple_of(scalekit_emulator::inspector::MAX_PENDING / 2)
+                {
+                    inspector.clear();
+                }
+                token_exchange(&inspector)
+            })
+            .bench_local_values(|exchange| inspector.record(exchange));
+    }
+
+    /// The same under sustained load: the queue is full, so each exchange recorded processes
+    /// the oldest queued one.
+    #[divan::bench]
+    fn record_token_exchange_queue_full(bencher: Bencher) {
+        let inspector = Inspector::new();
+        for _ in 0..scalekit_emulator::inspector::MAX_PENDING {
+            inspector.record(token_exchange(&inspector));
+        }
+        bencher
+            .with_inputs(|| token_exchange(&inspector))
+            .bench_local_values(|exchange| inspector.record(exchange));
+    }
+
+    /// The same with the live page open (a subscriber to updates).
+    #[divan::bench]
+    fn record_token_exchange_with_subscriber(bencher: Bencher) {
+        let inspector = Inspector::new();
+        let mut updates = inspector.subscribe();
+        bencher
+            .with_inputs(|| {
+                while updates.try_recv().is_ok() {}
+                token_exchange(&inspector)
+            })
+            .bench_local_values(|exchange| inspector.record(exchange));
     }
 }

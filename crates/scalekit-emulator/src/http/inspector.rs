@@ -21,7 +21,8 @@ use axum::Router;
 use axum::body::{Body, HttpBody as _};
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+    WWW_AUTHENTICATE, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -146,7 +147,7 @@ where
     };
     layer.inspector.record(Exchange {
         served_by: layer.served_by,
-        base_url: layer.base_url.to_string(),
+        base_url: Arc::clone(&layer.base_url),
         seq,
         started_at_ms,
         duration_us,
@@ -155,7 +156,7 @@ where
         request_headers,
         request_body,
         status: parts.status,
-        response_headers: parts.headers.clone(),
+        response_headers: kept_response_headers(&parts.headers),
         response_body,
     });
     Ok(Response::from_parts(parts, body))
@@ -171,6 +172,17 @@ async fn read(body: Body) -> (Body, Option<Vec<u8>>) {
         }
         Err(_) => (Body::empty(), None),
     }
+}
+
+/// The response headers the inspector reads (the rest it would throw away).
+fn kept_response_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in [CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE] {
+        if let Some(value) = headers.get(&name) {
+            kept.insert(name, value.clone());
+        }
+    }
+    kept
 }
 
 /// JSON (token answers, errors) and HTML (the consent page's id, the error page's title).

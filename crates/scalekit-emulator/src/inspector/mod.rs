@@ -17,8 +17,16 @@
 //! after a flow started (Your App's management token, the JWKS) joins the flow active within
 //! that window, also by time. Whatever matches nothing is listed under "other requests".
 //!
-//! Memory is bounded whatever the load: [`MAX_FLOWS`] flows of at most [`MAX_HOPS`] hops, bodies
-//! and URLs cut at [`redact::MAX_TEXT_BYTES`], at most [`MAX_OTHER`] unmatched hops.
+//! Recording is lazy: [`Inspector::record`] only queues the raw exchange. The queue is processed
+//! (redacted, summarised, correlated), in order of recording, when somebody reads, and at once
+//! while somebody subscribes to updates (the live page), so a test bed nobody inspects pays
+//! little per request. Raw exchanges stay in memory only while queued; nothing leaves unredacted,
+//! since every read processes the queue first.
+//!
+//! Memory is bounded whatever the load: at most [`MAX_PENDING`] queued exchanges of at most
+//! [`MAX_PENDING_BYTES`] in all (beyond that the oldest are processed, not dropped),
+//! [`MAX_FLOWS`] flows of at most [`MAX_HOPS`] hops, bodies and URLs cut at
+//! [`redact::MAX_TEXT_BYTES`], at most [`MAX_OTHER`] unmatched hops.
 
 mod checks;
 mod curl;
@@ -29,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_lc_rs::digest;
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -44,6 +52,15 @@ pub const MAX_HOPS: usize = 48;
 
 /// How many unmatched hops are kept.
 pub const MAX_OTHER: usize = 100;
+
+/// How many recorded exchanges may wait to be processed; beyond that the oldest are processed.
+/// Under sustained load every exchange is processed anyway, so a longer queue would only hold
+/// more memory; this one covers a test suite's burst between two looks.
+pub const MAX_PENDING: usize = 1024;
+
+/// How many bytes (bodies, headers, URLs, roughly their bookkeeping) the waiting exchanges may
+/// hold in all; beyond that the oldest are processed.
+pub const MAX_PENDING_BYTES: usize = 2 * 1024 * 1024;
 
 /// How far apart a keyless hop and a flow may be to be matched by time.
 pub const TIME_WINDOW_MS: u64 = 5_000;
@@ -68,6 +85,11 @@ const NOISE_HEADERS: &[&str] = &[
     "dnt",
     "priority",
 ];
+
+/// Whether a hop leaves out a request header (lowercase name).
+fn is_noise(name: &str) -> bool {
+    NOISE_HEADERS.contains(&name) || name.starts_with("sec-")
+}
 
 /// A party in the sequence diagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,7 +200,7 @@ pub struct Exchange {
     /// The piece that answered.
     pub served_by: Actor,
     /// That piece's base URL, without a trailing slash.
-    pub base_url: String,
+    pub base_url: Arc<str>,
     /// From [`Inspector::next_seq`], taken when the request arrived.
     pub seq: u64,
     /// Wall-clock unix milliseconds when the request arrived.
@@ -195,10 +217,53 @@ pub struct Exchange {
     pub request_body: Option<Vec<u8>>,
     /// The answer's status.
     pub status: StatusCode,
-    /// The answer's headers.
+    /// The answer's headers (`Content-Type`, `Location` and `WWW-Authenticate` are read).
     pub response_headers: HeaderMap,
     /// The answer's body, when it was small JSON or HTML.
     pub response_body: Option<Vec<u8>>,
+}
+
+impl Exchange {
+    /// The same exchange holding only its own memory, without the request headers no hop
+    /// keeps. A server's request target and header values may be slices of its connection's
+    /// read buffer; a queued exchange must not keep that buffer alive.
+    fn detached(mut self) -> Exchange {
+        if let Ok(uri) = Uri::try_from(self.uri.to_string()) {
+            self.uri = uri;
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.request_headers {
+            if is_noise(name.as_str()) {
+                continue;
+            }
+            if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+                copy.set_sensitive(value.is_sensitive());
+                headers.append(name.clone(), copy);
+            }
+        }
+        self.request_headers = headers;
+        self
+    }
+
+    /// Roughly how many bytes it holds, for [`MAX_PENDING_BYTES`].
+    fn weight(&self) -> usize {
+        let headers = |headers: &HeaderMap| {
+            headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 128)
+                .sum::<usize>()
+        };
+        size_of::<Exchange>()
+            + self.base_url.len()
+            + self
+                .uri
+                .path_and_query()
+                .map_or(0, |target| target.as_str().len())
+            + headers(&self.request_headers)
+            + headers(&self.response_headers)
+            + self.request_body.as_ref().map_or(0, Vec::len)
+            + self.response_body.as_ref().map_or(0, Vec::len)
+    }
 }
 
 impl std::fmt::Debug for Exchange {
@@ -278,11 +343,34 @@ pub struct Inspector {
     inner: Arc<Inner>,
 }
 
+/// Lock order: `recorded`, then `pending`. Exchanges leave `pending` only while `recorded` is
+/// held, so they are filed in the order they were recorded.
 #[derive(Debug)]
 struct Inner {
     recorded: Mutex<Recorded>,
+    pending: Mutex<Pending>,
     updates: broadcast::Sender<Update>,
     next_seq: AtomicU64,
+}
+
+/// Exchanges recorded but not processed yet, oldest first.
+#[derive(Debug, Default)]
+struct Pending {
+    exchanges: VecDeque<(Exchange, usize)>,
+    /// The sum of their weights.
+    bytes: usize,
+}
+
+impl Pending {
+    fn is_over(&self) -> bool {
+        self.exchanges.len() > MAX_PENDING || self.bytes > MAX_PENDING_BYTES
+    }
+
+    fn pop(&mut self) -> Option<Exchange> {
+        let (exchange, weight) = self.exchanges.pop_front()?;
+        self.bytes -= weight;
+        Some(exchange)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -368,6 +456,7 @@ impl Inspector {
         Inspector {
             inner: Arc::new(Inner {
                 recorded: Mutex::default(),
+                pending: Mutex::default(),
                 updates,
                 next_seq: AtomicU64::new(1),
             }),
@@ -384,6 +473,7 @@ impl Inspector {
         self.inner.updates.subscribe()
     }
 
+    /// The processed memory, without what is still queued.
     fn recorded(&self) -> MutexGuard<'_, Recorded> {
         self.inner
             .recorded
@@ -391,9 +481,35 @@ impl Inspector {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The processed memory after every queued exchange was processed (what reads see).
+    fn processed(&self) -> MutexGuard<'_, Recorded> {
+        let mut recorded = self.recorded();
+        let queued = std::mem::take(&mut *self.pending()).exchanges;
+        for (exchange, _) in queued {
+            self.file(&mut recorded, observe(exchange));
+        }
+        recorded
+    }
+
+    /// Files an observed hop and tells the subscribers, if any.
+    fn file(&self, recorded: &mut Recorded, observed: Observed) {
+        let update = recorded.file(observed);
+        if self.inner.updates.receiver_count() > 0 {
+            // The last subscriber may have gone meanwhile: not an error.
+            let _ = self.inner.updates.send(update);
+        }
+    }
+
     /// Recent flows, newest first.
     pub fn flows(&self) -> Vec<FlowSummary> {
-        self.recorded()
+        self.processed()
             .flows
             .iter()
             .rev()
@@ -404,7 +520,7 @@ impl Inspector {
     /// One flow with its hops.
     pub fn flow(&self, id: &str) -> Option<FlowDetail> {
         let (summary, hops) = {
-            let recorded = self.recorded();
+            let recorded = self.processed();
             let flow = recorded.flows.iter().find(|flow| flow.id == id)?;
             (flow.summary(), flow.hops.clone())
         };
@@ -417,7 +533,7 @@ impl Inspector {
     /// Hops tied to no flow, newest first.
     pub fn other_requests(&self) -> Vec<HopView> {
         let hops: Vec<Hop> = self
-            .recorded()
+            .processed()
             .other
             .iter()
             .rev()
@@ -426,18 +542,54 @@ impl Inspector {
         hops.into_iter().map(HopView::from).collect()
     }
 
-    /// Forgets every flow and hop (the control API's reset).
+    /// Forgets every flow and hop, queued ones too (the control API's reset).
     pub fn clear(&self) {
-        *self.recorded() = Recorded::default();
+        let mut recorded = self.recorded();
+        *self.pending() = Pending::default();
+        *recorded = Recorded::default();
+        drop(recorded);
         let _ = self.inner.updates.send(Update { flow: None });
     }
 
-    /// Redacts an exchange into a hop, ties it to its flow and tells the subscribers.
+    /// Keeps an exchange for the inspector. While somebody subscribes to updates it is redacted,
+    /// tied to its flow and announced at once (after whatever was queued before it); otherwise
+    /// it is queued until somebody reads, and only the oldest queued exchanges are processed
+    /// when the queue is full.
     pub fn record(&self, exchange: Exchange) {
-        let observed = observe(exchange);
-        let update = self.recorded().file(observed);
-        // No subscriber is not an error: nobody has the page open.
-        let _ = self.inner.updates.send(update);
+        if self.inner.updates.receiver_count() > 0 {
+            let observed = observe(exchange);
+            let mut recorded = self.processed();
+            self.file(&mut recorded, observed);
+            return;
+        }
+        let exchange = exchange.detached();
+        let weight = exchange.weight();
+        let over = {
+            let mut pending = self.pending();
+            pending.exchanges.push_back((exchange, weight));
+            pending.bytes += weight;
+            pending.is_over()
+        };
+        if over {
+            let mut recorded = self.recorded();
+            loop {
+                let oldest = {
+                    let mut pending = self.pending();
+                    if !pending.is_over() {
+                        break;
+                    }
+                    pending.pop()
+                };
+                let Some(oldest) = oldest else { break };
+                self.file(&mut recorded, observe(oldest));
+            }
+        }
+    }
+
+    /// How many recorded exchanges wait to be processed.
+    #[cfg(test)]
+    fn pending_len(&self) -> usize {
+        self.pending().exchanges.len()
     }
 }
 
@@ -807,9 +959,6 @@ fn observe(exchange: Exchange) -> Observed {
             response.error = Some(code.to_string().trim_matches('"').to_owned());
             response.error_description = Some(message);
         }
-        let mut redacted = json.clone();
-        redact::redact_json(&mut redacted);
-        response.body = Some(redact::cut(&redacted.to_string(), redact::MAX_TEXT_BYTES));
     }
     let html = match (&response_type, response_text) {
         (Some(content_type), Some(text)) if content_type.starts_with("text/html") => Some(text),
@@ -984,11 +1133,15 @@ fn observe(exchange: Exchange) -> Observed {
     };
 
     // The hop itself, redacted.
+    if let Some(mut json) = response_json {
+        redact::redact_json(&mut json);
+        response.body = Some(redact::cut(&json.to_string(), redact::MAX_TEXT_BYTES));
+    }
     let mut kept_headers = Vec::new();
     let mut header_bytes = 0;
     for (name, value) in &request_headers {
         let name = name.as_str();
-        if NOISE_HEADERS.contains(&name) || name.starts_with("sec-") {
+        if is_noise(name) {
             continue;
         }
         let value = redact::redact_header(name, &String::from_utf8_lossy(value.as_bytes()));

@@ -41,13 +41,22 @@ const SECRET_HEADERS: &[&str] = &[
 /// Whether a parameter, form field or JSON member named `name` carries a secret: the names
 /// above, and any `…_secret` or `…_token` (`registration_access_token`).
 pub fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_NAMES.contains(&name.as_str()) || name.ends_with("_secret") || name.ends_with("_token")
+    let ends_with = |suffix: &str| {
+        name.len() >= suffix.len()
+            && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    SECRET_NAMES
+        .iter()
+        .any(|secret| secret.eq_ignore_ascii_case(name))
+        || ends_with("_secret")
+        || ends_with("_token")
 }
 
 /// Whether a header named `name` carries a credential.
 pub fn is_secret_header(name: &str) -> bool {
-    SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+    SECRET_HEADERS
+        .iter()
+        .any(|secret| secret.eq_ignore_ascii_case(name))
 }
 
 /// At most 6 characters, and never more than half of the value, then `…`: enough to tell two
@@ -61,23 +70,37 @@ pub fn redact(value: &str) -> String {
 /// A query string or form body with the value of every secret parameter cut by [`redact`]
 /// (the prefix percent-encoded again); everything else exactly as sent.
 pub fn redact_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| {
-            let Some((name, value)) = url::form_urlencoded::parse(pair.as_bytes()).next() else {
-                return pair.to_owned();
-            };
-            if value.is_empty() || !is_secret_name(&name) {
-                return pair.to_owned();
+    let mut redacted = String::with_capacity(query.len());
+    for (index, pair) in query.split('&').enumerate() {
+        if index > 0 {
+            redacted.push('&');
+        }
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Only a secret's value is decoded.
+        let secret = !raw_value.is_empty()
+            && url::form_urlencoded::parse(raw_name.as_bytes())
+                .next()
+                .is_some_and(|(name, _)| is_secret_name(&name));
+        let value = if secret {
+            url::form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(_, value)| value)
+        } else {
+            None
+        };
+        match value {
+            Some(value) if !value.is_empty() => {
+                let cut = redact(&value);
+                let prefix = cut.trim_end_matches('…');
+                redacted.push_str(raw_name);
+                redacted.push('=');
+                redacted.extend(url::form_urlencoded::byte_serialize(prefix.as_bytes()));
+                redacted.push('…');
             }
-            let raw_name = pair.split_once('=').map_or(pair, |(raw_name, _)| raw_name);
-            let cut = redact(&value);
-            let prefix = cut.trim_end_matches('…');
-            let encoded: String = url::form_urlencoded::byte_serialize(prefix.as_bytes()).collect();
-            format!("{raw_name}={encoded}…")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+            _ => redacted.push_str(pair),
+        }
+    }
+    redacted
 }
 
 /// A URL (or a path with a query) with its query redacted and its fragment dropped (a fragment

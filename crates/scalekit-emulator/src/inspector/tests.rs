@@ -41,7 +41,7 @@ impl Call {
         Call {
             exchange: Exchange {
                 served_by,
-                base_url: base_url.to_owned(),
+                base_url: Arc::from(base_url),
                 seq,
                 started_at_ms: at_ms,
                 duration_us: 1500,
@@ -655,4 +655,140 @@ fn subscribers_hear_of_each_changed_flow_and_of_a_reset() {
     inspector.clear();
     assert_eq!(updates.try_recv().unwrap(), Update { flow: None });
     assert!(inspector.flows().is_empty());
+}
+
+#[test]
+fn queued_exchanges_are_processed_in_order_when_somebody_reads() {
+    let inspector = Inspector::new();
+    whole_flow(&inspector, 1, 1_000);
+    for seq in 0..3 {
+        Call::new(
+            Actor::Emulator,
+            900 + seq,
+            999_999_999,
+            Method::GET,
+            "/keys",
+        )
+        .record(&inspector);
+    }
+    assert_eq!(inspector.pending_len(), 14, "recording only queues");
+    assert!(inspector.recorded().flows.is_empty());
+    assert!(inspector.recorded().other.is_empty());
+
+    // The token request only finds its flow if the authorize answer was filed before it.
+    let flows = inspector.flows();
+    assert_eq!(inspector.pending_len(), 0);
+    assert_eq!(flows.len(), 1);
+    assert!(flows[0].tokens_issued);
+    assert_eq!(inspector.flow("lri_1").unwrap().hop_list.len(), 11);
+    let other: Vec<u64> = inspector
+        .other_requests()
+        .iter()
+        .map(|hop| hop.hop.seq)
+        .collect();
+    assert_eq!(other, [902, 901, 900], "newest first, as recorded");
+
+    Call::new(Actor::Emulator, 903, 999_999_999, Method::GET, "/keys").record(&inspector);
+    inspector.clear();
+    assert_eq!(inspector.pending_len(), 0, "a reset drops the queue too");
+    assert!(inspector.other_requests().is_empty());
+}
+
+#[test]
+fn a_full_queue_processes_its_oldest_exchanges_instead_of_dropping_them() {
+    let inspector = Inspector::new();
+    whole_flow(&inspector, 1, 1_000);
+    for seq in 0..MAX_PENDING as u64 {
+        Call::new(
+            Actor::Emulator,
+            10_000 + seq,
+            999_999_999,
+            Method::GET,
+            "/keys",
+        )
+        .record(&inspector);
+    }
+    assert_eq!(inspector.pending_len(), MAX_PENDING);
+    {
+        let recorded = inspector.recorded();
+        assert_eq!(recorded.flows.len(), 1, "the oldest were processed");
+        assert_eq!(recorded.flows[0].hops.len(), 11);
+        assert!(recorded.flows[0].tokens_issued);
+        assert!(recorded.other.is_empty(), "the rest still waits");
+    }
+    assert_eq!(inspector.other_requests().len(), MAX_OTHER);
+    assert_eq!(inspector.pending_len(), 0);
+
+    // Bounded by bytes as well: 64 KiB bodies fill 2 MiB long before 1,024 exchanges.
+    let body = "a".repeat(64 * 1024);
+    for seq in 0..100 {
+        Call::new(
+            Actor::Emulator,
+            20_000 + seq,
+            999_999_999,
+            Method::POST,
+            "/keys",
+        )
+        .json(&body)
+        .record(&inspector);
+    }
+    let pending = inspector.pending_len();
+    assert!(pending < 100, "{pending} exchanges wait");
+    assert!(inspector.pending().bytes <= MAX_PENDING_BYTES);
+    let processed: Vec<u64> = inspector
+        .recorded()
+        .other
+        .iter()
+        .map(|waiting| waiting.hop.seq)
+        .filter(|seq| *seq >= 20_000)
+        .collect();
+    let expected: Vec<u64> = (20_000..20_000 + (100 - pending as u64)).collect();
+    assert_eq!(processed, expected, "the oldest, in order");
+    assert_eq!(inspector.other_requests()[0].hop.seq, 20_099);
+}
+
+#[test]
+fn a_live_subscriber_hears_of_every_exchange_without_a_read() {
+    let inspector = Inspector::new();
+    // Queued while nobody looked.
+    Call::new(Actor::Emulator, 1, 0, Method::GET, "/keys").record(&inspector);
+    let mut updates = inspector.subscribe();
+    Call::new(
+        Actor::Emulator,
+        2,
+        0,
+        Method::GET,
+        "/oauth/authorize?client_id=c1",
+    )
+    .redirect(&format!("{APP}/login?login_request_id=lri_9&state=s9"))
+    .record(&inspector);
+    assert_eq!(updates.try_recv().unwrap(), Update { flow: None });
+    assert_eq!(
+        updates.try_recv().unwrap(),
+        Update {
+            flow: Some("lri_9".to_owned())
+        }
+    );
+    assert_eq!(inspector.pending_len(), 0);
+    assert_eq!(inspector.recorded().flows.len(), 1);
+    Call::new(
+        Actor::YourApp,
+        3,
+        10,
+        Method::GET,
+        "/login?login_request_id=lri_9",
+    )
+    .record(&inspector);
+    assert_eq!(
+        updates.try_recv().unwrap(),
+        Update {
+            flow: Some("lri_9".to_owned())
+        }
+    );
+    assert_eq!(inspector.recorded().flows[0].hops.len(), 2);
+
+    // Once the page is closed, recording queues again.
+    drop(updates);
+    Call::new(Actor::Emulator, 4, 0, Method::GET, "/keys").record(&inspector);
+    assert_eq!(inspector.pending_len(), 1);
 }

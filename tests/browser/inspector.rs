@@ -31,8 +31,27 @@ where
     }
 }
 
+/// The element's text. The page redraws on every live update, so an element found may be
+/// replaced before it is read: that is retried, not a failure.
 async fn text_of(browser: &Client, css: &str) -> anyhow::Result<String> {
-    Ok(browser.find(Locator::Css(css)).await?.text().await?)
+    eventually(css, || async {
+        let Ok(element) = browser.find(Locator::Css(css)).await else {
+            return Ok(None);
+        };
+        Ok(element.text().await.ok())
+    })
+    .await
+}
+
+/// Clicks the element with this id, again if a live redraw replaced it in between.
+async fn click(browser: &Client, id: &str) -> anyhow::Result<()> {
+    eventually(id, || async {
+        let Ok(element) = browser.find(Locator::Id(id)).await else {
+            return Ok(None);
+        };
+        Ok(element.click().await.ok())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -137,11 +156,7 @@ async fn the_inspector_draws_a_running_flow_live_and_copies_a_hop_as_curl() -> a
         assert!(title.starts_with(&format!("Flow {id}")), "{title}");
 
         let seq = exchange["seq"].as_u64().context("seq")?;
-        browser
-            .find(Locator::Id(&format!("hop-{seq}")))
-            .await?
-            .click()
-            .await?;
+        click(&browser, &format!("hop-{seq}")).await?;
         assert_eq!(
             text_of(&browser, "#detail-title").await?,
             format!("#{seq} POST /oauth/token (authorization_code)")
@@ -154,11 +169,7 @@ async fn the_inspector_draws_a_running_flow_live_and_copies_a_hop_as_curl() -> a
         ] {
             assert!(checks.contains(check), "{checks}");
         }
-        browser
-            .find(Locator::Id("copy-curl"))
-            .await?
-            .click()
-            .await?;
+        click(&browser, "copy-curl").await?;
         let curl = eventually("the curl command", || async {
             let shown = text_of(&browser, "#curl").await?;
             Ok((!shown.is_empty()).then_some(shown))

@@ -1,5 +1,6 @@
 //! `testbed conformance` as CI runs it: exit codes, the baseline and malformed scenario files.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -228,6 +229,116 @@ async fn an_app_check_with_nothing_at_the_login_url_exits_2_before_any_browser()
         stderr.contains(&format!("error: nothing answers at {login_url} ("))
             && stderr.contains("Connection refused")
             && stderr.contains("start your app first, with the settings above"),
+        "{stderr}"
+    );
+}
+
+/// A profile for the MCP server check whose emulator listens on a free port.
+fn server_profile(folder: &Path, environment_port: u16) -> PathBuf {
+    let profile = folder.join("server-profile.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "[environment]\nlisten = \"127.0.0.1:{environment_port}\"\n\n[scope]\ntool = \"whoami\"\nscope = \"mcp:read\"\n\n[keys]\nrefetch_wait_secs = 3\n"
+        ),
+    )
+    .unwrap();
+    profile
+}
+
+async fn server_check(folder: &Path, server_url: &str, profile: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["conformance", "--mcp-server-url", server_url])
+        .arg("--mcp-server-profile")
+        .arg(profile)
+        .arg("--report-dir")
+        .arg(folder.join("reports"))
+        .output()
+        .await
+        .expect("testbed runs")
+}
+
+#[tokio::test]
+async fn a_server_check_with_nothing_at_the_url_exits_2_after_printing_the_settings() {
+    let folder = scratch("server-unreachable", &[]);
+    let environment_port = free_port();
+    let profile = server_profile(&folder, environment_port);
+    let server_url = format!("http://127.0.0.1:{}/mcp", free_port());
+
+    let output = server_check(&folder, &server_url, &profile).await;
+
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let printed = stdout(&output);
+    for line in [
+        format!("SCALEKIT_ENVIRONMENT_URL=http://127.0.0.1:{environment_port}\n"),
+        "SCALEKIT_RESOURCE_ID=res_81920374650192839\n".to_owned(),
+        format!("MCP_SERVER_URL={server_url}\n"),
+        format!("JWKS_URL=http://127.0.0.1:{environment_port}/keys\n"),
+        format!(
+            "ACCEPTED_ISSUERS=http://127.0.0.1:{environment_port} http://127.0.0.1:{environment_port}/resources/res_81920374650192839\n"
+        ),
+        "EXPECTED_AUDIENCE=res_81920374650192839\n".to_owned(),
+    ] {
+        assert!(printed.contains(&line), "{line:?} missing from:\n{printed}");
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("error: nothing answers at {server_url} ("))
+            && stderr.contains("start your server first, with the settings above"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_skips_the_audience_check_exits_1_naming_the_mistake_and_its_fix() {
+    let folder = scratch("server-mistake", &[]);
+    let environment_port = free_port();
+    let profile = server_profile(&folder, environment_port);
+    let server_url = crate::server_check::reference_server(
+        SocketAddr::from(([127, 0, 0, 1], environment_port)),
+        mcp_server::Mistake::SkipAudience,
+    )
+    .await
+    .to_string();
+
+    let output = server_check(&folder, &server_url, &profile).await;
+
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("[4/7] FAIL server-check/refused")
+            && printed.contains("\nMistakes found (each with its evidence in the reports):\n  audience-not-checked: a token issued for another MCP server was accepted (the confused deputy)\n    fix: require aud to contain your res_… id"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("server-check/refused/management-token: ")
+            && printed.contains("explained by audience-not-checked"),
+        "{printed}"
+    );
+    for report in ["report.json", "checks.json", "junit.xml", "report.html"] {
+        assert!(folder.join("reports").join(report).is_file(), "{report}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_server_profile_exits_2_naming_file_and_line() {
+    let folder = scratch("server-profile", &[]);
+    let profile = folder.join("server-profile.toml");
+    std::fs::write(
+        &profile,
+        "[scope]\ntool = \"whoami\"\nscopes = \"mcp:read\"\n",
+    )
+    .unwrap();
+
+    let output = server_check(&folder, "http://127.0.0.1:9/mcp", &profile).await;
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: MCP server profile {}: line 3, column 1: unknown field `scopes`",
+            profile.display()
+        )),
         "{stderr}"
     );
 }

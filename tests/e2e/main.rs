@@ -6,4 +6,5 @@ mod support;
 mod cli;
 mod flow;
 mod harness;
+mod server_check;
 mod url_target;

@@ -17,3 +17,4 @@ mod mcp_conformance;
 mod node;
 mod node_sdk;
 mod ts_sdk;
+mod ts_server;

@@ -11,7 +11,7 @@ use scalekit_emulator::flow::{
 };
 use scalekit_emulator::tokens::TokenMinter;
 use scalekit_emulator::types::{ClientId, PkceVerifier, pkce_s256};
-use scalekit_emulator::{Config, RandomIds, Signer, metadata};
+use scalekit_emulator::{Config, KeyRing, RandomIds, Signer, metadata};
 use scalekit_wire::UserClaims;
 use url::Url;
 
@@ -248,17 +248,17 @@ mod tokens {
     #[divan::bench]
     fn verify_management_token_first_time(bencher: Bencher) {
         let (fixture, _) = Fixture::new();
-        let signer = Signer::generate().expect("a key");
+        let keys = KeyRing::new(Signer::generate().expect("a key"));
         let client = &fixture.config.api_client;
         let token = TokenMinter::new(fixture.environment_url.as_str())
-            .mint_management(&signer, &client.client_id, 3600, NOW, &RandomIds)
+            .mint_management(&keys.signing(), &client.client_id, 3600, NOW, &RandomIds)
             .expect("minted")
             .access_token;
         bencher
             .with_inputs(|| TokenMinter::new(fixture.environment_url.as_str()))
             .bench_local_values(|minter| {
                 minter
-                    .verify_management(&signer, &token, &client.client_id, NOW)
+                    .verify_management(&keys, &token, &client.client_id, NOW)
                     .expect("valid")
             });
     }
@@ -268,16 +268,16 @@ mod tokens {
     #[divan::bench]
     fn verify_management_token(bencher: Bencher) {
         let (fixture, _) = Fixture::new();
-        let signer = Signer::generate().expect("a key");
+        let keys = KeyRing::new(Signer::generate().expect("a key"));
         let minter = TokenMinter::new(fixture.environment_url.as_str());
         let client = &fixture.config.api_client;
         let token = minter
-            .mint_management(&signer, &client.client_id, 3600, NOW, &RandomIds)
+            .mint_management(&keys.signing(), &client.client_id, 3600, NOW, &RandomIds)
             .expect("minted")
             .access_token;
         bencher.bench_local(|| {
             minter
-                .verify_management(&signer, &token, &client.client_id, NOW)
+                .verify_management(&keys, &token, &client.client_id, NOW)
                 .expect("valid")
         });
     }

@@ -98,6 +98,7 @@ impl<'a> StepRunner<'a> {
         );
         set("redirect_uri", STEP_REDIRECT_URI);
         set("mcp_url", stack.mcp_url.as_str());
+        set("mcp_origin", &stack.mcp_url.origin().ascii_serialization());
         let mut metadata_url = stack.mcp_url.clone();
         metadata_url.set_path(&format!(
             "/.well-known/oauth-protected-resource{}",
@@ -721,6 +722,11 @@ impl<'a> StepRunner<'a> {
         if step.bearer.is_some() {
             request = self.with_bearer(request, step, "")?;
         }
+        for (name, value) in &step.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|error| format!("header {name:?}: {error}"))?;
+            request = request.header(name, self.substitute(value)?);
+        }
         self.send(request).await
     }
 }
@@ -732,6 +738,7 @@ fn step_defaults() -> Step {
         params: BTreeMap::new(),
         body: None,
         bearer: None,
+        headers: BTreeMap::new(),
         connection: None,
         login_request: None,
         resource: None,

@@ -11,6 +11,7 @@ mod exec;
 mod report;
 mod runner;
 mod scenario;
+pub mod server_check;
 pub mod steps;
 
 pub use baseline::{Baseline, BaselineError};
@@ -59,4 +60,15 @@ pub struct Check {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+}
+
+/// An error and its sources, `: `-separated (reqwest's own message alone says little).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }

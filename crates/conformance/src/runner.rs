@@ -585,6 +585,7 @@ fn driver_error_kind(error: &mcp_driver::DriverError) -> &'static str {
         E::TokenEndpoint { .. } => "token-endpoint",
         E::IdToken(_) => "id-token",
         E::Mcp(_) => "mcp",
+        E::ResponseTooLarge { .. } => "response-too-large",
         E::Http(_) => "http",
         E::InvalidUrl { .. } => "invalid-url",
         E::NoRefreshToken => "no-refresh-token",

@@ -26,6 +26,10 @@ pub struct Step {
     pub body: Option<toml::Value>,
     /// The bearer token (`post-user`, `request`); `""` sends no `Authorization` header.
     pub bearer: Option<String>,
+    /// Request headers (`request`), e.g. `headers = { origin = "http://evil.example" }`; values
+    /// may use variables.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// The connection id in the path (`post-user`, `callback`).
     pub connection: Option<String>,
     /// The login request id in the path (`post-user`).

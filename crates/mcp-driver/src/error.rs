@@ -104,6 +104,14 @@ pub enum DriverError {
     /// The MCP session or the whoami call failed.
     #[error("mcp: {0}")]
     Mcp(String),
+    /// An answer was longer than the driver reads (a server that streams without end).
+    #[error("the answer from {url} is longer than {limit} bytes")]
+    ResponseTooLarge {
+        /// The URL asked, redacted.
+        url: String,
+        /// The most the driver reads.
+        limit: usize,
+    },
     /// The HTTP client failed (connection refused, timeout, …).
     #[error("http request failed")]
     Http(#[source] reqwest::Error),

@@ -42,6 +42,9 @@ use crate::{browser, mcp};
 /// client then falls back to the server's origin as authorization server).
 const LAST_VERSION_WITHOUT_PRM: &str = "2025-03-26";
 
+/// The most of one answer the driver reads (metadata, tokens and MCP replies are far smaller).
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
 /// The most redirects the user agent follows before giving up.
 const MAX_REDIRECTS: usize = 20;
 
@@ -337,6 +340,13 @@ impl<'a> Driver<'a> {
             id_token_claims,
             whoami,
         })
+    }
+
+    /// The flow up to the tokens: the unauthenticated request and its challenge, then
+    /// [`Driver::authorize`]; the MCP server is not called with the token.
+    pub(crate) async fn authorize_from_challenge(&self) -> Result<Authorization, DriverError> {
+        let challenge = self.challenge().await?;
+        self.authorize(&challenge, &[]).await
     }
 
     /// Steps 2 to 8 for one challenge: PRM (and its `resource` check), AS metadata, scope
@@ -940,10 +950,21 @@ async fn exchange(
 ) -> Result<Exchange, DriverError> {
     let method = request.method().to_string();
     let url = request.url().clone();
-    let response = client.execute(request).await?;
+    let mut response = client.execute(request).await?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.bytes().await?.to_vec();
+    // Read in chunks up to a bound: the driver also talks to servers under test, and one that
+    // streams without end must not fill the memory.
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(DriverError::ResponseTooLarge {
+                url: redact_url(&url),
+                limit: MAX_RESPONSE_BYTES,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
     let header_text = |name| {
         headers
             .get(name)

@@ -52,7 +52,7 @@ pub use discovery::{
 pub use error::DriverError;
 pub use flow::excerpt;
 pub use hop::{Hop, Phase, redact_url};
-pub use session::{SessionReport, run_session};
+pub use session::{SessionReport, jsonrpc_messages, run_session};
 
 /// The redirect URI the driver registers. Nothing listens there: the user agent stops when a
 /// `Location` points at it.
@@ -213,6 +213,43 @@ pub async fn run_flow_recorded(
         Err(error) => return (Vec::new(), Err(error)),
     };
     let result = driver.run().await;
+    (driver.hops(), result)
+}
+
+/// What [`authorize`] obtained.
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    /// The client identity used (registered by DCR, unless pre-registered).
+    pub client_id: String,
+    /// The authorization server's issuer (metadata `issuer`).
+    pub authorization_server: String,
+    /// The PRM `resource`, sent as `resource` on the OAuth requests.
+    pub resource: Option<String>,
+    /// The scopes the driver asked for.
+    pub requested_scopes: Vec<String>,
+    /// The tokens.
+    pub tokens: TokenSet,
+}
+
+/// Runs the flow up to the tokens without calling the MCP server with them: the unauthenticated
+/// request and its challenge, discovery, registration, the authorization request through the
+/// user agent and the code exchange. The hops come back whatever happened. The ID token is not
+/// verified (a harness may obtain tokens issued in the past on purpose).
+pub async fn authorize(config: &DriverConfig) -> (Vec<Hop>, Result<Authorized, DriverError>) {
+    let driver = match flow::Driver::new(config) {
+        Ok(driver) => driver,
+        Err(error) => return (Vec::new(), Err(error)),
+    };
+    let result = driver
+        .authorize_from_challenge()
+        .await
+        .map(|authorization| Authorized {
+            client_id: authorization.client.client_id,
+            authorization_server: authorization.metadata.issuer,
+            resource: authorization.resource,
+            requested_scopes: authorization.requested_scopes,
+            tokens: authorization.tokens,
+        });
     (driver.hops(), result)
 }
 

@@ -11,14 +11,13 @@
 
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use scalekit_wire::Secret;
 use serde_json::{Value, json};
 
 use crate::challenge::BearerChallenge;
 use crate::client_auth::may_authorize_again;
 use crate::flow::{Driver, Exchange};
 use crate::hop::{Hop, Phase};
-use crate::{ClientOptions, DriverConfig, DriverError};
+use crate::{ClientOptions, DriverConfig, DriverError, TokenSet};
 
 /// The first protocol version without `initialize` (stateless requests).
 const STATELESS_SINCE: &str = "2026-07-28";
@@ -38,6 +37,8 @@ pub struct SessionReport {
     pub tools: Vec<String>,
     /// The `tools/call` result, when a tool was called.
     pub tool_result: Option<Value>,
+    /// The tokens of the last authorization, when one ran (`Debug` never shows a token).
+    pub tokens: Option<TokenSet>,
 }
 
 /// Opens an MCP session (authorizing whenever the server asks), lists the tools and, when
@@ -51,7 +52,7 @@ pub async fn run_session(
         driver: &driver,
         config,
         stateless: options.protocol_version.as_str() >= STATELESS_SINCE,
-        access_token: None,
+        tokens: None,
         session_id: None,
         negotiated_version: None,
         next_id: 1,
@@ -98,6 +99,7 @@ pub async fn run_session(
         requested_scopes: session.requested_scopes,
         tools,
         tool_result,
+        tokens: session.tokens,
     })
 }
 
@@ -105,7 +107,7 @@ struct Session<'a> {
     driver: &'a Driver<'a>,
     config: &'a DriverConfig,
     stateless: bool,
-    access_token: Option<Secret>,
+    tokens: Option<TokenSet>,
     session_id: Option<String>,
     negotiated_version: Option<String>,
     next_id: u64,
@@ -216,7 +218,7 @@ impl Session<'_> {
                 .await?;
             self.client_ids.push(authorization.client.client_id.clone());
             self.requested_scopes = authorization.requested_scopes;
-            self.access_token = Some(authorization.tokens.access_token);
+            self.tokens = Some(authorization.tokens);
         }
     }
 
@@ -232,27 +234,69 @@ impl Session<'_> {
         if self.stateless || self.negotiated_version.is_some() {
             request = request.header("MCP-Protocol-Version", self.protocol_version());
         }
+        // From 2026-07-28 a request names its method (and, for `tools/call`, the tool) in
+        // headers as well as in the body (SEP-2243), so that intermediaries can route on them;
+        // servers refuse a request without them (rmcp answers -32020).
+        if self.protocol_version() >= STATELESS_SINCE {
+            for (name, value) in routing_headers(message) {
+                request = request.header(name, value);
+            }
+        }
         if let Some(session_id) = &self.session_id {
             request = request.header("Mcp-Session-Id", session_id.as_str());
         }
-        if let Some(token) = &self.access_token {
-            request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+        if let Some(tokens) = &self.tokens {
+            request = request.header(
+                AUTHORIZATION,
+                format!("Bearer {}", tokens.access_token.expose()),
+            );
         }
         let request = request.build()?;
         self.driver.exchange(api, Phase::Mcp, request).await
     }
 }
 
-/// The JSON-RPC message with `id` in a response body: a JSON object or batch, or the `data` of
-/// the events of an SSE stream (Streamable HTTP).
+/// The SEP-2243 routing headers of a message: `Mcp-Method`, and `Mcp-Name` for the methods
+/// that name what they act on (`tools/call`, `prompts/get`: `params.name`; resource reads and
+/// subscriptions: `params.uri`). Names that are not plain visible ASCII are left out.
+fn routing_headers(message: &Value) -> Vec<(&'static str, String)> {
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut headers = vec![("Mcp-Method", method.to_owned())];
+    let name_key = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        _ => None,
+    };
+    let name = name_key
+        .and_then(|key| message.pointer(&format!("/params/{key}")))
+        .and_then(Value::as_str)
+        .filter(|name| name.bytes().all(|byte| (0x21..0x7f).contains(&byte)));
+    if let Some(name) = name {
+        headers.push(("Mcp-Name", name.to_owned()));
+    }
+    headers
+}
+
+/// The JSON-RPC message with `id` in a response body.
 fn find_reply(response: &Exchange, id: u64) -> Option<Value> {
-    let is_sse = response
+    let content_type = response
         .headers
         .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/event-stream"));
-    let text = String::from_utf8_lossy(&response.body);
-    let messages = if is_sse {
+        .and_then(|value| value.to_str().ok());
+    jsonrpc_messages(content_type, &response.body)
+        .into_iter()
+        .find(|message| message.get("id").and_then(Value::as_u64) == Some(id))
+}
+
+/// The JSON-RPC messages of a Streamable HTTP response body: a JSON object or batch, or the
+/// `data` of the events of an SSE stream (`content_type` starting with `text/event-stream`).
+/// What does not parse is left out.
+pub fn jsonrpc_messages(content_type: Option<&str>, body: &[u8]) -> Vec<Value> {
+    let is_sse = content_type.is_some_and(|value| value.starts_with("text/event-stream"));
+    let text = String::from_utf8_lossy(body);
+    if is_sse {
         sse_data(&text)
             .iter()
             .filter_map(|data| serde_json::from_str::<Value>(data).ok())
@@ -264,10 +308,7 @@ fn find_reply(response: &Exchange, id: u64) -> Option<Value> {
                 single => vec![single],
             })
             .unwrap_or_default()
-    };
-    messages
-        .into_iter()
-        .find(|message| message.get("id").and_then(Value::as_u64) == Some(id))
+    }
 }
 
 /// The `data` of each event of an SSE body (WHATWG HTML "server-sent events": `data:` lines are
@@ -296,6 +337,29 @@ fn sse_data(body: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_name_their_method_and_tool_in_routing_headers() {
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami"}});
+        assert_eq!(
+            routing_headers(&call),
+            vec![
+                ("Mcp-Method", "tools/call".to_owned()),
+                ("Mcp-Name", "whoami".to_owned())
+            ]
+        );
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        assert_eq!(
+            routing_headers(&list),
+            vec![("Mcp-Method", "tools/list".to_owned())]
+        );
+        let spaced = json!({"method": "tools/call", "params": {"name": "two words"}});
+        assert_eq!(
+            routing_headers(&spaced),
+            vec![("Mcp-Method", "tools/call".to_owned())]
+        );
+        assert!(routing_headers(&json!({"jsonrpc": "2.0", "id": 1, "result": {}})).is_empty());
+    }
 
     #[test]
     fn sse_events_are_split_on_blank_lines_and_data_lines_joined() {

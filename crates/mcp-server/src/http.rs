@@ -1,20 +1,24 @@
-//! The HTTP edge: the protected-resource metadata document (RFC 9728) and the middleware that
-//! authenticates every request to `/mcp` (RFC 6750 §3, MCP authorization §"Error handling").
+//! The HTTP edge: the protected-resource metadata document (RFC 9728), the `Origin` check on
+//! `/mcp` (MCP Streamable HTTP, "Security Warning") and the middleware that authenticates every
+//! request to `/mcp` (RFC 6750 §3, MCP authorization §"Error handling").
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::Ipv6Addr;
 use std::sync::Mutex;
 
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, ORIGIN, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use scalekit_wire::OAuthErrorBody;
 use serde::{Deserialize, Serialize};
+use url::Url;
 
-use crate::AppState;
 use crate::auth::AuthError;
+use crate::{AppState, Mistake};
 
 /// The protected-resource metadata document (RFC 9728 §2), as Scalekit's dashboard prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +50,130 @@ pub async fn protected_resource_metadata(State(state): State<AppState>) -> Respo
         .into_response()
 }
 
+/// The origin of a web page (RFC 6454 §7) as browsers send it in `Origin`: `scheme://host[:port]`,
+/// nothing more. Compared by scheme, host (case-insensitively) and port, the default port of
+/// `http` and `https` filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+impl Origin {
+    /// Parses `scheme://host[:port]` strictly: no path (not even `/`), query, fragment or user
+    /// info; the host a DNS name, an IPv4 address or a bracketed IPv6 address; `null` (the
+    /// opaque origin) is not an origin.
+    pub fn parse(text: &str) -> Option<Origin> {
+        let (scheme, authority) = text.split_once("://")?;
+        let mut scheme_characters = scheme.chars();
+        if !scheme_characters.next()?.is_ascii_alphabetic()
+            || !scheme_characters
+                .all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character))
+        {
+            return None;
+        }
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (address, rest) = bracketed.split_once(']')?;
+            // In its canonical form, so that `[::0001]` is `[::1]`.
+            let address = address.parse::<Ipv6Addr>().ok()?;
+            let port = match rest {
+                "" => None,
+                rest => Some(rest.strip_prefix(':')?),
+            };
+            (Cow::Owned(format!("[{address}]")), port)
+        } else {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let host_ok = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|character| character.is_ascii_alphanumeric() || "-.".contains(character));
+            if !host_ok {
+                return None;
+            }
+            (Cow::Borrowed(host), port)
+        };
+        let port = match port {
+            None => None,
+            Some(digits) => {
+                if digits.is_empty()
+                    || digits.len() > 5
+                    || !digits.bytes().all(|byte| byte.is_ascii_digit())
+                {
+                    return None;
+                }
+                Some(digits.parse::<u16>().ok()?)
+            }
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        let port = port.or_else(|| default_port(&scheme));
+        Some(Origin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// The origin of a URL (`None` for a URL without a host).
+    pub fn of_url(url: &Url) -> Option<Origin> {
+        let host = url.host_str()?;
+        let serialized = match url.port() {
+            Some(port) => format!("{}://{host}:{port}", url.scheme()),
+            None => format!("{}://{host}", url.scheme()),
+        };
+        Origin::parse(&serialized)
+    }
+
+    /// An `http` or `https` origin on `localhost`, `127.0.0.1` or `[::1]`, any port.
+    pub fn is_loopback(&self) -> bool {
+        matches!(self.scheme.as_str(), "http" | "https")
+            && matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// Refuses a request to `/mcp` from a browser page of a foreign origin with 403, before its token
+/// is looked at (DNS rebinding protection; MCP Streamable HTTP 2025-11-25, "Security Warning").
+/// A request without `Origin` (any non-browser client) passes; so do the server's own origin,
+/// loopback origins and the configured ones. `Origin: null`, several `Origin` headers or one
+/// that does not parse are foreign. The body is the JSON-RPC error the TypeScript SDK answers.
+pub async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.mistake() == Mistake::SkipOrigin {
+        return next.run(request).await;
+    }
+    let mut values = request.headers().get_all(ORIGIN).iter();
+    let Some(value) = values.next() else {
+        return next.run(request).await;
+    };
+    let allowed = values.next().is_none()
+        && value
+            .to_str()
+            .ok()
+            .and_then(Origin::parse)
+            .is_some_and(|origin| state.origin_allowed(&origin));
+    if allowed {
+        return next.run(request).await;
+    }
+    let origin = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    tracing::info!(%origin, "refused a request from a foreign origin");
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "error": {"code": -32000, "message": format!("Forbidden: Origin {origin} is not allowed")},
+        "id": null,
+    });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
+}
+
 /// Authenticates a request to `/mcp`. On success the validated [`crate::Claims`] are put into
 /// the request extensions, where the MCP tools read them.
 pub async fn require_token(
@@ -53,11 +181,20 @@ pub async fn require_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = bearer_token(request.headers()) else {
+    let token = match bearer_token(request.headers()) {
+        Some(token) => Some(Cow::Borrowed(token)),
+        None if state.mistake() == Mistake::AcceptQueryToken
+            && !request.headers().contains_key(AUTHORIZATION) =>
+        {
+            query_token(request.uri()).map(Cow::Owned)
+        }
+        None => None,
+    };
+    let Some(token) = token else {
         return state.challenge(Challenge::NoToken);
     };
     let now = (state.clock())();
-    let claims = match state.authenticator().authenticate(token, now).await {
+    let claims = match state.authenticator().authenticate(&token, now).await {
         Ok(claims) => claims,
         Err(AuthError::Token(error)) => {
             tracing::info!(%error, "refused a token");
@@ -78,6 +215,11 @@ pub async fn require_token(
     let missing = claims.missing_scopes(state.required_scopes());
     if !missing.is_empty() {
         tracing::info!(subject = ?claims.subject, ?missing, "refused a token without the required scopes");
+        if state.mistake() == Mistake::InsufficientScopeAs401 {
+            return state.challenge(Challenge::InvalidToken {
+                description: insufficient_scope_description(state.required_scopes()),
+            });
+        }
         return state.challenge(Challenge::InsufficientScope);
     }
 
@@ -167,6 +309,22 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     Some(token)
 }
 
+/// An `access_token` query parameter (RFC 6750 §2.3, which OAuth 2.1 forbids): read only
+/// under [`Mistake::AcceptQueryToken`].
+fn query_token(uri: &Uri) -> Option<String> {
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, value)| value.into_owned())
+        .filter(|value| !value.is_empty())
+}
+
+fn insufficient_scope_description(required_scopes: &[String]) -> String {
+    format!(
+        "this server requires the scopes {}",
+        required_scopes.join(" ")
+    )
+}
+
 /// Why a request to `/mcp` is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -180,31 +338,52 @@ pub enum Challenge {
 
 impl Challenge {
     /// The `WWW-Authenticate` value, in the parameter order the MCP spec's examples use.
-    pub fn header_value(&self, resource_metadata: &str, required_scopes: &[String]) -> String {
+    /// `resource_metadata` is `None` only under [`Mistake::ChallengeWithoutResourceMetadata`].
+    pub fn header_value(
+        &self,
+        resource_metadata: Option<&str>,
+        required_scopes: &[String],
+    ) -> String {
         let scope = required_scopes.join(" ");
-        let scope_param = if scope.is_empty() {
-            String::new()
-        } else {
-            format!(", scope=\"{scope}\"")
+        let scope = (!scope.is_empty()).then(|| format!("scope=\"{scope}\""));
+        let resource_metadata = resource_metadata.map(|url| format!("resource_metadata=\"{url}\""));
+        let parameters: Vec<String> = match self {
+            Challenge::NoToken => [resource_metadata, scope].into_iter().flatten().collect(),
+            Challenge::InvalidToken { description } => [
+                resource_metadata,
+                scope,
+                Some("error=\"invalid_token\"".to_owned()),
+                Some(format!(
+                    "error_description=\"{}\"",
+                    quoted_string_safe(description)
+                )),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            Challenge::InsufficientScope => [
+                Some("error=\"insufficient_scope\"".to_owned()),
+                scope,
+                resource_metadata,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         };
-        match self {
-            Challenge::NoToken => {
-                format!("Bearer resource_metadata=\"{resource_metadata}\"{scope_param}")
-            }
-            Challenge::InvalidToken { description } => format!(
-                "Bearer resource_metadata=\"{resource_metadata}\"{scope_param}, error=\"invalid_token\", \
-                 error_description=\"{}\"",
-                quoted_string_safe(description)
-            ),
-            Challenge::InsufficientScope => format!(
-                "Bearer error=\"insufficient_scope\"{scope_param}, resource_metadata=\"{resource_metadata}\""
-            ),
+        if parameters.is_empty() {
+            "Bearer".to_owned()
+        } else {
+            format!("Bearer {}", parameters.join(", "))
         }
     }
 
     /// The response: status, `WWW-Authenticate` and (except for a missing token) an OAuth error
     /// body repeating the error.
-    pub fn into_response(self, resource_metadata: &str, required_scopes: &[String]) -> Response {
+    pub fn into_response(
+        self,
+        resource_metadata: Option<&str>,
+        required_scopes: &[String],
+    ) -> Response {
         let header = self.header_value(resource_metadata, required_scopes);
         let header = HeaderValue::from_str(&header)
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
@@ -226,10 +405,7 @@ impl Challenge {
                 [(WWW_AUTHENTICATE, header)],
                 Json(OAuthErrorBody {
                     error: "insufficient_scope".to_owned(),
-                    error_description: Some(format!(
-                        "this server requires the scopes {}",
-                        required_scopes.join(" ")
-                    )),
+                    error_description: Some(insufficient_scope_description(required_scopes)),
                 }),
             )
                 .into_response(),
@@ -282,11 +458,125 @@ mod tests {
     }
 
     #[test]
+    fn origins_parse_strictly() {
+        let parsed = Origin::parse("HTTPS://App.Example.com").expect("an origin");
+        assert_eq!(
+            parsed,
+            Origin::parse("https://app.example.com:443").expect("an origin")
+        );
+        assert_ne!(
+            parsed,
+            Origin::parse("https://app.example.com:8443").expect("an origin")
+        );
+        assert_ne!(
+            parsed,
+            Origin::parse("http://app.example.com").expect("an origin")
+        );
+        assert!(
+            Origin::parse("http://[::1]:6274")
+                .expect("an origin")
+                .is_loopback()
+        );
+        assert!(
+            Origin::parse("http://[0::0001]")
+                .expect("an origin")
+                .is_loopback()
+        );
+        assert!(Origin::parse("chrome-extension://abcdef").is_some());
+        for malformed in [
+            "null",
+            "",
+            "http://",
+            "http://host/",
+            "http://host?x",
+            "http://host#x",
+            "http://user@host",
+            "http://host:",
+            "http://host:65536",
+            "http://host:+80",
+            "http://ho st",
+            "http://[::1",
+            "http://[not-v6]",
+            "http://[::1]6274",
+            "1http://host",
+            "//host",
+        ] {
+            assert_eq!(Origin::parse(malformed), None, "{malformed:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_origins_are_http_or_https_on_localhost_127_0_0_1_or_v6_loopback() {
+        for loopback in [
+            "http://localhost:6274",
+            "https://LOCALHOST",
+            "http://127.0.0.1:1",
+            "https://[::1]",
+        ] {
+            assert!(
+                Origin::parse(loopback).expect("an origin").is_loopback(),
+                "{loopback}"
+            );
+        }
+        for foreign in [
+            "http://127.0.0.2",
+            "http://localhost.example",
+            "ws://localhost",
+            "http://0.0.0.0",
+        ] {
+            assert!(
+                !Origin::parse(foreign).expect("an origin").is_loopback(),
+                "{foreign}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_origin_of_a_url_drops_the_path_and_the_default_port() {
+        let url = Url::parse("https://mcp.example.com:443/tenant/mcp").expect("a URL");
+        assert_eq!(
+            Origin::of_url(&url),
+            Origin::parse("https://mcp.example.com")
+        );
+        let url = Url::parse("http://[::1]:8402/mcp").expect("a URL");
+        assert_eq!(Origin::of_url(&url), Origin::parse("http://[::1]:8402"));
+    }
+
+    #[test]
+    fn a_query_token_is_the_first_non_empty_access_token_parameter() {
+        let uri: Uri = "/mcp?a=1&access_token=abc%2Edef&access_token=x"
+            .parse()
+            .expect("a URI");
+        assert_eq!(query_token(&uri).as_deref(), Some("abc.def"));
+        let uri: Uri = "/mcp?access_token=".parse().expect("a URI");
+        assert_eq!(query_token(&uri), None);
+        let uri: Uri = "/mcp".parse().expect("a URI");
+        assert_eq!(query_token(&uri), None);
+    }
+
+    #[test]
+    fn a_challenge_without_resource_metadata_keeps_its_other_parameters() {
+        let scopes = vec!["mcp:read".to_owned()];
+        assert_eq!(
+            Challenge::NoToken.header_value(None, &scopes),
+            "Bearer scope=\"mcp:read\""
+        );
+        assert_eq!(Challenge::NoToken.header_value(None, &[]), "Bearer");
+        assert_eq!(
+            Challenge::InvalidToken {
+                description: "bad".to_owned()
+            }
+            .header_value(None, &[]),
+            "Bearer error=\"invalid_token\", error_description=\"bad\""
+        );
+    }
+
+    #[test]
     fn challenges_follow_the_spec_examples() {
         let scopes = vec!["mcp:read".to_owned(), "mcp:write".to_owned()];
         let prm = "http://h/.well-known/oauth-protected-resource/mcp";
         assert_eq!(
-            Challenge::NoToken.header_value(prm, &scopes),
+            Challenge::NoToken.header_value(Some(prm), &scopes),
             "Bearer resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\", \
              scope=\"mcp:read mcp:write\""
         );
@@ -294,12 +584,12 @@ mod tests {
             Challenge::InvalidToken {
                 description: "bad \"x\"\n".to_owned()
             }
-            .header_value(prm, &[]),
+            .header_value(Some(prm), &[]),
             "Bearer resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\", \
              error=\"invalid_token\", error_description=\"bad 'x' \""
         );
         assert_eq!(
-            Challenge::InsufficientScope.header_value(prm, &scopes),
+            Challenge::InsufficientScope.header_value(Some(prm), &scopes),
             "Bearer error=\"insufficient_scope\", scope=\"mcp:read mcp:write\", \
              resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\""
         );

@@ -2,14 +2,18 @@
 //! in front of Scalekit do (scalekit.md §5, mcp-authorization.md §1.1) and serves a `whoami` tool.
 //!
 //! It talks to the environment only over HTTP (`{env}/keys`), so it runs unchanged against the
-//! emulator and against real Scalekit.
+//! emulator and against real Scalekit. [`Config::mistake`] makes it commit one classic
+//! resource-server mistake on purpose ([`Mistake`]), as the test subject of the harness that checks
+//! somebody's own MCP server.
 
 pub mod auth;
 pub mod http;
+pub mod mistake;
 pub mod tools;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -19,8 +23,12 @@ use scalekit_wire::prefix;
 use tokio::net::TcpListener;
 use url::Url;
 
-pub use auth::{AuthError, Authenticator, Claims, Clock, Policy, TokenError, Validator};
-pub use http::ProtectedResourceMetadata;
+pub use auth::{
+    AuthError, Authenticator, Claims, Clock, DEFAULT_JWKS_REFETCH_COOLDOWN, JwksPolicy, Lapses,
+    Policy, TokenError, Validator,
+};
+pub use http::{Origin, ProtectedResourceMetadata};
+pub use mistake::{Mistake, UnknownMistake};
 pub use tools::{SERVER_NAME, TestbedServer};
 
 /// The scope that only asks for a refresh token; the 2026-07-28 spec says a resource server
@@ -45,8 +53,16 @@ pub struct Config {
     pub required_scopes: Vec<String>,
     /// The `resource_name` published in the protected-resource metadata.
     pub resource_name: String,
-    /// Clock tolerance for `exp` and `nbf`, in seconds.
+    /// Clock tolerance for `exp`, `nbf` and `iat`, in seconds.
     pub leeway_secs: u64,
+    /// Origins, besides the server's own and loopback ones, whose browsers may call `/mcp`:
+    /// exact origins, `scheme://host[:port]` (MCP Streamable HTTP, "Security Warning").
+    pub allowed_origins: Vec<String>,
+    /// After a JWKS refetch that failed or did not bring in the key its token named, how long
+    /// unknown `kid`s trigger no further refetch ([`DEFAULT_JWKS_REFETCH_COOLDOWN`]).
+    pub jwks_refetch_cooldown: Duration,
+    /// Validate correctly ([`Mistake::Correct`]) or make one classic mistake on purpose.
+    pub mistake: Mistake,
 }
 
 /// Why the server could not start.
@@ -68,6 +84,9 @@ pub enum StartError {
     /// The HTTP client for the JWKS could not be built.
     #[error("cannot build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    /// A configured allowed origin is not `scheme://host[:port]`.
+    #[error("the allowed origin {0:?} is not scheme://host[:port]")]
+    AllowedOrigin(String),
 }
 
 /// The state every handler shares.
@@ -81,6 +100,9 @@ struct Inner {
     metadata_url: Url,
     metadata: ProtectedResourceMetadata,
     required_scopes: Vec<String>,
+    /// The server's own origin and the configured ones (loopback origins are always allowed).
+    allowed_origins: Vec<Origin>,
+    mistake: Mistake,
     authenticator: Authenticator,
     clock: Clock,
     sessions: http::SessionOwners,
@@ -92,6 +114,8 @@ impl std::fmt::Debug for AppState {
             .debug_struct("AppState")
             .field("mcp_url", &self.inner.mcp_url.as_str())
             .field("required_scopes", &self.inner.required_scopes)
+            .field("allowed_origins", &self.inner.allowed_origins)
+            .field("mistake", &self.inner.mistake)
             .field("authenticator", &self.inner.authenticator)
             .finish_non_exhaustive()
     }
@@ -124,9 +148,20 @@ impl AppState {
             "the environment URL",
         )?;
         let jwks_url = append_path(&config.environment_url, "keys", "the environment URL")?;
+        let mut allowed_origins: Vec<Origin> = Origin::of_url(&mcp_url).into_iter().collect();
+        for origin in &config.allowed_origins {
+            let parsed =
+                Origin::parse(origin).ok_or_else(|| StartError::AllowedOrigin(origin.clone()))?;
+            allowed_origins.push(parsed);
+        }
 
+        let resource = if config.mistake == Mistake::WrongMetadataResource {
+            format!("{mcp_url}/")
+        } else {
+            mcp_url.to_string()
+        };
         let metadata = ProtectedResourceMetadata {
-            resource: mcp_url.to_string(),
+            resource,
             authorization_servers: vec![authorization_server.to_string()],
             bearer_methods_supported: vec!["header".to_owned()],
             scopes_supported: without_offline_access(&config.scopes_supported),
@@ -135,21 +170,25 @@ impl AppState {
         };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(10))
+            .timeout(Duration::from_secs(10))
             .build()
             .map_err(StartError::HttpClient)?;
-        let policy = Policy::for_environment(
+        let mut policy = Policy::for_environment(
             &config.environment_url,
             &config.resource_id,
             config.leeway_secs,
         );
+        policy.lapses = config.mistake.lapses();
+        let jwks_policy = config.mistake.jwks_policy(config.jwks_refetch_cooldown);
         Ok(AppState {
             inner: Arc::new(Inner {
                 mcp_url,
                 metadata_url,
                 metadata,
                 required_scopes: without_offline_access(&config.required_scopes),
-                authenticator: Authenticator::new(policy, jwks_url, http),
+                allowed_origins,
+                mistake: config.mistake,
+                authenticator: Authenticator::new(policy, jwks_policy, jwks_url, http),
                 clock,
                 sessions: http::SessionOwners::default(),
             }),
@@ -176,6 +215,17 @@ impl AppState {
         &self.inner.required_scopes
     }
 
+    /// Whether a browser page from `origin` may call `/mcp`: the server's own origin, a loopback
+    /// origin (any port; MCP Inspector runs on `http://localhost:6274`) or a configured one.
+    pub fn origin_allowed(&self, origin: &Origin) -> bool {
+        origin.is_loopback() || self.inner.allowed_origins.contains(origin)
+    }
+
+    /// The mistake this server makes on purpose, if any.
+    pub fn mistake(&self) -> Mistake {
+        self.inner.mistake
+    }
+
     /// The token checker.
     pub fn authenticator(&self) -> &Authenticator {
         &self.inner.authenticator
@@ -192,7 +242,15 @@ impl AppState {
     }
 
     fn challenge(&self, challenge: http::Challenge) -> axum::response::Response {
-        challenge.into_response(self.metadata_url().as_str(), self.required_scopes())
+        let resource_metadata = match challenge {
+            http::Challenge::NoToken | http::Challenge::InvalidToken { .. }
+                if self.mistake() == Mistake::ChallengeWithoutResourceMetadata =>
+            {
+                None
+            }
+            _ => Some(self.metadata_url().as_str()),
+        };
+        challenge.into_response(resource_metadata, self.required_scopes())
     }
 }
 
@@ -221,7 +279,8 @@ fn without_offline_access(scopes: &[String]) -> Vec<String> {
 }
 
 /// The server's routes: the protected-resource metadata at the path-suffixed and the root
-/// well-known URLs (RFC 9728 §3.1), and the MCP Streamable HTTP endpoint behind the token check.
+/// well-known URLs (RFC 9728 §3.1), readable from any origin, and the MCP Streamable HTTP
+/// endpoint behind the `Origin` check and then the token check.
 pub fn router(state: AppState) -> Router {
     let mut mcp_config = StreamableHttpServerConfig::default();
     // rmcp refuses Host headers other than loopback by default (DNS rebinding); a server behind a
@@ -238,9 +297,17 @@ pub fn router(state: AppState) -> Router {
             Arc::new(LocalSessionManager::default()),
             mcp_config,
         );
-    let protected = Router::new().route_service("/mcp", mcp_service).layer(
-        axum::middleware::from_fn_with_state(state.clone(), http::require_token),
-    );
+    // The last layer added runs first: a foreign origin is refused before its token is read.
+    let protected = Router::new()
+        .route_service("/mcp", mcp_service)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::check_origin,
+        ));
     Router::new()
         .route(
             "/.well-known/oauth-protected-resource/mcp",
@@ -350,6 +417,9 @@ mod tests {
             required_scopes: vec!["mcp:read".to_owned()],
             resource_name: "Test".to_owned(),
             leeway_secs: 0,
+            allowed_origins: Vec::new(),
+            jwks_refetch_cooldown: DEFAULT_JWKS_REFETCH_COOLDOWN,
+            mistake: Mistake::Correct,
         }
     }
 
@@ -377,6 +447,46 @@ mod tests {
         let base = Url::parse("https://example.com/tenant").expect("a URL");
         let state = AppState::new(&config(), &base).expect("a valid config");
         assert_eq!(state.mcp_url().as_str(), "https://example.com/tenant/mcp");
+    }
+
+    #[test]
+    fn the_own_origin_and_the_configured_ones_are_allowed() {
+        let mut config = config();
+        config.allowed_origins = vec!["https://app.example.com".to_owned()];
+        let base = Url::parse("https://mcp.example.com/tenant").expect("a URL");
+        let state = AppState::new(&config, &base).expect("a valid config");
+        for allowed in [
+            "https://mcp.example.com",
+            "https://app.example.com",
+            "http://localhost:6274",
+        ] {
+            let origin = Origin::parse(allowed).expect("an origin");
+            assert!(state.origin_allowed(&origin), "{allowed}");
+        }
+        let foreign = Origin::parse("https://example.com").expect("an origin");
+        assert!(!state.origin_allowed(&foreign));
+    }
+
+    #[test]
+    fn an_allowed_origin_with_a_path_is_refused_at_start() {
+        let mut config = config();
+        config.allowed_origins = vec!["https://app.example.com/app".to_owned()];
+        let base = Url::parse("http://127.0.0.1:8402").expect("a URL");
+        let error = AppState::new(&config, &base).expect_err("a path is not an origin");
+        assert!(
+            matches!(error, StartError::AllowedOrigin(ref origin) if origin == "https://app.example.com/app"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_metadata_resource_adds_a_trailing_slash() {
+        let mut config = config();
+        config.mistake = Mistake::WrongMetadataResource;
+        let base = Url::parse("http://127.0.0.1:8402").expect("a URL");
+        let state = AppState::new(&config, &base).expect("a valid config");
+        assert_eq!(state.metadata().resource, "http://127.0.0.1:8402/mcp/");
+        assert_eq!(state.mcp_url().as_str(), "http://127.0.0.1:8402/mcp");
     }
 
     #[test]

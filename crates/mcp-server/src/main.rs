@@ -32,9 +32,21 @@ struct Args {
     /// The resource name to publish in the protected-resource metadata.
     #[arg(long, default_value = "Testbed MCP server")]
     resource_name: String,
-    /// Clock tolerance for `exp` and `nbf`, in seconds.
+    /// Clock tolerance for `exp`, `nbf` and `iat`, in seconds.
     #[arg(long, default_value_t = 0)]
     leeway_secs: u64,
+    /// An origin, `scheme://host[:port]`, whose browser pages may call `/mcp` besides the
+    /// server's own and loopback ones (repeatable).
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// After a JWKS refetch that failed or did not bring in the key its token named, how many
+    /// seconds unknown `kid`s trigger no further refetch.
+    #[arg(long, default_value_t = mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN.as_secs())]
+    jwks_refetch_cooldown_secs: u64,
+    /// Validate correctly, or make one classic resource-server mistake on purpose (for testing a
+    /// conformance harness).
+    #[arg(long, value_enum, default_value_t = mcp_server::Mistake::Correct)]
+    mistake: mcp_server::Mistake,
 }
 
 #[tokio::main]
@@ -60,7 +72,13 @@ async fn main() -> anyhow::Result<()> {
         required_scopes: args.required_scopes,
         resource_name: args.resource_name,
         leeway_secs: args.leeway_secs,
+        allowed_origins: args.allowed_origins,
+        jwks_refetch_cooldown: std::time::Duration::from_secs(args.jwks_refetch_cooldown_secs),
+        mistake: args.mistake,
     };
+    if args.mistake != mcp_server::Mistake::Correct {
+        tracing::warn!(mistake = %args.mistake, "making a resource-server mistake on purpose");
+    }
     let app = mcp_server::App::bind(config)
         .await
         .context("starting the MCP server")?;

@@ -37,7 +37,9 @@ pub struct Config {
     #[serde(default = "default_max_pending_login_requests")]
     pub max_pending_login_requests: usize,
     /// Serves the control API under `/_emulator/` (clock, reset, pending login requests, the
-    /// request log, fault injection); off, those paths answer 404 like any unknown route.
+    /// request log, fault injection, signing-key rotation, minting access tokens, the flow
+    /// inspector); off, those paths answer 404 like any unknown route. Anyone who reaches it can
+    /// mint tokens the environment's keys sign.
     #[serde(default = "default_control")]
     pub control: bool,
     /// Lets Client ID Metadata Document URLs be plain `http` on loopback (`127.0.0.1`,

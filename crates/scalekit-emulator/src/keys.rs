@@ -1,10 +1,13 @@
-//! The RS256 signing key, its `kid` (`snk_…`) and the JWKS served at `/keys`.
+//! The RS256 signing keys, their `kid` (`snk_…`) and the JWKS served at `/keys`: one [`Signer`]
+//! per key, and the [`KeyRing`] that rotates them (Decisions §10).
+
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use aws_lc_rs::digest;
-use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
@@ -30,6 +33,9 @@ pub enum KeyError {
     /// aws-lc refused to sign.
     #[error("cannot sign a token")]
     Sign,
+    /// aws-lc could not export the public key.
+    #[error("cannot export the public key")]
+    PublicKey,
 }
 
 /// The environment's signing key.
@@ -116,6 +122,12 @@ impl Signer {
         &self.decoding
     }
 
+    /// `base64url({"typ":"JWT","alg":"RS256","kid":…}) + "."`: how every token this key signs
+    /// with [`Signer::sign`] starts.
+    pub fn encoded_header(&self) -> &str {
+        &self.encoded_header
+    }
+
     /// Signs claims as an RS256 JWT with `typ: JWT` and the `kid`.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
         let mut token = self.encoded_header.clone();
@@ -123,18 +135,271 @@ impl Signer {
             serde_json::to_vec(claims).map_err(KeyError::Claims)?,
             &mut token,
         );
-        let mut signature = vec![0u8; self.key_pair.public_modulus_len()];
-        self.key_pair
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &self.random,
-                token.as_bytes(),
-                &mut signature,
-            )
-            .map_err(|_| KeyError::Sign)?;
+        let signature = self.signature(token.as_bytes())?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
         Ok(token)
+    }
+
+    /// The RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message`: for a JWS whose header
+    /// is not this key's usual one (`POST /_emulator/tokens` with `unknown_kid`).
+    pub fn signature(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut signature = vec![0u8; self.key_pair.public_modulus_len()];
+        self.key_pair
+            .sign(&RSA_PKCS1_SHA256, &self.random, message, &mut signature)
+            .map_err(|_| KeyError::Sign)?;
+        Ok(signature)
+    }
+
+    /// The public key as a PEM text: `-----BEGIN PUBLIC KEY-----\n`, the base64 (standard,
+    /// padded) of the SubjectPublicKeyInfo DER (RFC 5280 §4.1.2.7) in lines of 64 characters,
+    /// each ending with `\n`, then `-----END PUBLIC KEY-----\n`. A verifier that takes "the
+    /// key" as an HMAC secret when a token says `alg: HS256` uses these bytes (the algorithm
+    /// confusion `POST /_emulator/tokens` forges with `hs256_public_key`).
+    pub fn public_key_pem(&self) -> Result<String, KeyError> {
+        let der: PublicKeyX509Der<'static> = self
+            .key_pair
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::PublicKey)?;
+        Ok(pem("PUBLIC KEY", der.as_ref()))
+    }
+}
+
+/// The environment's published keys (Decisions §10): the first signs, every one is in the JWKS
+/// (signing key first) and verifies the management tokens it signed. `POST
+/// /_emulator/keys/rotate` puts a new key first and keeps the others; `…/retire` drops keys other
+/// than the signing one, and the tokens they signed stop verifying.
+///
+/// Reading is a read lock and an `Arc` clone, so signing costs what it did with one key; the
+/// rare changes take the write lock, and [`KeyRing::rotate`] and [`KeyRing::retire`] save the
+/// new ring (through the closure they are given) before it becomes visible, so what is published
+/// is always what is stored.
+pub struct KeyRing {
+    ring: RwLock<Ring>,
+}
+
+/// The keys in JWKS order; a ring is never empty.
+struct Ring {
+    signing: Arc<Signer>,
+    older: Vec<Arc<Signer>>,
+}
+
+impl Ring {
+    fn iter(&self) -> impl Iterator<Item = &Arc<Signer>> {
+        std::iter::once(&self.signing).chain(&self.older)
+    }
+
+    fn to_vec(&self) -> Vec<Arc<Signer>> {
+        self.iter().cloned().collect()
+    }
+
+    fn kids(&self) -> Vec<String> {
+        self.iter().map(|signer| signer.kid().to_owned()).collect()
+    }
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KeyRing")
+            .field("kids", &self.kids())
+            .finish()
+    }
+}
+
+/// What [`KeyRing::retire`] dropped and what is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retired {
+    /// The `kid`s dropped, in their former JWKS order.
+    pub retired: Vec<String>,
+    /// The `kid`s still published, signing key first.
+    pub keys: Vec<String>,
+}
+
+/// Why keys could not be retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError<E> {
+    /// Only the signing key is published.
+    #[error(
+        "nothing to retire: {kid} is the only key and it signs; rotate first (POST /_emulator/keys/rotate)"
+    )]
+    NothingToRetire {
+        /// The signing key.
+        kid: String,
+    },
+    /// The key named is the one that signs.
+    #[error(
+        "{kid} is the signing key and cannot be retired; rotate first (POST /_emulator/keys/rotate)"
+    )]
+    SigningKey {
+        /// The signing key.
+        kid: String,
+    },
+    /// No published key has this `kid`.
+    #[error("no published key has the kid {kid}")]
+    UnknownKid {
+        /// The `kid` asked for.
+        kid: String,
+    },
+    /// The new ring could not be saved; nothing changed.
+    #[error("cannot save the key ring")]
+    Save(#[source] E),
+}
+
+impl KeyRing {
+    /// A ring of one key.
+    pub fn new(signing: Signer) -> KeyRing {
+        KeyRing {
+            ring: RwLock::new(Ring {
+                signing: Arc::new(signing),
+                older: Vec::new(),
+            }),
+        }
+    }
+
+    /// A ring of `keys` in JWKS order (the first signs), or `None` when there is none. A key
+    /// that appears twice is kept once, at its first place.
+    pub fn from_keys(keys: impl IntoIterator<Item = Signer>) -> Option<KeyRing> {
+        let mut keys = keys.into_iter();
+        let signing = Arc::new(keys.next()?);
+        let mut ring = Ring {
+            signing,
+            older: Vec::new(),
+        };
+        for signer in keys {
+            if !ring.iter().any(|known| known.kid() == signer.kid()) {
+                ring.older.push(Arc::new(signer));
+            }
+        }
+        Some(KeyRing {
+            ring: RwLock::new(ring),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Ring> {
+        // Every change is computed before it is stored, so a panic elsewhere leaves a whole ring.
+        self.ring.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The key that signs now.
+    pub fn signing(&self) -> Arc<Signer> {
+        Arc::clone(&self.read().signing)
+    }
+
+    /// Every published key, signing key first.
+    pub fn keys(&self) -> Vec<Arc<Signer>> {
+        self.read().to_vec()
+    }
+
+    /// Every published `kid`, signing key first.
+    pub fn kids(&self) -> Vec<String> {
+        self.read().kids()
+    }
+
+    /// The published key with this `kid`.
+    pub fn find(&self, kid: &str) -> Option<Arc<Signer>> {
+        self.read()
+            .iter()
+            .find(|signer| signer.kid() == kid)
+            .map(Arc::clone)
+    }
+
+    /// The JWKS: every published key, signing key first.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self
+                .read()
+                .iter()
+                .map(|signer| signer.jwk.clone())
+                .collect(),
+        }
+    }
+
+    /// The published key a JWT names in its header's `kid`, if any; the signature is not
+    /// checked here. A token one of these keys signed starts with its encoded header, which is
+    /// found without decoding anything; any other header is decoded.
+    pub fn key_of(&self, token: &str) -> Option<Arc<Signer>> {
+        {
+            let ring = self.read();
+            if let Some(signer) = ring
+                .iter()
+                .find(|signer| token.starts_with(signer.encoded_header()))
+            {
+                return Some(Arc::clone(signer));
+            }
+        }
+        let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+        self.find(&kid)
+    }
+
+    /// Puts `signer` first (it signs from now on) and keeps every other key published, once
+    /// `save` has stored the new ring. Returns the `kid`s, signing key first.
+    pub fn rotate<E>(
+        &self,
+        signer: Signer,
+        save: impl FnOnce(&[Arc<Signer>]) -> Result<(), E>,
+    ) -> Result<Vec<String>, E> {
+        let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+        let signer = Arc::new(signer);
+        let older = ring
+            .iter()
+            .filter(|known| known.kid() != signer.kid())
+            .cloned()
+            .collect();
+        let rotated = Ring {
+            signing: signer,
+            older,
+        };
+        save(&rotated.to_vec())?;
+        let kids = rotated.kids();
+        *ring = rotated;
+        Ok(kids)
+    }
+
+    /// Drops the key `kid`, or without one every key but the signing key, once `save` has
+    /// stored the new ring. The signing key is never dropped.
+    pub fn retire<E>(
+        &self,
+        kid: Option<&str>,
+        save: impl FnOnce(&[Arc<Signer>]) -> Result<(), E>,
+    ) -> Result<Retired, RetireError<E>> {
+        let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+        let signing_kid = ring.signing.kid().to_owned();
+        let retired: Vec<String> = match kid {
+            None if ring.older.is_empty() => {
+                return Err(RetireError::NothingToRetire { kid: signing_kid });
+            }
+            None => ring
+                .older
+                .iter()
+                .map(|signer| signer.kid().to_owned())
+                .collect(),
+            Some(kid) if kid == signing_kid => {
+                return Err(RetireError::SigningKey { kid: signing_kid });
+            }
+            Some(kid) if ring.older.iter().any(|signer| signer.kid() == kid) => {
+                vec![kid.to_owned()]
+            }
+            Some(kid) => {
+                return Err(RetireError::UnknownKid {
+                    kid: kid.to_owned(),
+                });
+            }
+        };
+        let remaining = Ring {
+            signing: Arc::clone(&ring.signing),
+            older: ring
+                .older
+                .iter()
+                .filter(|signer| !retired.iter().any(|kid| kid == signer.kid()))
+                .cloned()
+                .collect(),
+        };
+        save(&remaining.to_vec()).map_err(RetireError::Save)?;
+        let keys = remaining.kids();
+        *ring = remaining;
+        Ok(Retired { retired, keys })
     }
 }
 
@@ -161,13 +426,19 @@ fn rsa_key_pair(pem: &str) -> Result<RsaKeyPair, KeyError> {
 }
 
 fn pkcs8_pem(der: &[u8]) -> String {
+    pem("PRIVATE KEY", der)
+}
+
+/// RFC 7468 armour: the label's BEGIN line, standard base64 in lines of 64 characters, the END
+/// line, each ending with `\n`.
+fn pem(label: &str, der: &[u8]) -> String {
     let body = STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    let mut pem = format!("-----BEGIN {label}-----\n");
     for line in body.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
         pem.push('\n');
     }
-    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem.push_str(&format!("-----END {label}-----\n"));
     pem
 }
 
@@ -227,6 +498,143 @@ mod tests {
                 .unwrap();
         assert_eq!(decoded.claims, claims);
         assert_eq!(decoded.header.kid.as_deref(), Some(signer.kid()));
+    }
+
+    #[test]
+    fn the_public_key_pem_is_the_spki_of_the_jwk_in_64_character_lines() {
+        let signer = Signer::generate().unwrap();
+        let pem = signer.public_key_pem().unwrap();
+        // Built again from the published JWK's `n` and `e`, as a verifier holding only the JWKS
+        // would build it.
+        let jwks = serde_json::to_value(signer.jwks()).unwrap();
+        let component = |name: &str| {
+            URL_SAFE_NO_PAD
+                .decode(jwks["keys"][0][name].as_str().unwrap())
+                .unwrap()
+        };
+        let components = aws_lc_rs::rsa::PublicKeyComponents {
+            n: component("n"),
+            e: component("e"),
+        };
+        let der: PublicKeyX509Der<'static> = components.as_der().unwrap();
+        assert_eq!(pem, super::pem("PUBLIC KEY", der.as_ref()));
+        let lines: Vec<&str> = pem.split_inclusive('\n').collect();
+        assert_eq!(lines[0], "-----BEGIN PUBLIC KEY-----\n");
+        assert_eq!(lines[lines.len() - 1], "-----END PUBLIC KEY-----\n");
+        let body = &lines[1..lines.len() - 1];
+        assert!(body[..body.len() - 1].iter().all(|line| line.len() == 65));
+        assert!(body[body.len() - 1].len() <= 65);
+        assert_eq!(
+            STANDARD.decode(body.concat().replace('\n', "")).unwrap(),
+            der.as_ref()
+        );
+        // jsonwebtoken reads it as the public key that verifies this signer's tokens.
+        let token = signer.sign(&serde_json::json!({"sub": "usr_1"})).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let key = DecodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).is_ok());
+    }
+
+    #[test]
+    fn a_rotation_puts_the_new_key_first_and_keeps_the_old_one_published() {
+        let first = Signer::generate().unwrap();
+        let first_kid = first.kid().to_owned();
+        let ring = KeyRing::new(first);
+        let second = Signer::generate().unwrap();
+        let second_kid = second.kid().to_owned();
+        let mut saved = Vec::new();
+        let kids = ring
+            .rotate(second, |keys| {
+                saved = keys.iter().map(|key| key.kid().to_owned()).collect();
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .unwrap();
+        assert_eq!(kids, vec![second_kid.clone(), first_kid.clone()]);
+        assert_eq!(saved, kids);
+        assert_eq!(ring.kids(), kids);
+        assert_eq!(ring.signing().kid(), second_kid);
+        let jwks = serde_json::to_value(ring.jwks()).unwrap();
+        assert_eq!(jwks["keys"][0]["kid"], second_kid);
+        assert_eq!(jwks["keys"][1]["kid"], first_kid);
+        assert_eq!(ring.find(&first_kid).unwrap().kid(), first_kid);
+        assert_eq!(format!("{ring:?}"), format!("KeyRing {{ kids: {kids:?} }}"));
+    }
+
+    #[test]
+    fn retiring_drops_older_keys_and_never_the_signing_one() {
+        let ring = KeyRing::from_keys([
+            Signer::generate().unwrap(),
+            Signer::generate().unwrap(),
+            Signer::generate().unwrap(),
+        ])
+        .unwrap();
+        let kids = ring.kids();
+        let saved = |_: &[Arc<Signer>]| Ok::<(), std::convert::Infallible>(());
+
+        let error = ring.retire(Some(&kids[0]), saved).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{} is the signing key and cannot be retired; rotate first (POST /_emulator/keys/rotate)",
+                kids[0]
+            )
+        );
+        let error = ring.retire(Some("snk_1"), saved).unwrap_err();
+        assert_eq!(error.to_string(), "no published key has the kid snk_1");
+
+        let retired = ring.retire(Some(&kids[1]), saved).unwrap();
+        assert_eq!(
+            retired,
+            Retired {
+                retired: vec![kids[1].clone()],
+                keys: vec![kids[0].clone(), kids[2].clone()],
+            }
+        );
+        assert!(ring.find(&kids[1]).is_none());
+        let retired = ring.retire(None, saved).unwrap();
+        assert_eq!(retired.retired, vec![kids[2].clone()]);
+        assert_eq!(ring.kids(), vec![kids[0].clone()]);
+        let error = ring.retire(None, saved).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "nothing to retire: {} is the only key and it signs; rotate first (POST /_emulator/keys/rotate)",
+                kids[0]
+            )
+        );
+    }
+
+    #[test]
+    fn a_change_that_cannot_be_saved_leaves_the_ring_as_it_was() {
+        let ring = KeyRing::new(Signer::generate().unwrap());
+        let before = ring.kids();
+        let failed = ring.rotate(Signer::generate().unwrap(), |_| Err("disk full"));
+        assert_eq!(failed, Err("disk full"));
+        assert_eq!(ring.kids(), before);
+    }
+
+    #[test]
+    fn a_token_finds_its_key_by_the_kid_in_its_header() {
+        let signer = Signer::generate().unwrap();
+        let kid = signer.kid().to_owned();
+        let pem = signer.private_key_pem().clone();
+        let ring = KeyRing::new(signer);
+        let claims = serde_json::json!({"sub": "usr_1"});
+        let ours = ring.signing().sign(&claims).unwrap();
+        assert_eq!(ring.key_of(&ours).unwrap().kid(), kid);
+        // The same kid in a header of another shape (jsonwebtoken with `cty`).
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.clone());
+        header.cty = Some("JWT".to_owned());
+        let encoding = EncodingKey::from_rsa_pem(pem.expose().as_bytes()).unwrap();
+        let other_shape = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+        assert_eq!(ring.key_of(&other_shape).unwrap().kid(), kid);
+        header.kid = Some("snk_1".to_owned());
+        let unknown = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+        assert!(ring.key_of(&unknown).is_none());
+        assert!(ring.key_of("not a token").is_none());
     }
 
     #[test]

@@ -38,21 +38,29 @@ pub use config::{
 };
 pub use http::{AppState, router};
 pub use ids::{IdGenerator, RandomIds, SequentialIds};
-pub use keys::Signer;
+pub use keys::{KeyRing, Signer};
 pub use serve::{TlsError, TlsOptions, TlsSetup};
 
 /// What the emulator takes from outside: the clock, the id generator, optionally a signing key,
 /// and optionally a state directory to keep state across restarts.
+///
+/// Keys: with `signing_key_pem`, the run starts with that key alone, and its key ring (with any
+/// rotation the control API makes) lives in memory only: a state directory's stored ring is
+/// neither read nor written, and the next run without an explicit key finds it as it was.
+/// Without it, the state directory's ring is used (in its order; its first key signs), else a
+/// fresh RSA-2048 key, saved there; rotations and retirements are then saved at once. Without a
+/// rotation the `kid` stays the same across restarts (Decisions §4).
 #[derive(Clone)]
 pub struct Deps {
     /// The clock (default: the system clock plus an offset the control API can advance).
     pub clock: Arc<dyn Clock>,
     /// The id and secret generator (default: random).
     pub ids: Arc<dyn IdGenerator>,
-    /// A PKCS#8 PEM signing key. When `None`, the state directory's key is used, else a fresh
-    /// RSA-2048 key is generated (and saved in the state directory, if there is one).
+    /// A PKCS#8 PEM signing key. When `None`, the state directory's key ring is used, else a
+    /// fresh RSA-2048 key is generated (and saved in the state directory, if there is one). When
+    /// given, it wins over a stored ring, which is then left untouched (see [`Deps`]).
     pub signing_key_pem: Option<Secret>,
-    /// Where `emulator.sqlite3` keeps the signing key, DCR clients, users, organizations,
+    /// Where `emulator.sqlite3` keeps the signing keys, DCR clients, users, organizations,
     /// remembered consents, grants and refresh tokens; `None` keeps everything in memory.
     pub state_dir: Option<PathBuf>,
 }
@@ -145,23 +153,19 @@ impl App {
             None => Url::parse(&format!("http://{local_addr}"))
                 .map_err(|_| AppError::BaseUrl(local_addr.to_string()))?,
         };
-        let store = deps.state_dir.as_deref().map(Store::open).transpose()?;
-        let stored_key = match &store {
-            Some(store) => store.signing_key()?,
-            None => None,
+        let store = deps
+            .state_dir
+            .as_deref()
+            .map(Store::open)
+            .transpose()?
+            .map(Arc::new);
+        let (keys, key_store) = match (&deps.signing_key_pem, &store) {
+            (Some(pem), _) => (KeyRing::new(Signer::from_pem(pem.expose())?), None),
+            (None, None) => (KeyRing::new(Signer::generate()?), None),
+            (None, Some(store)) => (stored_key_ring(store)?, Some(Arc::clone(store))),
         };
-        let signer = match (&deps.signing_key_pem, stored_key) {
-            (Some(pem), _) => Signer::from_pem(pem.expose())?,
-            (None, Some(pem)) => Signer::from_pem(pem.expose())?,
-            (None, None) => {
-                let signer = Signer::generate()?;
-                if let Some(store) = &store {
-                    store.save_signing_key(signer.private_key_pem())?;
-                }
-                signer
-            }
-        };
-        let mut state = AppState::new(config, &base_url, signer, deps.clock, deps.ids);
+        let mut state = AppState::new(config, &base_url, keys, deps.clock, deps.ids);
+        state.key_store = key_store;
         if let Some(store) = store {
             // Grants and refresh tokens stay in the store and are loaded on use (see
             // `store::FlowsGuard`): the start and the memory do not grow with them.
@@ -175,7 +179,7 @@ impl App {
             flows.sweep(now);
             store.apply(&flows.take_durable_changes())?;
             drop(flows);
-            state.store = Some(Arc::new(store));
+            state.store = Some(store);
         }
         Ok(App {
             listener,
@@ -196,7 +200,7 @@ impl App {
         &self.base_url
     }
 
-    /// The shared state (configuration, state machine, signer, clock).
+    /// The shared state (configuration, state machine, key ring, clock).
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -212,4 +216,27 @@ impl App {
     pub fn serve_tls(self, tls: TlsSetup) -> impl Future<Output = std::io::Result<()>> {
         serve::serve(self.listener, self.state, Some(serve::acceptor(&tls)))
     }
+}
+
+/// The state directory's key ring, in its order; a fresh key (saved) when it holds none. The
+/// ring is saved again when a stored `kid` is missing (a key carried over from schema version 3)
+/// or is not the one its key derives, so the table always names its keys.
+fn stored_key_ring(store: &Store) -> Result<KeyRing, AppError> {
+    let stored = store.signing_keys()?;
+    let signers = stored
+        .iter()
+        .map(|key| Signer::from_pem(key.pem.expose()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let named = stored
+        .iter()
+        .zip(&signers)
+        .all(|(key, signer)| key.kid.as_deref() == Some(signer.kid()));
+    let ring = match KeyRing::from_keys(signers) {
+        Some(ring) => ring,
+        None => KeyRing::new(Signer::generate()?),
+    };
+    if stored.is_empty() || !named || ring.keys().len() != stored.len() {
+        store.save_key_ring(&ring.keys())?;
+    }
+    Ok(ring)
 }

@@ -29,12 +29,13 @@ struct Arguments {
     /// Where the development CA is made on first run and kept (`ca.pem`, `ca-key.pem`).
     #[arg(long, default_value = ".testbed/tls")]
     tls_dir: PathBuf,
-    /// Keeps the signing key, registered clients, users, consents, grants and refresh tokens in
+    /// Keeps the signing keys, registered clients, users, consents, grants and refresh tokens in
     /// `DIR/emulator.sqlite3` across restarts; without it, everything is in memory.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Turns off the control API under `/_emulator/` (clock, reset, pending login requests,
-    /// request log, fault injection); its paths then answer 404.
+    /// request log, fault injection, signing-key rotation, minting access tokens, the flow
+    /// inspector); its paths then answer 404.
     #[arg(long)]
     no_control: bool,
 }

@@ -1,5 +1,8 @@
 //! Claim sets and minting: MCP access tokens and ID tokens (Decisions §4) and the management
-//! token of the environment API client (Decisions §3).
+//! token of the environment API client (Decisions §3). [`crafted`] makes access tokens on demand
+//! for the control API, with or without a deliberate defect.
+
+pub mod crafted;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
@@ -14,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ResourceConfig;
 use crate::flow::IssuedGrant;
 use crate::ids::IdGenerator;
-use crate::keys::{KeyError, Signer};
+use crate::keys::{KeyError, KeyRing, Signer};
 
 /// The MCP access token's claims.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,7 +184,8 @@ pub struct TokenMinter {
 const VERIFIED_MANAGEMENT_TOKENS: usize = 8;
 
 /// A management token that verified, by the SHA-256 of the signer's `kid` and the token (the
-/// `kid` is the key's thumbprint, so another key never matches).
+/// `kid` is the key's thumbprint, so another key never matches). An entry is used only while
+/// its key is published: a retired key's tokens stop verifying at once.
 #[derive(Debug, Clone)]
 struct VerifiedManagementToken {
     key: [u8; 32],
@@ -242,18 +246,20 @@ impl TokenMinter {
         })
     }
 
-    /// Checks a management token: this signer, issuer and audience the environment, subject the
-    /// API client, and `nbf <= now < exp` on the injected clock (not the system clock). The
-    /// signature, issuer and audience of a token seen recently are not checked again; the times
-    /// and the subject always are.
+    /// Checks a management token: signed by the published key its header's `kid` names, issuer
+    /// and audience the environment, subject the API client, and `nbf <= now < exp` on the
+    /// injected clock (not the system clock). The signature, issuer and audience of a token seen
+    /// recently are not checked again (while its key is published); the times and the subject
+    /// always are.
     pub fn verify_management(
         &self,
-        signer: &Signer,
+        keys: &KeyRing,
         token: &str,
         api_client_id: &str,
         now: u64,
     ) -> Option<ManagementTokenClaims> {
-        let key = verified_key(signer, token);
+        let signer = keys.key_of(token)?;
+        let key = verified_key(&signer, token);
         let remembered = self
             .verified
             .lock()
@@ -264,7 +270,7 @@ impl TokenMinter {
         let claims = match remembered {
             Some(claims) => claims,
             None => {
-                let claims = self.verify_management_signature(signer, token)?;
+                let claims = self.verify_management_signature(&signer, token)?;
                 let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
                 if verified.len() == VERIFIED_MANAGEMENT_TOKENS {
                     verified.remove(0);

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use url::Url;
 
 pub use fixtures::{FixtureError, Fixtures};
-pub use scalekit_emulator::ConsentMode;
+pub use scalekit_emulator::{ConsentMode, ResourceConfig};
 pub use your_app::Behaviour as AppBehaviour;
 
 /// The scopes the reference MCP server requires for its tools.
@@ -61,6 +61,19 @@ pub struct StackConfig {
     pub environment_listen: Option<SocketAddr>,
     /// The emulator's signing key (PKCS#8 PEM); `None`: the state directory's, or a fresh one.
     pub signing_key_pem: Option<scalekit_wire::Secret>,
+    /// Whose MCP server the first resource's Server URL is.
+    pub mcp: McpPlacement,
+}
+
+/// Whose MCP server the first resource's Server URL points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpPlacement {
+    /// The reference MCP server, started by the stack for the first resource.
+    Reference,
+    /// Somebody's own MCP server at this URL, started by them and configured with the stack's
+    /// environment URL and resource id. The stack then starts the reference MCP server for the
+    /// second resource instead (the fixtures must have one), whose tokens are another audience's.
+    External(Url),
 }
 
 /// Whose login page the stack's connection sends the browser to.
@@ -103,6 +116,7 @@ impl StackConfig {
             app: AppPlacement::Reference,
             environment_listen: None,
             signing_key_pem: None,
+            mcp: McpPlacement::Reference,
         }
     }
 }
@@ -135,8 +149,11 @@ pub struct Stack {
     /// Your App's base URL; its login endpoint is `{app_url}/login` (with an external app, the
     /// origin of its login endpoint).
     pub app_url: Url,
-    /// The MCP server's Server URL (`…/mcp`).
+    /// The first resource's Server URL (`…/mcp`): the reference MCP server's, or somebody's own.
     pub mcp_url: Url,
+    /// Where the stack's reference MCP server serves: the first resource's Server URL, or with
+    /// [`McpPlacement::External`] the second resource's.
+    pub reference_mcp_url: Url,
     /// The emulator's clock when `manual_clock` was asked for.
     pub clock: Option<ManualClock>,
     /// The fixtures the stack runs with, URLs rewritten to the bound addresses.
@@ -171,13 +188,25 @@ impl Stack {
             app: app_placement,
             environment_listen,
             signing_key_pem,
+            mcp: mcp_placement,
         } = config;
+        // The resource the reference MCP server serves: the first, or with an external MCP
+        // server the second.
+        let served_index = match &mcp_placement {
+            McpPlacement::Reference => 0,
+            McpPlacement::External(_) => 1,
+        };
         let resource = fixtures
             .environment
             .resources
-            .first()
+            .get(served_index)
             .cloned()
-            .ok_or_else(|| StackError::Fixtures("the environment has no resource".to_owned()))?;
+            .ok_or_else(|| {
+                StackError::Fixtures(match served_index {
+                    0 => "the environment has no resource".to_owned(),
+                    _ => "an external MCP server needs a second resource in the environment, for the reference MCP server".to_owned(),
+                })
+            })?;
 
         let remote = match &placement {
             EmulatorPlacement::InProcess => None,
@@ -189,7 +218,8 @@ impl Stack {
                 || state_dir.is_some()
                 || environment_listen.is_some()
                 || signing_key_pem.is_some()
-                || app_placement != AppPlacement::Reference)
+                || app_placement != AppPlacement::Reference
+                || mcp_placement != McpPlacement::Reference)
         {
             return Err(StackError::Fixtures(
                 "a remote emulator's consent mode, clock, state, address, key and login endpoint are its own: they cannot be set here"
@@ -227,7 +257,11 @@ impl Stack {
         };
         let mcp_listener = bind(mcp_address).await?;
         let mcp_base_url = base_url(&mcp_listener)?;
-        let mcp_url = join(&mcp_base_url, "mcp");
+        let reference_mcp_url = join(&mcp_base_url, "mcp");
+        let mcp_url = match &mcp_placement {
+            McpPlacement::Reference => reference_mcp_url.clone(),
+            McpPlacement::External(url) => url.clone(),
+        };
 
         let mut tasks = JoinSet::new();
         let mut clock = None;
@@ -246,6 +280,9 @@ impl Stack {
             }
             if let Some(first) = fixtures.environment.resources.first_mut() {
                 first.server_url = mcp_url.clone();
+            }
+            if let Some(served) = fixtures.environment.resources.get_mut(served_index) {
+                served.server_url = reference_mcp_url.clone();
             }
             if let Some(mode) = consent {
                 for each in &mut fixtures.environment.resources {
@@ -317,6 +354,9 @@ impl Stack {
             scopes_supported: resource.scopes.clone(),
             required_scopes,
             leeway_secs: 0,
+            allowed_origins: Vec::new(),
+            jwks_refetch_cooldown: mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN,
+            mistake: mcp_server::Mistake::Correct,
         };
         let mcp = mcp_server::App::from_listener(mcp_listener, mcp_config).map_err(|error| {
             StackError::Start {
@@ -325,7 +365,11 @@ impl Stack {
             }
         })?;
 
-        let wrap = recording(inspector.as_ref(), Actor::McpServer, &join(&mcp_url, "/"));
+        let wrap = recording(
+            inspector.as_ref(),
+            Actor::McpServer,
+            &join(&reference_mcp_url, "/"),
+        );
         tasks.spawn(async move { ("mcp-server", mcp.serve_with(wrap).await) });
         tracing::debug!(%environment_url, %app_url, %mcp_url, "stack started");
 
@@ -333,6 +377,7 @@ impl Stack {
             environment_url,
             app_url,
             mcp_url,
+            reference_mcp_url,
             clock,
             fixtures,
             tasks,

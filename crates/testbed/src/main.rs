@@ -57,7 +57,8 @@ enum Command {
         /// Keep state across restarts in this folder (default: memory only).
         #[arg(long)]
         state_dir: Option<PathBuf>,
-        /// Serve no control API under /_emulator/.
+        /// Serve no control API under /_emulator/ (clock, reset, request log, faults, key
+        /// rotation, minted tokens, the flow inspector).
         #[arg(long)]
         no_control: bool,
     },
@@ -271,6 +272,16 @@ struct ConformanceRun {
     /// optional CSS selectors; `[environment]` listen; `[expect]` email.
     #[arg(long, requires = "app_login_url")]
     app_profile: Option<PathBuf>,
+    /// Check your own MCP server instead of running the scenarios: the embedded emulator makes
+    /// this URL the resource's Server URL and sends your server (already running, configured with
+    /// the settings printed first) tokens only an emulator can mint, then names each mistake of
+    /// its token validation.
+    #[arg(long, conflicts_with = "app_login_url")]
+    mcp_server_url: Option<url::Url>,
+    /// The profile for --mcp-server-url (TOML, optional): `[environment]` listen; `[scope]` tool,
+    /// scope and arguments for the insufficient-scope check; `[keys]` refetch_wait_secs.
+    #[arg(long, requires = "mcp_server_url")]
+    mcp_server_profile: Option<PathBuf>,
 }
 
 /// `--target`, as given.
@@ -329,6 +340,13 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         let profile = conformance::app_check::load_profile(&profile)?;
         return app_check(fixtures, login_url, profile, &run.report_dir).await;
     }
+    if let Some(server_url) = run.mcp_server_url {
+        let profile = match &run.mcp_server_profile {
+            Some(path) => conformance::server_check::load_profile(path)?,
+            None => conformance::server_check::ServerProfile::default(),
+        };
+        return server_check(fixtures, server_url, profile, &run.report_dir).await;
+    }
     let target = match run.target {
         TargetArg::Embedded => conformance::RunTarget::Embedded,
         TargetArg::Url(url) => conformance::RunTarget::Url(url),
@@ -361,18 +379,7 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         report.apply_baseline(baseline);
     }
     print!("\n{}", conformance::render_table(&report));
-    report
-        .write_files(&run.report_dir)
-        .with_context(|| format!("writing the reports to {}", run.report_dir.display()))?;
-    let directory = run.report_dir.display();
-    println!(
-        "Reports: {directory}/report.json, {directory}/checks.json, {directory}/junit.xml, {directory}/report.html"
-    );
-    Ok(if report.succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    write_reports(&report, &run.report_dir, "")
 }
 
 /// `--app-login-url`: somebody's own app in front of the embedded emulator, through Chromium.
@@ -408,12 +415,75 @@ async fn app_check(
         })
         .await?;
     print!("\n{}", conformance::render_table(&report));
+    let screenshots = format!("; screenshots in {}/app-check/", report_dir.display());
+    write_reports(&report, report_dir, &screenshots)
+}
+
+/// `--mcp-server-url`: somebody's own MCP server in front of the embedded emulator.
+async fn server_check(
+    fixtures: Fixtures,
+    server_url: url::Url,
+    profile: conformance::server_check::ServerProfile,
+    report_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use conformance::server_check::{GROUP_COUNT, Progress, ServerCheck, ServerCheckOptions};
+    let check = ServerCheck::start(ServerCheckOptions {
+        fixtures,
+        server_url: server_url.clone(),
+        profile,
+    })
+    .await?;
+    println!(
+        "Checking the MCP server at {server_url}.\nRun your server with these settings (the emulator listens there now):\n\n{}\n\nAccess tokens carry iss = SCALEKIT_ENVIRONMENT_URL (or AUTHORIZATION_SERVER, the resource issuer Scalekit\nis moving to), aud = [MCP_SERVER_URL, SCALEKIT_RESOURCE_ID], and are signed by a key in JWKS_URL;\nthe check rotates that key.\n",
+        check.server_settings()
+    );
+    let mut done = 0;
+    let outcome = check
+        .run(|progress| match progress {
+            Progress::Group(result) => {
+                done += 1;
+                println!(
+                    "[{done}/{GROUP_COUNT}] {} {} ({:.1}s)",
+                    result.status.label(),
+                    result.id,
+                    result.duration_ms as f64 / 1000.0
+                );
+            }
+            Progress::Note(note) => println!("      {note}"),
+        })
+        .await?;
+    let report = outcome.report;
+    print!("\n{}", conformance::render_table(&report));
+    if !outcome.mistakes.is_empty() {
+        println!("Mistakes found (each with its evidence in the reports):");
+        for mistake in &outcome.mistakes {
+            let entry = mistake.entry();
+            let warning = match entry.severity {
+                conformance::server_check::Severity::Warning => " (warning)",
+                conformance::server_check::Severity::Failure => "",
+            };
+            println!(
+                "  {}{warning}: {}\n    fix: {}",
+                entry.id, entry.summary, entry.fix
+            );
+        }
+        println!();
+    }
+    write_reports(&report, report_dir, "")
+}
+
+/// Writes the four reports, says where they are (and `more`), and gives the run's exit code.
+fn write_reports(
+    report: &conformance::Report,
+    report_dir: &std::path::Path,
+    more: &str,
+) -> anyhow::Result<ExitCode> {
     report
         .write_files(report_dir)
         .with_context(|| format!("writing the reports to {}", report_dir.display()))?;
     let directory = report_dir.display();
     println!(
-        "Reports: {directory}/report.json, {directory}/checks.json, {directory}/junit.xml, {directory}/report.html; screenshots in {directory}/app-check/"
+        "Reports: {directory}/report.json, {directory}/checks.json, {directory}/junit.xml, {directory}/report.html{more}"
     );
     Ok(if report.succeeded() {
         ExitCode::SUCCESS

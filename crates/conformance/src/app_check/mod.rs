@@ -193,7 +193,7 @@ pub fn parse_profile(
 
 /// toml's message with the line and column, without the excerpt of the file toml's `Display`
 /// adds: that line may hold the password.
-fn parse_message(text: &str, error: &toml::de::Error) -> String {
+pub(crate) fn parse_message(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim_end();
     let Some(span) = error.span() else {
         return message.to_owned();
@@ -332,21 +332,10 @@ impl AppCheck {
             Ok(_) => Ok(()),
             Err(error) => Err(AppCheckError::AppUnreachable {
                 url,
-                reason: error_chain(&error),
+                reason: crate::error_chain(&error),
             }),
         }
     }
-}
-
-/// An error and its sources, `: `-separated (reqwest's own message alone says little).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 struct SignIn<'a> {

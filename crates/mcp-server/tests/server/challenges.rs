@@ -113,6 +113,30 @@ async fn a_token_not_valid_yet_is_rejected_with_invalid_token() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn a_token_issued_in_the_future_is_rejected_with_invalid_token() -> anyhow::Result<()> {
+    let server = TestServer::spawn().await?;
+    let mut claims = server.claims();
+    claims["iat"] = json!(now() + 600);
+    server
+        .expect_invalid_token(
+            &server.token(&claims)?,
+            "the token was issued in the future",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn an_unsigned_token_is_rejected_with_invalid_token() -> anyhow::Result<()> {
+    let server = TestServer::spawn().await?;
+    server
+        .expect_invalid_token(
+            &crate::helpers::unsigned_token(&server.claims()),
+            "the token is signed with none; only RS256 is accepted",
+        )
+        .await
+}
+
+#[tokio::test]
 async fn the_leeway_tolerates_a_token_just_expired() -> anyhow::Result<()> {
     let server = TestServer::spawn_with(|config| config.leeway_secs = 30).await?;
     let mut claims = server.claims();

@@ -1,14 +1,17 @@
 //! Spawns the server on `127.0.0.1:0` next to a fake Scalekit environment, mints tokens, and
 //! speaks just enough MCP over Streamable HTTP to call a tool.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail, ensure};
-use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
@@ -19,11 +22,13 @@ use url::Url;
 pub const RESOURCE_ID: &str = "res_81920374650192839";
 pub const ACCEPT_MCP: &str = "application/json, text/event-stream";
 
-/// An RSA signing key and its public JWK.
+/// An RSA signing key, its public JWK, and its public key as PEM (SubjectPublicKeyInfo, as
+/// aws-lc-rs exports it): the secret of an algorithm-confusion token.
 pub struct SigningKey {
     pub kid: String,
     pub encoding: EncodingKey,
     pub jwk: Value,
+    pub public_key_pem: String,
 }
 
 impl SigningKey {
@@ -37,6 +42,17 @@ impl SigningKey {
             pem.push('\n');
         }
         pem.push_str("-----END PRIVATE KEY-----\n");
+        let spki: PublicKeyX509Der<'static> = pair
+            .public_key()
+            .as_der()
+            .context("exporting the public key as SPKI")?;
+        let body = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+        let mut public_key_pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            public_key_pem.push_str(std::str::from_utf8(line)?);
+            public_key_pem.push('\n');
+        }
+        public_key_pem.push_str("-----END PUBLIC KEY-----\n");
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes())?;
         let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)?;
         jwk.common.key_id = Some(kid.to_owned());
@@ -46,15 +62,40 @@ impl SigningKey {
             kid: kid.to_owned(),
             encoding,
             jwk,
+            public_key_pem,
         })
     }
 
     /// An RS256 token with this key's `kid`.
     pub fn sign(&self, claims: &Value) -> anyhow::Result<String> {
+        self.sign_as(Some(&self.kid), claims)
+    }
+
+    /// An RS256 token signed with this key, with `kid` (or none) in the header.
+    pub fn sign_as(&self, kid: Option<&str>, claims: &Value) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
+        header.kid = kid.map(str::to_owned);
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
+
+    /// An HS256 token with this key's `kid`, keyed by its public key PEM (algorithm confusion).
+    pub fn sign_hs256_with_public_key(&self, claims: &Value) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let secret = EncodingKey::from_secret(self.public_key_pem.as_bytes());
+        Ok(jsonwebtoken::encode(&header, claims, &secret)?)
+    }
+}
+
+/// An unsigned token: header `{"alg":"none","typ":"JWT"}` and an empty signature.
+pub fn unsigned_token(claims: &Value) -> String {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = json!({"alg": "none", "typ": "JWT"});
+    format!(
+        "{}.{}.",
+        engine.encode(header.to_string()),
+        engine.encode(claims.to_string())
+    )
 }
 
 /// A fake environment that serves only `GET /keys`, and counts the fetches.
@@ -63,27 +104,34 @@ pub struct FakeEnvironment {
     pub url: Url,
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
 struct EnvironmentState {
     keys: Arc<Mutex<Vec<Value>>>,
     fetches: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
 }
 
-async fn serve_keys(State(state): State<EnvironmentState>) -> Json<Value> {
+async fn serve_keys(State(state): State<EnvironmentState>) -> Response {
     state.fetches.fetch_add(1, Ordering::SeqCst);
+    if state.failing.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     let keys = state.keys.lock().expect("the key list lock").clone();
-    Json(json!({ "keys": keys }))
+    Json(json!({ "keys": keys })).into_response()
 }
 
 impl FakeEnvironment {
     pub async fn spawn(keys: Vec<Value>) -> anyhow::Result<FakeEnvironment> {
         let keys = Arc::new(Mutex::new(keys));
         let fetches = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
         let state = EnvironmentState {
             keys: Arc::clone(&keys),
             fetches: Arc::clone(&fetches),
+            failing: Arc::clone(&failing),
         };
         let router = axum::Router::new()
             .route("/keys", get(serve_keys))
@@ -92,7 +140,12 @@ impl FakeEnvironment {
         // Scalekit environment URLs have no trailing slash; `Url` adds one to a bare origin.
         let url = Url::parse(&format!("http://{}", listener.local_addr()?))?;
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Ok(FakeEnvironment { url, keys, fetches })
+        Ok(FakeEnvironment {
+            url,
+            keys,
+            fetches,
+            failing,
+        })
     }
 
     /// `{env}` as Scalekit writes it in `iss`: no trailing slash.
@@ -102,6 +155,11 @@ impl FakeEnvironment {
 
     pub fn set_keys(&self, keys: Vec<Value>) {
         *self.keys.lock().expect("the key list lock") = keys;
+    }
+
+    /// Whether `/keys` answers 500 (the fetch is still counted).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 
     pub fn key_fetches(&self) -> usize {
@@ -142,12 +200,20 @@ pub fn base_config(environment_url: Url) -> mcp_server::Config {
         required_scopes: vec!["mcp:read".to_owned()],
         resource_name: "Testbed MCP server".to_owned(),
         leeway_secs: 0,
+        allowed_origins: Vec::new(),
+        jwks_refetch_cooldown: mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN,
+        mistake: mcp_server::Mistake::Correct,
     }
 }
 
 impl TestServer {
     pub async fn spawn() -> anyhow::Result<TestServer> {
         TestServer::spawn_with(|_| {}).await
+    }
+
+    /// A server that makes `mistake` on purpose.
+    pub async fn spawn_making(mistake: mcp_server::Mistake) -> anyhow::Result<TestServer> {
+        TestServer::spawn_with(|config| config.mistake = mistake).await
     }
 
     /// A server whose config `adjust` may change before it starts.
@@ -217,6 +283,36 @@ impl TestServer {
         session: Option<&str>,
         message: &Value,
     ) -> anyhow::Result<reqwest::Response> {
+        Ok(self.mcp_request(token, session, message)?.send().await?)
+    }
+
+    /// POSTs `initialize` to `/mcp` with `token` and an `Origin` header.
+    pub async fn initialize_from(
+        &self,
+        origin: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .mcp_request(token, None, &initialize_request())?
+            .header(reqwest::header::ORIGIN, origin)
+            .send()
+            .await?)
+    }
+
+    /// The status `initialize` with `token` gets (no `Origin`).
+    pub async fn initialize_status(&self, token: &str) -> anyhow::Result<u16> {
+        let response = self
+            .post_mcp(Some(token), None, &initialize_request())
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    fn mcp_request(
+        &self,
+        token: Option<&str>,
+        session: Option<&str>,
+        message: &Value,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
         let mut request = self
             .http
             .post(self.local("/mcp")?)
@@ -228,7 +324,7 @@ impl TestServer {
         if let Some(session) = session {
             request = request.header("mcp-session-id", session);
         }
-        Ok(request.send().await?)
+        Ok(request)
     }
 
     /// Asserts a refusal: its status, its exact `WWW-Authenticate` and its exact body.

@@ -5,4 +5,6 @@ mod helpers;
 mod jwks;
 mod mcp;
 mod metadata;
+mod mistakes;
+mod origin;
 mod router;

@@ -47,7 +47,7 @@ pub(crate) fn authenticate_management(
     state
         .minter
         .verify_management(
-            &state.signer,
+            &state.keys,
             token,
             &state.config.api_client.client_id,
             state.clock.now(),

@@ -1,6 +1,8 @@
 //! The control API under `/_emulator/` (off with `control = false` or `--no-control`): move the
-//! clock, reset the state, read the pending login requests and the last requests served, and arm
-//! one-shot faults. It is described by the OpenAPI document at `/_emulator/openapi.json`.
+//! clock, reset the state, read the pending login requests and the last requests served, arm
+//! one-shot faults, rotate and retire the signing keys ([`keys`]) and mint access tokens with or
+//! without a deliberate defect ([`tokens`]). It is described by the OpenAPI document at
+//! `/_emulator/openapi.json`.
 //!
 //! The request log and the fault injection are one middleware around the whole router (see
 //! `layer`); `/_emulator/*` itself is neither logged nor faultable. gRPC calls, which bypass the
@@ -33,6 +35,9 @@ use super::error::{ApiError, ErrorSummary, GrpcCode};
 use crate::clock::ClockError;
 use crate::flow::Flows;
 use crate::inspector::redact::redact_query;
+
+pub mod keys;
+pub mod tokens;
 
 /// The path prefix of every control route.
 pub const PREFIX: &str = "/_emulator/";
@@ -196,6 +201,11 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/_emulator/openapi.json", control(get(openapi)))
         .route("/_emulator/clock", control(get(clock)))
         .route("/_emulator/clock/advance", control(post(advance_clock)))
+        .route("/_emulator/clock/rewind", control(post(rewind_clock)))
+        .route("/_emulator/keys", control(get(keys::list)))
+        .route("/_emulator/keys/rotate", control(post(keys::rotate)))
+        .route("/_emulator/keys/retire", control(post(keys::retire)))
+        .route("/_emulator/tokens", control(post(tokens::mint)))
         .route("/_emulator/reset", control(post(reset)))
         .route("/_emulator/login-requests", control(get(login_requests)))
         .route("/_emulator/requests", control(get(requests)))
@@ -299,9 +309,10 @@ async fn clock(State(state): State<AppState>) -> Json<ClockResponse> {
     })
 }
 
+/// `POST /_emulator/clock/advance` and `…/rewind`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AdvanceRequest {
+struct ClockStep {
     seconds: u64,
 }
 
@@ -309,24 +320,43 @@ async fn advance_clock(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<ClockResponse>, ApiError> {
-    let AdvanceRequest { seconds } = parse_body(&body)?;
-    state.clock.advance(seconds).map_err(|error| match error {
-        ClockError::Fixed => ApiError::new(GrpcCode::FailedPrecondition, error.to_string()),
-        ClockError::Overflow { .. } => ApiError::invalid_argument(
-            "invalid request",
-            vec![violation("seconds", error.to_string())],
-        ),
-    })?;
+    let ClockStep { seconds } = parse_body(&body)?;
+    state.clock.advance(seconds).map_err(clock_error)?;
     Ok(Json(ClockResponse {
         now: state.clock.now(),
     }))
 }
 
+/// Moves the clock back: a token a real flow just issued then looks as old by the wall clock as
+/// the emulator's clock was moved, e.g. past its lifetime.
+async fn rewind_clock(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<ClockResponse>, ApiError> {
+    let ClockStep { seconds } = parse_body(&body)?;
+    state.clock.rewind(seconds).map_err(clock_error)?;
+    Ok(Json(ClockResponse {
+        now: state.clock.now(),
+    }))
+}
+
+/// A clock that cannot move is FAILED_PRECONDITION; a step it cannot take names `seconds`.
+fn clock_error(error: ClockError) -> ApiError {
+    match error {
+        ClockError::Fixed => ApiError::new(GrpcCode::FailedPrecondition, error.to_string()),
+        ClockError::Overflow { .. } | ClockError::BeforeEpoch { .. } => ApiError::invalid_argument(
+            "invalid request",
+            vec![violation("seconds", error.to_string())],
+        ),
+    }
+}
+
 /// Drops every sign-in in progress, code, grant, refresh token, consent, DCR client, user and
 /// organization by swapping in the state machine the configuration makes; the configured clients,
-/// the signing key, the clock and the configuration stay, and a state directory is emptied of the
-/// same. The request log and the armed faults are cleared too. Management tokens are
-/// self-contained JWTs and stay valid until they expire.
+/// the signing keys (rotated ones too), the clock and the configuration stay, and a state
+/// directory is emptied of the same. The request log and the armed faults are cleared too.
+/// Management tokens are self-contained JWTs and stay valid until they expire or their key is
+/// retired.
 async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     let environment_url = Url::parse(state.environment_url()).map_err(|error| {
         ApiError::new(
@@ -581,6 +611,14 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let field = named_field(&message).unwrap_or("body").to_owned();
         ApiError::invalid_argument("invalid request", vec![violation(&field, message)])
     })
+}
+
+/// Parses a JSON body that may also be empty (then `{}`).
+fn parse_optional_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return parse_body(b"{}");
+    }
+    parse_body(body)
 }
 
 /// The field a serde message names (`missing field `x``, `unknown field `x``), if any.

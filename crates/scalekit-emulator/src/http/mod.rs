@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::flow::Flows;
 use crate::ids::IdGenerator;
-use crate::keys::Signer;
+use crate::keys::KeyRing;
 use crate::store::{FlowsGuard, Store};
 use crate::tokens::TokenMinter;
 use error::{ApiError, GrpcCode};
@@ -38,8 +38,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The state machine.
     pub flows: Arc<Mutex<Flows>>,
-    /// The signing key.
-    pub signer: Arc<Signer>,
+    /// The published keys; the first signs (Decisions §10).
+    pub keys: Arc<KeyRing>,
     /// Token minting.
     pub minter: Arc<TokenMinter>,
     /// The injected clock.
@@ -48,6 +48,9 @@ pub struct AppState {
     pub ids: Arc<dyn IdGenerator>,
     /// Where durable changes are written (`None`: memory only).
     pub store: Option<Arc<Store>>,
+    /// Where the key ring is written when the control API rotates or retires keys (`None`: in
+    /// memory only, also with a state directory when the emulator was given its key).
+    pub key_store: Option<Arc<Store>>,
     /// The control API's request log and armed faults.
     pub control: Arc<control::ControlState>,
     /// The Client ID Metadata Document fetcher and its cache.
@@ -61,7 +64,7 @@ impl std::fmt::Debug for AppState {
         formatter
             .debug_struct("AppState")
             .field("environment_url", &self.minter.environment_url())
-            .field("signer", &self.signer)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +74,7 @@ impl AppState {
     pub fn new(
         config: Config,
         environment_url: &url::Url,
-        signer: Signer,
+        keys: KeyRing,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
     ) -> AppState {
@@ -82,10 +85,11 @@ impl AppState {
             minter: Arc::new(TokenMinter::new(environment_url.as_str())),
             config: Arc::new(config),
             flows: Arc::new(Mutex::new(flows)),
-            signer: Arc::new(signer),
+            keys: Arc::new(keys),
             clock,
             ids,
             store: None,
+            key_store: None,
             control: Arc::default(),
             inspector: crate::inspector::Inspector::new(),
         }

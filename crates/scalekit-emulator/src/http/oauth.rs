@@ -343,7 +343,7 @@ fn token_request(
             let response = state
                 .minter
                 .mint_management(
-                    &state.signer,
+                    &state.keys.signing(),
                     &api_client.client_id,
                     api_client.token_lifetime_secs,
                     now,
@@ -418,7 +418,13 @@ fn mint_for_grant(state: &AppState, grant: &IssuedGrant, now: u64) -> Result<Res
         })?;
     let response = state
         .minter
-        .mint_for_grant(&state.signer, grant, resource, now, state.ids.as_ref())
+        .mint_for_grant(
+            &state.keys.signing(),
+            grant,
+            resource,
+            now,
+            state.ids.as_ref(),
+        )
         .map_err(|error| server_error(&error))?;
     Ok(token_response(&response))
 }

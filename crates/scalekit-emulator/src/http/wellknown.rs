@@ -11,7 +11,7 @@ use super::error::{ApiError, GrpcCode};
 use crate::metadata::{self, AuthorizationServerMetadata};
 
 pub(super) async fn keys(State(state): State<AppState>) -> Json<JwkSet> {
-    Json(state.signer.jwks())
+    Json(state.keys.jwks())
 }
 
 pub(super) async fn openid_configuration(

@@ -1,15 +1,19 @@
-//! The state that survives restarts, in SQLite (`{state_dir}/emulator.sqlite3`): the signing key
-//! and the durable records of the state machine ([`crate::flow::DurableState`]).
+//! The state that survives restarts, in SQLite (`{state_dir}/emulator.sqlite3`): the signing keys
+//! (the key ring, in order) and the durable records of the state machine
+//! ([`crate::flow::DurableState`]).
 //!
 //! The state machine does no IO: its transitions record [`DurableChange`]s, and the edge drains
 //! them after each transition, under the same lock, into [`Store::apply`] (see [`FlowsGuard`]).
 //! At start, [`Store::load`] gives the snapshot `Flows::import_durable` rebuilds from.
+//!
+//! The key ring is not part of `Flows`: its rare changes are written at once, in their own
+//! transaction ([`Store::save_key_ring`]), by the control API that makes them.
 
 mod guard;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use scalekit_wire::Secret;
@@ -20,6 +24,7 @@ use crate::flow::{
     DurableChange, DurableState, StoredClient, StoredConsent, StoredGrant, StoredOrganization,
     StoredRefreshToken, StoredSignIn, StoredUser,
 };
+use crate::keys::Signer;
 
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "emulator.sqlite3";
@@ -54,6 +59,15 @@ pub enum StoreError {
     /// A stored value is not what this emulator wrote.
     #[error("state database {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+}
+
+/// One key of the stored key ring.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSigningKey {
+    /// `snk_…`; `None` for the key a version 3 database held, until the ring is saved again.
+    pub kid: Option<String>,
+    /// The private key, PKCS#8 PEM.
+    pub pem: Secret,
 }
 
 /// An open state database.
@@ -126,27 +140,51 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The stored signing key (PKCS#8 PEM), if one was saved.
-    pub fn signing_key(&self) -> Result<Option<Secret>, StoreError> {
-        self.connection()
-            .query_row("SELECT pem FROM signing_key WHERE id = 1", [], |row| {
-                row.get::<_, String>(0)
-            })
-            .optional()
-            .map(|pem| pem.map(Secret::new))
-            .map_err(self.sqlite())
+    /// The stored key ring in JWKS order (the signing key first); empty when none was saved.
+    pub fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        query(
+            &self.connection(),
+            "SELECT kid, pem FROM signing_keys ORDER BY position",
+            |row| {
+                Ok(StoredSigningKey {
+                    kid: row.get(0)?,
+                    pem: Secret::new(row.get::<_, String>(1)?),
+                })
+            },
+        )
+        .map_err(self.sqlite())
     }
 
-    /// Saves the signing key, replacing any other.
-    pub fn save_signing_key(&self, pem: &Secret) -> Result<(), StoreError> {
-        self.connection()
-            .execute(
-                "INSERT INTO signing_key (id, pem) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET pem = excluded.pem",
-                params![pem.expose()],
-            )
-            .map(drop)
-            .map_err(self.sqlite())
+    /// Replaces the stored key ring with `keys` (`kid` and PEM), in this order, in one
+    /// transaction.
+    pub fn save_signing_keys(&self, keys: &[(&str, &Secret)]) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction().map_err(self.sqlite())?;
+        transaction
+            .execute("DELETE FROM signing_keys", [])
+            .map_err(self.sqlite())?;
+        for (position, (kid, pem)) in keys.iter().enumerate() {
+            transaction
+                .execute(
+                    "INSERT INTO signing_keys (position, kid, pem) VALUES (?1, ?2, ?3)",
+                    params![
+                        i64::try_from(position).unwrap_or(i64::MAX),
+                        kid,
+                        pem.expose()
+                    ],
+                )
+                .map_err(self.sqlite())?;
+        }
+        transaction.commit().map_err(self.sqlite())
+    }
+
+    /// Saves a key ring (signing key first), replacing the stored one.
+    pub fn save_key_ring(&self, keys: &[Arc<Signer>]) -> Result<(), StoreError> {
+        let rows: Vec<(&str, &Secret)> = keys
+            .iter()
+            .map(|key| (key.kid(), key.private_key_pem()))
+            .collect();
+        self.save_signing_keys(&rows)
     }
 
     /// Everything durable, for `Flows::import_durable`.
@@ -525,7 +563,7 @@ fn query<T>(
     rows.collect()
 }
 
-/// The database holds the signing key and refresh tokens: readable by its owner only.
+/// The database holds the signing keys and refresh tokens: readable by its owner only.
 #[cfg(unix)]
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;

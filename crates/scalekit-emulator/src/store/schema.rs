@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema version this emulator writes. Bump it with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
 pub(super) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
@@ -70,6 +70,21 @@ CREATE UNIQUE INDEX consents_by_id ON consents (consent_id);
 -- grants kept. Grants are deleted with their last token, so none is left without one.
 CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
 DELETE FROM grants WHERE grant_id NOT IN (SELECT grant_id FROM refresh_tokens);
+",
+    r"
+-- Version 4: signing keys rotate (Decisions §10). The key ring is kept in JWKS order, the
+-- signing key at position 0. The one key of version 3 becomes position 0 with a NULL kid: the
+-- kid is derived from the public key, which SQL cannot do, and the emulator fills it in when it
+-- starts. The old table is dropped rather than left unused, so that no row holds a private key
+-- that retiring the key would not remove (SQLite may keep deleted bytes in free pages until
+-- they are reused; the keys are a test bed's).
+CREATE TABLE signing_keys (
+    position INTEGER PRIMARY KEY CHECK (position >= 0),
+    kid TEXT UNIQUE, -- snk_…
+    pem TEXT NOT NULL -- PKCS#8 PEM
+);
+INSERT INTO signing_keys (position, kid, pem) SELECT 0, NULL, pem FROM signing_key WHERE id = 1;
+DROP TABLE signing_key;
 ",
 ];
 

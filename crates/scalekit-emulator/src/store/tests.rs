@@ -195,17 +195,127 @@ fn the_sweep_deletes_expired_refresh_tokens_and_the_grants_left_without_one() {
 }
 
 #[test]
-fn the_signing_key_is_saved_and_replaced() {
+fn the_key_ring_is_saved_in_order_and_replaced() {
     let store = Store::open_in_memory().unwrap();
-    assert!(store.signing_key().unwrap().is_none());
-    store.save_signing_key(&Secret::new("first")).unwrap();
-    store.save_signing_key(&Secret::new("second")).unwrap();
+    assert!(store.signing_keys().unwrap().is_empty());
+    let (first, second, third) = (
+        Secret::new("first"),
+        Secret::new("second"),
+        Secret::new("third"),
+    );
+    store
+        .save_signing_keys(&[("snk_1", &first), ("snk_2", &second)])
+        .unwrap();
+    store
+        .save_signing_keys(&[("snk_3", &third), ("snk_1", &first)])
+        .unwrap();
     assert_eq!(
-        store
-            .signing_key()
+        store.signing_keys().unwrap(),
+        vec![
+            StoredSigningKey {
+                kid: Some("snk_3".to_owned()),
+                pem: third,
+            },
+            StoredSigningKey {
+                kid: Some("snk_1".to_owned()),
+                pem: first,
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_key_ring_of_real_keys_round_trips_and_a_reset_keeps_it() {
+    let store = Store::open_in_memory().unwrap();
+    let keys = vec![
+        Arc::new(Signer::generate().unwrap()),
+        Arc::new(Signer::generate().unwrap()),
+    ];
+    store.save_key_ring(&keys).unwrap();
+    store.apply(&[DurableChange::Reset]).unwrap();
+    let stored = store.signing_keys().unwrap();
+    let kids: Vec<Option<String>> = stored.iter().map(|key| key.kid.clone()).collect();
+    assert_eq!(
+        kids,
+        vec![
+            Some(keys[0].kid().to_owned()),
+            Some(keys[1].kid().to_owned())
+        ]
+    );
+    assert_eq!(
+        Signer::from_pem(stored[1].pem.expose()).unwrap().kid(),
+        keys[1].kid()
+    );
+}
+
+#[test]
+fn a_version_3_database_keeps_its_signing_key_and_kid() {
+    let directory = TempDir::new("v3");
+    std::fs::create_dir_all(&directory.0).unwrap();
+    let path = directory.0.join(DATABASE_FILE);
+    let signer = Signer::generate().unwrap();
+    let connection = Connection::open(&path).unwrap();
+    connection
+        .execute_batch(&format!(
+            "{} {} {} PRAGMA user_version = 3;",
+            schema::MIGRATIONS[0],
+            schema::MIGRATIONS[1],
+            schema::MIGRATIONS[2]
+        ))
+        .unwrap();
+    connection
+        .execute(
+            "INSERT INTO signing_key (id, pem) VALUES (1, ?1)",
+            params![signer.private_key_pem().expose()],
+        )
+        .unwrap();
+    drop(connection);
+
+    let store = Store::open(&directory.0).unwrap();
+    let stored = store.signing_keys().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].kid, None, "SQL cannot derive the kid");
+    assert_eq!(stored[0].pem, *signer.private_key_pem());
+    assert_eq!(
+        Signer::from_pem(stored[0].pem.expose()).unwrap().kid(),
+        signer.kid()
+    );
+    let version: i64 = store
+        .connection()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    let old_tables: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'signing_key'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_tables, 0, "no copy of the private key is left behind");
+}
+
+#[test]
+fn a_version_3_database_without_a_key_migrates_to_an_empty_ring() {
+    let directory = TempDir::new("v3-empty");
+    std::fs::create_dir_all(&directory.0).unwrap();
+    let connection = Connection::open(directory.0.join(DATABASE_FILE)).unwrap();
+    connection
+        .execute_batch(&format!(
+            "{} {} {} PRAGMA user_version = 3;",
+            schema::MIGRATIONS[0],
+            schema::MIGRATIONS[1],
+            schema::MIGRATIONS[2]
+        ))
+        .unwrap();
+    drop(connection);
+    assert!(
+        Store::open(&directory.0)
             .unwrap()
-            .map(|pem| pem.expose().to_owned()),
-        Some("second".to_owned())
+            .signing_keys()
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -214,13 +324,15 @@ fn a_reopened_database_keeps_everything() {
     let directory = TempDir::new("reopen");
     {
         let store = Store::open(&directory.0.join("nested")).unwrap();
-        store.save_signing_key(&Secret::new("pem")).unwrap();
+        store
+            .save_signing_keys(&[("snk_1", &Secret::new("pem"))])
+            .unwrap();
         store.apply(&changes()).unwrap();
     }
     let store = Store::open(&directory.0.join("nested")).unwrap();
     assert_eq!(store.path(), directory.0.join("nested").join(DATABASE_FILE));
     assert_eq!(store.load().unwrap(), expected());
-    assert!(store.signing_key().unwrap().is_some());
+    assert_eq!(store.signing_keys().unwrap().len(), 1);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -245,7 +357,7 @@ fn a_database_from_a_newer_emulator_is_refused_with_a_clear_error() {
     assert_eq!(
         error.to_string(),
         format!(
-            "state database {} has schema version 99, newer than this emulator's 3; \
+            "state database {} has schema version 99, newer than this emulator's 4; \
              use a newer emulator or another --state-dir",
             path.display()
         )

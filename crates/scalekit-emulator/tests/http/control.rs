@@ -1,5 +1,6 @@
 //! The control API under `/_emulator/`: clock, reset, pending login requests, the request log,
-//! fault injection, the OpenAPI document, and its absence when turned off.
+//! fault injection, the OpenAPI document, and its absence when turned off. Keys and minted
+//! tokens have their own files (`keys.rs`, `mint.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,55 +11,16 @@ use scalekit_emulator::{App, Config, Deps, SystemClock};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    CONNECTION, FIXTURE, PUBLIC_CLIENT, REDIRECT_URI, RESOURCE, TestEnv, ada, json as json_body,
-    location, query_param, text,
+    CONNECTION, ERROR_INFO, FIXTURE, PUBLIC_CLIENT, REDIRECT_URI, RESOURCE, TestEnv, ada,
+    invalid_argument, json as json_body, location, query_param, text,
 };
-
-const ERROR_INFO: &str = "type.googleapis.com/scalekit.v1.errdetails.ErrorInfo";
-
-/// Sends a control request with an optional raw JSON body and returns the status and the JSON
-/// body (`Value::Null` when empty).
-async fn control(
-    env: &TestEnv,
-    method: Method,
-    path: &str,
-    body: Option<&str>,
-) -> Result<(StatusCode, Value)> {
-    let mut request = env.http.request(method, env.url(path));
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    let text = response.text().await?;
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))?
-    };
-    Ok((status, body))
-}
-
-fn invalid_argument(violations: Value) -> Value {
-    json!({
-        "code": 3,
-        "message": "invalid request",
-        "details": [{
-            "@type": ERROR_INFO,
-            "error_code": "INVALID_ARGUMENT",
-            "validation_error_info": {"field_violations": violations}
-        }]
-    })
-}
 
 #[tokio::test]
 async fn advancing_the_clock_over_http_expires_a_login_request() -> Result<()> {
     let env = TestEnv::spawn().await?;
     let start = env.clock.seconds();
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/clock", None).await?,
+        env.control(Method::GET, "/_emulator/clock", None).await?,
         (StatusCode::OK, json!({"now": start}))
     );
     let management = env.management_token().await?;
@@ -69,13 +31,13 @@ async fn advancing_the_clock_over_http_expires_a_login_request() -> Result<()> {
     )
     .await?;
 
-    let advanced = control(
-        &env,
-        Method::POST,
-        "/_emulator/clock/advance",
-        Some(r#"{"seconds": 601}"#),
-    )
-    .await?;
+    let advanced = env
+        .control(
+            Method::POST,
+            "/_emulator/clock/advance",
+            Some(r#"{"seconds": 601}"#),
+        )
+        .await?;
     assert_eq!(advanced, (StatusCode::OK, json!({"now": start + 601})));
     assert_eq!(env.clock.seconds(), start + 601);
 
@@ -91,7 +53,9 @@ async fn advancing_the_clock_over_http_expires_a_login_request() -> Result<()> {
 #[tokio::test]
 async fn advancing_the_clock_without_seconds_is_invalid_argument() -> Result<()> {
     let env = TestEnv::spawn().await?;
-    let missing = control(&env, Method::POST, "/_emulator/clock/advance", Some("{}")).await?;
+    let missing = env
+        .control(Method::POST, "/_emulator/clock/advance", Some("{}"))
+        .await?;
     assert_eq!(
         missing,
         (
@@ -102,13 +66,9 @@ async fn advancing_the_clock_without_seconds_is_invalid_argument() -> Result<()>
             }]))
         )
     );
-    let not_json = control(
-        &env,
-        Method::POST,
-        "/_emulator/clock/advance",
-        Some("sixty"),
-    )
-    .await?;
+    let not_json = env
+        .control(Method::POST, "/_emulator/clock/advance", Some("sixty"))
+        .await?;
     assert_eq!(
         not_json,
         (
@@ -119,13 +79,13 @@ async fn advancing_the_clock_without_seconds_is_invalid_argument() -> Result<()>
             }]))
         )
     );
-    let overflow = control(
-        &env,
-        Method::POST,
-        "/_emulator/clock/advance",
-        Some(&format!(r#"{{"seconds": {}}}"#, u64::MAX)),
-    )
-    .await?;
+    let overflow = env
+        .control(
+            Method::POST,
+            "/_emulator/clock/advance",
+            Some(&format!(r#"{{"seconds": {}}}"#, u64::MAX)),
+        )
+        .await?;
     assert_eq!(
         overflow,
         (
@@ -143,7 +103,7 @@ async fn advancing_the_clock_without_seconds_is_invalid_argument() -> Result<()>
 async fn a_control_route_answers_another_method_with_405_in_the_gateway_shape() -> Result<()> {
     let env = TestEnv::spawn().await?;
     assert_eq!(
-        control(&env, Method::PUT, "/_emulator/clock", None).await?,
+        env.control(Method::PUT, "/_emulator/clock", None).await?,
         (
             StatusCode::METHOD_NOT_ALLOWED,
             json!({
@@ -186,8 +146,132 @@ async fn the_default_clock_runs_ahead_by_what_was_advanced() -> Result<()> {
     Ok(())
 }
 
+/// The binary's clock goes behind the system time and back.
 #[tokio::test]
-async fn the_system_clock_cannot_be_advanced() -> Result<()> {
+async fn the_default_clock_rewinds_behind_the_system_time_and_advances_back() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app = App::from_listener(listener, Config::from_toml_str(FIXTURE)?)?;
+    let base = app.base_url().as_str().trim_end_matches('/').to_owned();
+    tokio::spawn(app.serve());
+    let http = reqwest::Client::new();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let rewound: Value = http
+        .post(format!("{base}/_emulator/clock/rewind"))
+        .body(r#"{"seconds": 7200}"#)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let rewound = rewound["now"].as_u64().context("now")?;
+    ensure!(
+        (wall - 7_200..=wall - 7_200 + 5).contains(&rewound),
+        "{wall} then {rewound}"
+    );
+    let back: Value = http
+        .post(format!("{base}/_emulator/clock/advance"))
+        .body(r#"{"seconds": 7200}"#)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let back = back["now"].as_u64().context("now")?;
+    ensure!((wall..=wall + 5).contains(&back), "{wall} then {back}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn rewinding_then_advancing_returns_to_the_same_time() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let start = env.clock.seconds();
+    assert_eq!(
+        env.control(
+            Method::POST,
+            "/_emulator/clock/rewind",
+            Some(r#"{"seconds": 3601}"#)
+        )
+        .await?,
+        (StatusCode::OK, json!({"now": start - 3601}))
+    );
+    assert_eq!(env.clock.seconds(), start - 3601);
+    assert_eq!(
+        env.control(
+            Method::POST,
+            "/_emulator/clock/advance",
+            Some(r#"{"seconds": 3601}"#)
+        )
+        .await?,
+        (StatusCode::OK, json!({"now": start}))
+    );
+    assert_eq!(env.clock.seconds(), start);
+    Ok(())
+}
+
+/// What the harness does with rewind: a token a real flow issued, whose lifetime has passed by
+/// the wall clock.
+#[tokio::test]
+async fn a_token_issued_after_a_rewind_is_already_expired_by_the_wall_clock() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let wall = env.clock.seconds();
+    env.control(
+        Method::POST,
+        "/_emulator/clock/rewind",
+        Some(r#"{"seconds": 3700}"#),
+    )
+    .await?;
+    let code = env.code().await?;
+    let tokens = env
+        .exchange(&code, crate::helpers::VERIFIER, StatusCode::OK)
+        .await?;
+    let claims = crate::helpers::jwt_claims(tokens["access_token"].as_str().context("token")?)?;
+    let exp = claims["exp"].as_u64().context("exp")?;
+    assert_eq!(exp, wall - 3700 + 3600);
+    assert!(exp < wall);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rewinding_the_clock_checks_its_step() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let start = env.clock.seconds();
+    let missing = env
+        .control(Method::POST, "/_emulator/clock/rewind", Some("{}"))
+        .await?;
+    assert_eq!(
+        missing,
+        (
+            StatusCode::BAD_REQUEST,
+            invalid_argument(json!([{
+                "field": "seconds",
+                "description": "missing field `seconds` at line 1 column 2"
+            }]))
+        )
+    );
+    let past_the_epoch = start + 1;
+    let before_1970 = env
+        .control(
+            Method::POST,
+            "/_emulator/clock/rewind",
+            Some(&format!(r#"{{"seconds": {past_the_epoch}}}"#)),
+        )
+        .await?;
+    assert_eq!(
+        before_1970,
+        (
+            StatusCode::BAD_REQUEST,
+            invalid_argument(json!([{
+                "field": "seconds",
+                "description": format!("rewinding by {past_the_epoch} seconds would move the clock before 1970")
+            }]))
+        )
+    );
+    assert_eq!(env.clock.seconds(), start);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_system_clock_cannot_be_advanced_or_rewound() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let deps = Deps {
         clock: Arc::new(SystemClock),
@@ -198,6 +282,19 @@ async fn the_system_clock_cannot_be_advanced() -> Result<()> {
     tokio::spawn(app.serve());
     let response = reqwest::Client::new()
         .post(format!("{base}/_emulator/clock/advance"))
+        .body(r#"{"seconds": 1}"#)
+        .send()
+        .await?;
+    assert_eq!(
+        json_body(response, StatusCode::BAD_REQUEST).await?,
+        json!({
+            "code": 9,
+            "message": "this clock follows the system time and cannot be moved",
+            "details": [{"@type": ERROR_INFO, "error_code": "FAILED_PRECONDITION"}]
+        })
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/_emulator/clock/rewind"))
         .body(r#"{"seconds": 1}"#)
         .send()
         .await?;
@@ -232,16 +329,19 @@ async fn reset_drops_a_dcr_client_and_keeps_the_configured_ones() -> Result<()> 
         ])
         .await?;
     assert_eq!(login.path(), "/login");
-    let (_, pending) = control(&env, Method::GET, "/_emulator/login-requests", None).await?;
+    let (_, pending) = env
+        .control(Method::GET, "/_emulator/login-requests", None)
+        .await?;
     assert_eq!(pending["login_requests"].as_array().map(Vec::len), Some(1));
 
     assert_eq!(
-        control(&env, Method::POST, "/_emulator/reset", None).await?,
+        env.control(Method::POST, "/_emulator/reset", None).await?,
         (StatusCode::NO_CONTENT, Value::Null)
     );
 
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/login-requests", None).await?,
+        env.control(Method::GET, "/_emulator/login-requests", None)
+            .await?,
         (StatusCode::OK, json!({"login_requests": []}))
     );
     let page = text(
@@ -367,12 +467,12 @@ async fn login_requests_lists_a_pending_one_whose_state_completes_the_sign_in() 
         }]})
     };
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/login-requests", None).await?,
+        env.control(Method::GET, "/_emulator/login-requests", None)
+            .await?,
         (StatusCode::OK, expected(false))
     );
     assert_eq!(
-        control(
-            &env,
+        env.control(
             Method::GET,
             "/_emulator/login-requests?state=not-a-state",
             None
@@ -382,13 +482,13 @@ async fn login_requests_lists_a_pending_one_whose_state_completes_the_sign_in() 
     );
 
     // An API-only test knows only the login request id; the listing gives it the state.
-    let (_, listed) = control(
-        &env,
-        Method::GET,
-        &format!("/_emulator/login-requests?state={state}"),
-        None,
-    )
-    .await?;
+    let (_, listed) = env
+        .control(
+            Method::GET,
+            &format!("/_emulator/login-requests?state={state}"),
+            None,
+        )
+        .await?;
     assert_eq!(listed, expected(false));
     let listed_state = listed["login_requests"][0]["state"]
         .as_str()
@@ -401,7 +501,8 @@ async fn login_requests_lists_a_pending_one_whose_state_completes_the_sign_in() 
     )
     .await?;
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/login-requests", None).await?,
+        env.control(Method::GET, "/_emulator/login-requests", None)
+            .await?,
         (StatusCode::OK, expected(true))
     );
     let redirect = location(env.callback(&listed_state).await?, StatusCode::FOUND)?;
@@ -412,7 +513,8 @@ async fn login_requests_lists_a_pending_one_whose_state_completes_the_sign_in() 
         "{redirect}"
     );
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/login-requests", None).await?,
+        env.control(Method::GET, "/_emulator/login-requests", None)
+            .await?,
         (StatusCode::OK, json!({"login_requests": []}))
     );
     Ok(())
@@ -431,10 +533,11 @@ async fn the_request_log_lists_the_last_requests_newest_first_with_credentials_c
         .await?;
     assert_eq!(misplaced.status(), StatusCode::BAD_REQUEST);
     // Control requests are not logged.
-    control(&env, Method::GET, "/_emulator/clock", None).await?;
+    env.control(Method::GET, "/_emulator/clock", None).await?;
 
-    let (status, mut body) =
-        control(&env, Method::GET, "/_emulator/requests?limit=2", None).await?;
+    let (status, mut body) = env
+        .control(Method::GET, "/_emulator/requests?limit=2", None)
+        .await?;
     assert_eq!(status, StatusCode::OK);
     let requests = body["requests"].as_array_mut().context("requests")?;
     for request in requests.iter_mut() {
@@ -469,7 +572,9 @@ async fn the_request_log_lists_the_last_requests_newest_first_with_credentials_c
     );
     assert!(!body.to_string().contains(&code), "{body}");
 
-    let (_, all) = control(&env, Method::GET, "/_emulator/requests", None).await?;
+    let (_, all) = env
+        .control(Method::GET, "/_emulator/requests", None)
+        .await?;
     let paths: Vec<&str> = all["requests"]
         .as_array()
         .context("requests")?
@@ -495,7 +600,8 @@ async fn the_request_log_lists_the_last_requests_newest_first_with_credentials_c
     );
 
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/requests?limit=1001", None).await?,
+        env.control(Method::GET, "/_emulator/requests?limit=1001", None)
+            .await?,
         (
             StatusCode::BAD_REQUEST,
             invalid_argument(json!([{
@@ -511,22 +617,22 @@ async fn the_request_log_lists_the_last_requests_newest_first_with_credentials_c
 async fn a_fault_on_the_token_endpoint_answers_once_then_the_real_answer_comes_back() -> Result<()>
 {
     let env = TestEnv::spawn().await?;
-    let (status, created) = control(
-        &env,
-        Method::POST,
-        "/_emulator/faults",
-        Some(
-            r#"{"method": "post", "path": "/oauth/token", "status": 503,
+    let (status, created) = env
+        .control(
+            Method::POST,
+            "/_emulator/faults",
+            Some(
+                r#"{"method": "post", "path": "/oauth/token", "status": 503,
                 "body": {"error": "temporarily_unavailable"}, "times": 1}"#,
-        ),
-    )
-    .await?;
+            ),
+        )
+        .await?;
     assert_eq!(status, StatusCode::CREATED);
     let id = created["id"].as_str().context("id")?.to_owned();
     assert!(id.starts_with("flt_"), "{created}");
     assert_eq!(created, json!({"id": id}));
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/faults", None).await?,
+        env.control(Method::GET, "/_emulator/faults", None).await?,
         (
             StatusCode::OK,
             json!({"faults": [{
@@ -567,7 +673,7 @@ async fn a_fault_on_the_token_endpoint_answers_once_then_the_real_answer_comes_b
     let real = env.management_token().await?;
     assert!(!real.is_empty());
     assert_eq!(
-        control(&env, Method::GET, "/_emulator/faults", None).await?,
+        env.control(Method::GET, "/_emulator/faults", None).await?,
         (StatusCode::OK, json!({"faults": []}))
     );
     Ok(())
@@ -576,13 +682,13 @@ async fn a_fault_on_the_token_endpoint_answers_once_then_the_real_answer_comes_b
 #[tokio::test]
 async fn a_fault_without_a_status_only_delays_the_real_answer() -> Result<()> {
     let env = TestEnv::spawn().await?;
-    let (status, _) = control(
-        &env,
-        Method::POST,
-        "/_emulator/faults",
-        Some(r#"{"path": "/keys", "delay_ms": 50}"#),
-    )
-    .await?;
+    let (status, _) = env
+        .control(
+            Method::POST,
+            "/_emulator/faults",
+            Some(r#"{"path": "/keys", "delay_ms": 50}"#),
+        )
+        .await?;
     assert_eq!(status, StatusCode::CREATED);
     let started = std::time::Instant::now();
     let response = env.get("/keys").await?;
@@ -597,8 +703,7 @@ async fn a_fault_without_a_status_only_delays_the_real_answer() -> Result<()> {
 async fn faults_are_cleared_and_a_bad_fault_names_its_fields() -> Result<()> {
     let env = TestEnv::spawn().await?;
     assert_eq!(
-        control(
-            &env,
+        env.control(
             Method::POST,
             "/_emulator/faults",
             Some(r#"{"method": "GET", "path": "/_emulator/clock", "status": 99, "times": 0}"#),
@@ -614,8 +719,7 @@ async fn faults_are_cleared_and_a_bad_fault_names_its_fields() -> Result<()> {
         )
     );
     assert_eq!(
-        control(
-            &env,
+        env.control(
             Method::POST,
             "/_emulator/faults",
             Some(r#"{"path": "/keys", "colour": "red"}"#),
@@ -629,16 +733,17 @@ async fn faults_are_cleared_and_a_bad_fault_names_its_fields() -> Result<()> {
             }]))
         )
     );
-    let (status, _) = control(
-        &env,
-        Method::POST,
-        "/_emulator/faults",
-        Some(r#"{"path": "/keys", "status": 500}"#),
-    )
-    .await?;
+    let (status, _) = env
+        .control(
+            Method::POST,
+            "/_emulator/faults",
+            Some(r#"{"path": "/keys", "status": 500}"#),
+        )
+        .await?;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
-        control(&env, Method::DELETE, "/_emulator/faults", None).await?,
+        env.control(Method::DELETE, "/_emulator/faults", None)
+            .await?,
         (StatusCode::NO_CONTENT, Value::Null)
     );
     json_body(env.get("/keys").await?, StatusCode::OK).await?;
@@ -650,11 +755,14 @@ async fn the_hundred_and_first_fault_is_resource_exhausted() -> Result<()> {
     let env = TestEnv::spawn().await?;
     let fault = r#"{"path": "/nowhere", "status": 500}"#;
     for _ in 0..100 {
-        let (status, _) = control(&env, Method::POST, "/_emulator/faults", Some(fault)).await?;
+        let (status, _) = env
+            .control(Method::POST, "/_emulator/faults", Some(fault))
+            .await?;
         assert_eq!(status, StatusCode::CREATED);
     }
     assert_eq!(
-        control(&env, Method::POST, "/_emulator/faults", Some(fault)).await?,
+        env.control(Method::POST, "/_emulator/faults", Some(fault))
+            .await?,
         (
             StatusCode::TOO_MANY_REQUESTS,
             json!({
@@ -670,7 +778,9 @@ async fn the_hundred_and_first_fault_is_resource_exhausted() -> Result<()> {
 #[tokio::test]
 async fn the_openapi_document_lists_every_control_route_and_each_one_answers() -> Result<()> {
     let env = TestEnv::spawn().await?;
-    let (status, document) = control(&env, Method::GET, "/_emulator/openapi.json", None).await?;
+    let (status, document) = env
+        .control(Method::GET, "/_emulator/openapi.json", None)
+        .await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(document["openapi"], "3.1.0");
     let mut operations = BTreeSet::new();
@@ -683,6 +793,11 @@ async fn the_openapi_document_lists_every_control_route_and_each_one_answers() -
         ("GET", "/_emulator/openapi.json"),
         ("GET", "/_emulator/clock"),
         ("POST", "/_emulator/clock/advance"),
+        ("POST", "/_emulator/clock/rewind"),
+        ("GET", "/_emulator/keys"),
+        ("POST", "/_emulator/keys/rotate"),
+        ("POST", "/_emulator/keys/retire"),
+        ("POST", "/_emulator/tokens"),
         ("POST", "/_emulator/reset"),
         ("GET", "/_emulator/login-requests"),
         ("GET", "/_emulator/requests"),
@@ -705,7 +820,7 @@ async fn the_openapi_document_lists_every_control_route_and_each_one_answers() -
             continue;
         }
         let method = Method::from_bytes(method.as_bytes())?;
-        let (status, body) = control(&env, method.clone(), path, Some("{}")).await?;
+        let (status, body) = env.control(method.clone(), path, Some("{}")).await?;
         assert!(
             status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
             "{method} {path}: {status} {body}"
@@ -726,9 +841,12 @@ async fn with_control_off_the_control_routes_are_not_found() -> Result<()> {
         (Method::GET, "/_emulator/clock"),
         (Method::POST, "/_emulator/reset"),
         (Method::GET, "/_emulator/openapi.json"),
+        (Method::POST, "/_emulator/tokens"),
+        (Method::POST, "/_emulator/keys/rotate"),
+        (Method::GET, "/_emulator/keys"),
     ] {
         assert_eq!(
-            control(&env, method, path, None).await?,
+            env.control(method, path, None).await?,
             (StatusCode::NOT_FOUND, not_found.clone())
         );
     }

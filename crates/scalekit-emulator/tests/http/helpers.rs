@@ -86,6 +86,42 @@ impl TestEnv {
         Ok(self.http.get(self.url(path)).send().await?)
     }
 
+    /// Sends a control request with an optional raw JSON body; returns the status and the JSON
+    /// body (`Value::Null` when empty).
+    pub async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))?
+        };
+        Ok((status, body))
+    }
+
+    /// The `kid`s `/keys` publishes, in order.
+    pub async fn published_kids(&self) -> Result<Vec<String>> {
+        let jwks: Value = json(self.get("/keys").await?, StatusCode::OK).await?;
+        jwks["keys"]
+            .as_array()
+            .context("keys")?
+            .iter()
+            .map(|key| Ok(key["kid"].as_str().context("kid")?.to_owned()))
+            .collect()
+    }
+
     /// POSTs a form to `/oauth/token`; asserts the status and `Cache-Control: no-store`.
     pub async fn token(&self, form: &[(&str, &str)], status: StatusCode) -> Result<Value> {
         let response = self
@@ -229,6 +265,23 @@ impl TestEnv {
     }
 }
 
+/// The header of a JWT, decoded without any check.
+pub fn jwt_header(token: &str) -> Result<Value> {
+    jwt_part(token, 0)
+}
+
+/// The payload of a JWT, decoded without any check.
+pub fn jwt_claims(token: &str) -> Result<Value> {
+    jwt_part(token, 1)
+}
+
+fn jwt_part(token: &str, index: usize) -> Result<Value> {
+    use base64::Engine as _;
+    let part = token.split('.').nth(index).context("a JWT part")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part)?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 /// Ada, as "Your App" posts her.
 pub fn ada() -> Value {
     json!({
@@ -297,4 +350,21 @@ pub fn query_param(url: &Url, name: &str) -> Result<String> {
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
         .ok_or_else(|| anyhow!("{name} missing from {url}"))
+}
+
+/// The `@type` of the gateway's `ErrorInfo` detail.
+pub const ERROR_INFO: &str = "type.googleapis.com/scalekit.v1.errdetails.ErrorInfo";
+
+/// The gateway body of an INVALID_ARGUMENT with these field violations and the control API's
+/// message.
+pub fn invalid_argument(violations: Value) -> Value {
+    json!({
+        "code": 3,
+        "message": "invalid request",
+        "details": [{
+            "@type": ERROR_INFO,
+            "error_code": "INVALID_ARGUMENT",
+            "validation_error_info": {"field_violations": violations}
+        }]
+    })
 }

@@ -9,11 +9,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    API_CLIENT_SECRET, CONNECTION, PUBLIC_CLIENT, REDIRECT_URI, SERVER_URL, TestEnv, VERIFIER, ada,
-    json as json_body, location, query_param,
+    API_CLIENT_SECRET, CONNECTION, ERROR_INFO, PUBLIC_CLIENT, REDIRECT_URI, SERVER_URL, TestEnv,
+    VERIFIER, ada, json as json_body, location, query_param,
 };
-
-const ERROR_INFO: &str = "type.googleapis.com/scalekit.v1.errdetails.ErrorInfo";
 
 async fn get_json(env: &TestEnv, path: &str) -> Result<Value> {
     json_body(env.get(path).await?, StatusCode::OK).await

@@ -1,5 +1,6 @@
 //! State that survives restarts: a second emulator on the same state directory keeps the signing
-//! key, the DCR clients, the users and the refresh tokens (with their rotation state) of the first.
+//! keys (the rotated key ring, in order), the DCR clients, the users and the refresh tokens (with
+//! their rotation state) of the first.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use scalekit_emulator::{App, Config, ConsentMode, Deps, ManualClock};
+use reqwest::Method;
+use scalekit_emulator::{App, Config, ConsentMode, Deps, ManualClock, Signer};
+use scalekit_wire::Secret;
 
 use crate::helpers::{
     FIXTURE, REDIRECT_URI, RESOURCE, SERVER_URL, TestEnv, VERIFIER, ada, json as json_body,
@@ -55,12 +58,22 @@ impl Running {
         clock: &ManualClock,
         consent: ConsentMode,
     ) -> Result<Running> {
+        Self::start_with_key(state_dir, clock, consent, None).await
+    }
+
+    async fn start_with_key(
+        state_dir: &Path,
+        clock: &ManualClock,
+        consent: ConsentMode,
+        signing_key_pem: Option<Secret>,
+    ) -> Result<Running> {
         let mut config = Config::from_toml_str(FIXTURE)?;
         config.resources[0].consent = consent;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let deps = Deps {
             clock: Arc::new(clock.clone()),
             state_dir: Some(state_dir.to_owned()),
+            signing_key_pem,
             ..Deps::default()
         };
         let app = App::from_listener_with(listener, config, deps)?;
@@ -87,6 +100,15 @@ impl Running {
     async fn kid(&self) -> Result<String> {
         let jwks: Value = json_body(self.env.get("/keys").await?, StatusCode::OK).await?;
         Ok(jwks["keys"][0]["kid"].as_str().context("kid")?.to_owned())
+    }
+
+    async fn rotate(&self) -> Result<String> {
+        let (status, body) = self
+            .env
+            .control(Method::POST, "/_emulator/keys/rotate", None)
+            .await?;
+        ensure!(status == StatusCode::OK, "{status} {body}");
+        Ok(body["kid"].as_str().context("kid")?.to_owned())
     }
 
     async fn register(&self) -> Result<String> {
@@ -337,4 +359,82 @@ async fn list_consents(env: &TestEnv, management: &str) -> Result<Value> {
         .send()
         .await?;
     json_body(response, StatusCode::OK).await
+}
+
+#[tokio::test]
+async fn a_rotated_key_ring_survives_a_restart_in_its_order() -> Result<()> {
+    let state_dir = StateDir::new("key-ring");
+    let clock = ManualClock::now();
+    let first = Running::start(&state_dir.0, &clock).await?;
+    let original = first.kid().await?;
+    let second_kid = first.rotate().await?;
+    let third_kid = first.rotate().await?;
+    let (status, body) = first
+        .env
+        .control(
+            Method::POST,
+            "/_emulator/keys/retire",
+            Some(&format!(r#"{{"kid": "{second_kid}"}}"#)),
+        )
+        .await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    let ring = first.env.published_kids().await?;
+    assert_eq!(ring, vec![third_kid.clone(), original.clone()]);
+    first.stop().await;
+
+    let second = Running::start(&state_dir.0, &clock).await?;
+    assert_eq!(second.env.published_kids().await?, ring);
+    // New tokens carry the rotated key. (A management token from before the restart cannot be
+    // reused: the restarted emulator has another port, so another issuer.)
+    let fresh = second.env.management_token().await?;
+    assert_eq!(
+        crate::helpers::jwt_header(&fresh)?["kid"],
+        third_kid.as_str()
+    );
+    // A retirement is saved too.
+    let (status, body) = second
+        .env
+        .control(Method::POST, "/_emulator/keys/retire", None)
+        .await?;
+    ensure!(status == StatusCode::OK, "{status} {body}");
+    second.stop().await;
+    let third = Running::start(&state_dir.0, &clock).await?;
+    assert_eq!(third.env.published_kids().await?, vec![third_kid]);
+    third.stop().await;
+    Ok(())
+}
+
+/// An explicit key wins for the run, and the stored ring is neither read nor written by it.
+#[tokio::test]
+async fn an_explicit_key_leaves_the_stored_ring_as_it_was() -> Result<()> {
+    let state_dir = StateDir::new("explicit-key");
+    let clock = ManualClock::now();
+    let first = Running::start(&state_dir.0, &clock).await?;
+    first.rotate().await?;
+    let stored = first.env.published_kids().await?;
+    first.stop().await;
+
+    let explicit = Signer::generate()?;
+    let with_key = Running::start_with_key(
+        &state_dir.0,
+        &clock,
+        ConsentMode::Auto,
+        Some(explicit.private_key_pem().clone()),
+    )
+    .await?;
+    assert_eq!(
+        with_key.env.published_kids().await?,
+        vec![explicit.kid().to_owned()]
+    );
+    let rotated = with_key.rotate().await?;
+    assert_eq!(
+        with_key.env.published_kids().await?,
+        vec![rotated, explicit.kid().to_owned()]
+    );
+    with_key.stop().await;
+
+    let again = Running::start(&state_dir.0, &clock).await?;
+    assert_eq!(again.env.published_kids().await?, stored);
+    again.stop().await;
+    Ok(())
 }

@@ -307,8 +307,8 @@ mod documents {
 }
 
 mod inspector {
+    use flow_inspector::{Actor, Exchange, Inspector};
     use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-    use scalekit_emulator::inspector::{Actor, Exchange, Inspector};
 
     use super::*;
 
@@ -366,7 +366,7 @@ mod inspector {
                 recorded.set(recorded.get() + 1);
                 if recorded
                     .get()
-                    .is_multiple_of(scalekit_emulator::inspector::MAX_PENDING / 2)
+                    .is_multiple_of(flow_inspector::MAX_PENDING / 2)
                 {
                     inspector.clear();
                 }
@@ -380,7 +380,7 @@ mod inspector {
     #[divan::bench]
     fn record_token_exchange_queue_full(bencher: Bencher) {
         let inspector = Inspector::new();
-        for _ in 0..scalekit_emulator::inspector::MAX_PENDING {
+        for _ in 0..flow_inspector::MAX_PENDING {
             inspector.record(token_exchange(&inspector));
         }
         bencher

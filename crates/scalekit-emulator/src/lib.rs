@@ -12,7 +12,6 @@ pub mod flow;
 pub mod grpc;
 pub mod http;
 pub mod ids;
-pub mod inspector;
 pub mod keys;
 pub mod metadata;
 pub mod serve;

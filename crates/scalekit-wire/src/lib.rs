@@ -5,6 +5,7 @@
 //! without depending on another piece's internals. Nothing here does IO.
 
 mod error;
+mod facts;
 mod ids;
 mod secret;
 mod user;
@@ -12,6 +13,7 @@ mod user;
 pub use error::{
     ERROR_INFO_TYPE, ErrorDetail, FieldViolation, GatewayError, OAuthErrorBody, ValidationErrorInfo,
 };
+pub use facts::{Check, Endpoint, ErrorSummary, HopFacts, OAuthErrorCode};
 pub use ids::prefix;
 pub use secret::Secret;
 pub use user::{AuthRequestResponse, UserClaims};

@@ -10,8 +10,7 @@ mod fixtures;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::Router;
-use scalekit_emulator::http::inspector::RecordLayer;
-use scalekit_emulator::inspector::{Actor, Inspector};
+use flow_inspector::{Actor, Inspector, RecordLayer};
 use scalekit_emulator::{Deps, ManualClock};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;

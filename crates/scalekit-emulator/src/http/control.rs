@@ -34,7 +34,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorSummary, GrpcCode};
 use crate::clock::ClockError;
 use crate::flow::Flows;
-use crate::inspector::redact::redact_query;
+use flow_inspector::redact::redact_query;
 
 pub mod keys;
 pub mod tokens;

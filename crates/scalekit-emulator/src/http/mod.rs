@@ -56,7 +56,7 @@ pub struct AppState {
     /// The Client ID Metadata Document fetcher and its cache.
     pub metadata_documents: Arc<cimd::MetadataDocuments>,
     /// The flow inspector's recent flows (recorded only when the control API is on).
-    pub inspector: crate::inspector::Inspector,
+    pub inspector: flow_inspector::Inspector,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,7 +91,7 @@ impl AppState {
             store: None,
             key_store: None,
             control: Arc::default(),
-            inspector: crate::inspector::Inspector::new(),
+            inspector: flow_inspector::Inspector::new(),
         }
     }
 

@@ -132,7 +132,7 @@ fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspector::{Actor, Header, ResponseSummary};
+    use crate::{Actor, Header, ResponseSummary};
 
     fn hop(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Hop {
         Hop {

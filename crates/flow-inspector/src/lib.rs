@@ -1,9 +1,11 @@
 //! The flow inspector's memory: recent sign-in flows, each a timeline of hops between the MCP
 //! client, its browser, the emulator, Your App and the MCP server, with what each hop proved.
 //!
-//! Plain data and logic, no axum: `http::inspector` hands every request a piece served over to
-//! [`Inspector::record`] as an [`Exchange`], and serves what is kept here as JSON, a page and a
-//! stream of updates.
+//! The model is plain data and logic: [`RecordLayer`] (the one part that knows axum and tower)
+//! hands every request a piece served over to [`Inspector::record`] as an [`Exchange`], and the
+//! emulator's `http::inspector` serves what is kept here as JSON, a page and a stream of updates.
+//! The crate observes every piece (the emulator, Your App, the MCP server) and depends on none of
+//! them.
 //!
 //! Correlation learns keys from the traffic instead of asking the state machine. An authorize
 //! answer that sends the browser to Your App opens a flow, keyed by its login request id and the
@@ -30,7 +32,10 @@
 
 mod checks;
 mod curl;
+mod layer;
 pub mod redact;
+
+pub use layer::{Record, RecordLayer};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

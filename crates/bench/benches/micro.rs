@@ -10,9 +10,9 @@ use scalekit_emulator::flow::{
     IssuedGrant, LoginRedirect, RedirectOutcome,
 };
 use scalekit_emulator::tokens::TokenMinter;
-use scalekit_emulator::types::{ClientId, PkceVerifier, pkce_s256};
+use scalekit_emulator::types::{AuthorizationCode, ClientId, PkceVerifier, pkce_s256};
 use scalekit_emulator::{Config, KeyRing, RandomIds, Signer, metadata};
-use scalekit_wire::UserClaims;
+use scalekit_wire::{Secret, UserClaims};
 use url::Url;
 
 fn main() {
@@ -114,7 +114,7 @@ impl Fixture {
         match outcome {
             CallbackOutcome::Redirect(redirect) => match redirect.outcome {
                 RedirectOutcome::Code(code) => code.expose().to_owned(),
-                RedirectOutcome::Error { error, .. } => panic!("{}", error.code()),
+                RedirectOutcome::Error { error, .. } => panic!("{error}"),
             },
             CallbackOutcome::NeedsConsent(_) => panic!("consent is auto in the fixtures"),
         }
@@ -125,8 +125,8 @@ impl Fixture {
             .exchange_code(
                 AuthorizationCodeRequest {
                     client_id: self.client_id.clone(),
-                    code,
-                    code_verifier: Some(VERIFIER.to_owned()),
+                    code: AuthorizationCode::new(code),
+                    code_verifier: Some(Secret::new(VERIFIER)),
                     redirect_uri: Some(self.redirect_uri.clone()),
                     resource: None,
                 },
@@ -258,7 +258,7 @@ mod tokens {
             .with_inputs(|| TokenMinter::new(fixture.environment_url.as_str()))
             .bench_local_values(|minter| {
                 minter
-                    .verify_management(&keys, &token, &client.client_id, NOW)
+                    .verify_management(&keys, token.expose(), &client.client_id, NOW)
                     .expect("valid")
             });
     }
@@ -277,7 +277,7 @@ mod tokens {
             .access_token;
         bencher.bench_local(|| {
             minter
-                .verify_management(&keys, &token, &client.client_id, NOW)
+                .verify_management(&keys, token.expose(), &client.client_id, NOW)
                 .expect("valid")
         });
     }
@@ -307,7 +307,7 @@ mod documents {
 }
 
 mod inspector {
-    use flow_inspector::{Actor, Exchange, Inspector};
+    use flow_inspector::{Actor, Endpoint, Exchange, HopFacts, Inspector};
     use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
     use super::*;
@@ -352,6 +352,12 @@ mod inspector {
             status: StatusCode::OK,
             response_headers,
             response_body: Some(response_body.into_bytes()),
+            // What the emulator's token handler attaches to its answer.
+            hop_facts: Some(HopFacts {
+                endpoint: Endpoint::TokenAuthorizationCode,
+                failed: None,
+            }),
+            error_summary: None,
         }
     }
 

@@ -47,18 +47,17 @@ impl Answer {
     }
 }
 
-/// The variables and HTTP client of one step scenario.
-pub struct StepRunner<'a> {
+/// The variables and HTTP client of one step scenario. It reaches the stack only over HTTP.
+pub struct StepRunner {
     http: reqwest::Client,
-    stack: &'a Stack,
     environment: String,
     persona_claims: Value,
     variables: BTreeMap<String, String>,
 }
 
-impl<'a> StepRunner<'a> {
+impl StepRunner {
     /// A runner against `stack`, posting `persona_claims` for `post-user` steps by default.
-    pub fn new(stack: &'a Stack, persona_claims: Value) -> Result<Self, String> {
+    pub fn new(stack: &Stack, persona_claims: Value) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -107,7 +106,6 @@ impl<'a> StepRunner<'a> {
         set("resource_metadata_url", metadata_url.as_str());
         Ok(Self {
             http,
-            stack,
             environment,
             persona_claims,
             variables,
@@ -491,13 +489,9 @@ impl<'a> StepRunner<'a> {
         })
     }
 
-    /// Moves the emulator's clock: directly for an in-process emulator, else through its control
-    /// API (`POST {env}/_emulator/clock/advance`).
+    /// Moves the emulator's clock through its control API (`POST {env}/_emulator/clock/advance`),
+    /// on every target: scenarios reach the stack only over HTTP, even an in-process one.
     async fn advance_clock(&self, seconds: u64) -> Result<(), String> {
-        if let Some(clock) = &self.stack.clock {
-            clock.advance(seconds);
-            return Ok(());
-        }
         let url = self.url("/_emulator/clock/advance")?;
         let answer = self
             .send(self.http.post(url).json(&json!({ "seconds": seconds })))

@@ -327,7 +327,6 @@ async fn run_embedded(
         Consent::Auto => ConsentMode::Auto,
         Consent::Prompt => ConsentMode::Prompt,
     });
-    config.manual_clock = scenario.moves_the_clock();
     if let Some(mistake) = scenario.stack.app_mistake {
         let resource_id = config
             .fixtures

@@ -1,7 +1,9 @@
 //! [`RecordLayer`]: the tower layer that hands every request a piece serves to the
 //! [`Inspector`] as an [`Exchange`], except the control API's own (`/_emulator/…`). The emulator
 //! wraps its router in it when the control API is on; testbed-stack puts the same layer around Your
-//! App and the MCP server when they run in its process, so one inspector sees every hop.
+//! App and the MCP server when they run in its process, so one inspector sees every hop. The
+//! facts a handler attached to its response ([`HopFacts`], [`ErrorSummary`], as extensions) are
+//! copied into the exchange, so the inspector reads what happened instead of inferring it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +16,7 @@ use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use axum::response::Response;
+use scalekit_wire::{ErrorSummary, HopFacts};
 use tower::{Layer, Service};
 
 use crate::{Actor, Exchange, Inspector};
@@ -136,6 +139,8 @@ where
         status: parts.status,
         response_headers: kept_response_headers(&parts.headers),
         response_body,
+        hop_facts: parts.extensions.get::<HopFacts>().copied(),
+        error_summary: parts.extensions.get::<ErrorSummary>().cloned(),
     });
     Ok(Response::from_parts(parts, body))
 }

@@ -7,6 +7,42 @@
 //! The crate observes every piece (the emulator, Your App, the MCP server) and depends on none of
 //! them.
 //!
+//! What a hop proved is read, not guessed. A handler attaches the facts of its answer to the
+//! response as extensions, the layer copies them into the [`Exchange`], and the hop uses them:
+//! [`HopFacts`] gives the endpoint served and the check that failed (the checks before it in
+//! the endpoint's order passed, those after it were not reached; [`Check::ChallengedWithoutBearer`]
+//! is the MCP server's 401 that starts discovery, not a failure), [`ErrorSummary`] the error code
+//! and description shown. The emulator's handlers and the reference MCP server's attach both;
+//! Your App attaches nothing (it checks nothing the inspector knows: its hops are
+//! [`Endpoint::Other`]). Redaction is the test bed's one rule ([`redact`], from
+//! `scalekit_wire::redact`), the one the emulator's request log and the driver's hops use.
+//!
+//! Inference remains only as the fallback for an answer that carries no facts, and only for the
+//! fact it lacks:
+//! - without [`HopFacts`], the endpoint comes from a route table (who served it, the method, the
+//!   path and, at the token endpoint, `grant_type`), and an error answer's failed check from its
+//!   status, its OAuth error code and words of the description the emulator writes (`another
+//!   client`, `code_verifier`, `no user was submitted`…);
+//! - without an [`ErrorSummary`], the error and its description are read off the wire: an OAuth
+//!   or gateway JSON body, the hosted error page's `<title>` (`Sign-in error: {error}
+//!   ({description})`), a redirect's `error` or a `WWW-Authenticate` challenge.
+//!
+//! Answers without facts are those no handler of a piece that attaches them made: an answer the
+//! emulator's fault injection (`/_emulator/faults`) puts in a handler's place, playing a
+//! misbehaving server; the MCP server's answer to a path it does not serve; any piece recorded
+//! by a [`RecordLayer`] that attaches none, such as a server of somebody else's (the route table
+//! knows only the test bed's paths, so such a piece's answers show at least their status and
+//! error). Your App's answers carry none and need none. An answer with facts but without an
+//! [`ErrorSummary`] has its error read off the wire too: the emulator's error redirects to the
+//! client (`?error=access_denied&error_description=…`) are such answers.
+//!
+//! Two questions are about correlation rather than about what an answer proved, and are answered
+//! from the protocol: who sent a request (the emulator cannot see its caller: the browser follows
+//! redirects to authorize, the callback and consent; Your App gets the management token and posts
+//! the user; the MCP server fetches `/keys`), and whether a hop no key places waits for the next
+//! flow (discovery documents, told by their `/.well-known/` path, registration, authorize and
+//! the MCP server's first request without a bearer).
+//!
 //! Correlation learns keys from the traffic instead of asking the state machine. An authorize
 //! answer that sends the browser to Your App opens a flow, keyed by its login request id and the
 //! emulator's `state`; Your App's `/login?login_request_id=`, the user POST's path, the callback's
@@ -33,21 +69,22 @@
 mod checks;
 mod curl;
 mod layer;
+mod observe;
 pub mod redact;
 
+pub use checks::CheckOutcome;
 pub use layer::{Record, RecordLayer};
+pub use scalekit_wire::{Check, Endpoint, ErrorSummary, HopFacts};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use aws_lc_rs::digest;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::broadcast;
 
-pub use checks::{Check, Endpoint};
+use observe::{Observed, observe};
 
 /// How many flows are kept (the oldest go first).
 pub const MAX_FLOWS: usize = 100;
@@ -144,8 +181,9 @@ pub struct ResponseSummary {
     /// `Location`, redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// The error code of an OAuth or gateway error body, a redirect's `error`, a hosted error
-    /// page or a `WWW-Authenticate` challenge.
+    /// The error code the answer carried: its handler's [`ErrorSummary`] (a gateway error's gRPC
+    /// code as the number its body carries), else read off the wire (an OAuth or gateway error
+    /// body, the hosted error page, a redirect's `error` or a `WWW-Authenticate` challenge).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Its description.
@@ -188,7 +226,7 @@ pub struct Hop {
     /// The answer, in short.
     pub response: ResponseSummary,
     /// What the answering piece verified.
-    pub checks: Vec<Check>,
+    pub checks: Vec<CheckOutcome>,
     /// How it was tied to its flow (`None`: not tied to one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched_by: Option<MatchedBy>,
@@ -228,6 +266,11 @@ pub struct Exchange {
     pub response_headers: HeaderMap,
     /// The answer's body, when it was small JSON or HTML.
     pub response_body: Option<Vec<u8>>,
+    /// What the answering handler said about its answer (the endpoint it served, the check that
+    /// failed), when it attached [`HopFacts`] to the response.
+    pub hop_facts: Option<HopFacts>,
+    /// What an error answer said, when its handler attached an [`ErrorSummary`].
+    pub error_summary: Option<ErrorSummary>,
 }
 
 impl Exchange {
@@ -270,6 +313,11 @@ impl Exchange {
             + headers(&self.response_headers)
             + self.request_body.as_ref().map_or(0, Vec::len)
             + self.response_body.as_ref().map_or(0, Vec::len)
+            + self.error_summary.as_ref().map_or(0, |summary| {
+                summary.code.len()
+                    + summary.message.len()
+                    + summary.fields.iter().map(String::len).sum::<usize>()
+            })
     }
 }
 
@@ -600,55 +648,19 @@ impl Inspector {
     }
 }
 
-/// A key learned from or found in the traffic, as the index holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
-    LoginRequest,
-    State,
-    Consent,
-    Code,
-    Token,
-}
-
-fn key(kind: KeyKind, value: &str) -> u128 {
-    let mut context = digest::Context::new(&digest::SHA256);
-    context.update(&[kind as u8]);
-    context.update(value.as_bytes());
-    let hash = context.finish();
-    let mut prefix = [0_u8; 16];
-    prefix.copy_from_slice(&hash.as_ref()[..16]);
-    u128::from_be_bytes(prefix)
-}
-
-/// A hop and what it says about correlation.
-#[derive(Debug)]
-struct Observed {
-    hop: Hop,
-    /// An authorize answer sending the browser to the login endpoint: opens a flow with this
-    /// login request id.
-    opens: Option<String>,
-    /// The client named by the request or its answer.
-    client_id: Option<String>,
-    /// Keys that lead to an existing flow.
-    finds: Vec<u128>,
-    /// Keys the flow learns from this hop.
-    learns: Vec<u128>,
-    /// Whether a token endpoint issued tokens.
-    tokens_issued: bool,
-    /// Comes before flows (discovery, registration, the first 401): waits for the next one.
-    before_flows: bool,
-}
-
 impl Recorded {
     /// Ties an observed hop to its flow (or keeps it as another request) and says what changed.
     fn file(&mut self, observed: Observed) -> Update {
         let Observed {
             mut hop,
-            opens,
-            client_id,
-            finds,
-            learns,
-            tokens_issued,
+            keys:
+                observe::Keys {
+                    opens,
+                    client_id,
+                    finds,
+                    learns,
+                    tokens_issued,
+                },
             before_flows,
         } = observed;
 
@@ -786,426 +798,6 @@ impl Recorded {
             self.other.pop_front();
         }
         self.other.push_back(waiting);
-    }
-}
-
-/// Where a request went, by who served it and its path.
-fn endpoint(served_by: Actor, method: &Method, path: &str, grant_type: Option<&str>) -> Endpoint {
-    match served_by {
-        Actor::McpServer if !path.starts_with("/.well-known/") => Endpoint::Mcp,
-        Actor::Emulator => {
-            if path == "/oauth/token"
-                || (path.starts_with("/resources/") && path.ends_with("/oauth/token"))
-            {
-                return match grant_type {
-                    Some("authorization_code") => Endpoint::TokenAuthorizationCode,
-                    Some("refresh_token") => Endpoint::TokenRefresh,
-                    Some("client_credentials") => Endpoint::TokenClientCredentials,
-                    _ => Endpoint::TokenOther,
-                };
-            }
-            if path == "/oauth/authorize"
-                || (path.starts_with("/resources/") && path.ends_with("/oauth/authorize"))
-            {
-                return Endpoint::Authorize;
-            }
-            if path.starts_with("/api/v1/connections/")
-                && path.ends_with("/user")
-                && method == Method::POST
-            {
-                return Endpoint::SubmitUser;
-            }
-            if path.starts_with("/sso/v1/connections/") && path.ends_with("/partner:callback") {
-                return Endpoint::PartnerCallback;
-            }
-            if path == "/oauth/consent" {
-                return Endpoint::Consent;
-            }
-            if path.ends_with("/clients:register") {
-                return Endpoint::Register;
-            }
-            if path == "/oauth/revoke" {
-                return Endpoint::Revoke;
-            }
-            Endpoint::Other
-        }
-        _ => Endpoint::Other,
-    }
-}
-
-/// Who sent a request, by who served it and where it went. The emulator cannot see its caller,
-/// so this is what the protocol says: the user agent follows redirects to authorize, the
-/// callback and consent; Your App gets the management token and posts the user; the MCP server
-/// fetches the JWKS (the MCP client may too, to verify an ID token); the MCP client does the
-/// rest.
-fn caller(served_by: Actor, endpoint: Endpoint, path: &str) -> Actor {
-    match served_by {
-        Actor::YourApp => Actor::Browser,
-        Actor::McpServer => Actor::McpClient,
-        Actor::McpClient | Actor::Browser => Actor::McpClient,
-        Actor::Emulator => match endpoint {
-            Endpoint::Authorize | Endpoint::PartnerCallback | Endpoint::Consent => Actor::Browser,
-            Endpoint::TokenClientCredentials | Endpoint::SubmitUser => Actor::YourApp,
-            Endpoint::Other if path == "/keys" => Actor::McpServer,
-            _ => Actor::McpClient,
-        },
-    }
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|value| value.to_str().ok())
-}
-
-fn query_value(query: &str, wanted: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(name, _)| name == wanted)
-        .map(|(_, value)| value.into_owned())
-}
-
-fn location_query(location: &str) -> &str {
-    let without_fragment = location
-        .split_once('#')
-        .map_or(location, |(before, _)| before);
-    without_fragment
-        .split_once('?')
-        .map_or("", |(_, query)| query)
-}
-
-/// The title of an HTML page, its entities decoded.
-fn html_title(html: &str) -> Option<String> {
-    let start = html.find("<title>")? + "<title>".len();
-    let end = start + html[start..].find("</title>")?;
-    Some(
-        html[start..end]
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&#x27;", "'")
-            .replace("&amp;", "&"),
-    )
-}
-
-/// The value of a hidden form field on an HTML page (the consent page's `consent_id`).
-fn hidden_field(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = start + html[start..].find('"')?;
-    Some(html[start..end].to_owned())
-}
-
-/// `error` and `error_description` of a `WWW-Authenticate: Bearer …` challenge.
-fn challenge_error(challenge: &str) -> (Option<String>, Option<String>) {
-    let parameter = |name: &str| {
-        let marker = format!("{name}=\"");
-        let start = challenge.find(&marker)? + marker.len();
-        let end = start + challenge[start..].find('"')?;
-        Some(challenge[start..end].to_owned())
-    };
-    (parameter("error"), parameter("error_description"))
-}
-
-/// Turns an exchange into a redacted hop and the keys it carries.
-fn observe(exchange: Exchange) -> Observed {
-    let Exchange {
-        served_by,
-        base_url,
-        seq,
-        started_at_ms,
-        duration_us,
-        method,
-        uri,
-        request_headers,
-        request_body,
-        status,
-        response_headers,
-        response_body,
-    } = exchange;
-    let path = format!("/{}", uri.path().trim_start_matches('/'));
-    let query = uri.query().unwrap_or_default();
-    let request_type = header(&request_headers, "content-type").map(str::to_owned);
-    let form: Vec<(String, String)> = match (&request_body, &request_type) {
-        (Some(body), Some(content_type))
-            if content_type.starts_with("application/x-www-form-urlencoded") =>
-        {
-            url::form_urlencoded::parse(body).into_owned().collect()
-        }
-        _ => Vec::new(),
-    };
-    let form_value = |name: &str| {
-        form.iter()
-            .find(|(field, _)| field == name)
-            .map(|(_, value)| value.clone())
-    };
-    let grant_type = form_value("grant_type");
-    let endpoint = endpoint(served_by, &method, &path, grant_type.as_deref());
-    let from = caller(served_by, endpoint, &path);
-
-    // The answer.
-    let response_type = header(&response_headers, "content-type").map(str::to_owned);
-    let location = header(&response_headers, "location").map(str::to_owned);
-    let mut response = ResponseSummary {
-        content_type: response_type.clone(),
-        location: location.as_deref().map(redact::redact_url),
-        ..ResponseSummary::default()
-    };
-    let response_text = response_body
-        .as_deref()
-        .and_then(|body| std::str::from_utf8(body).ok());
-    let response_json: Option<Value> = match (&response_type, response_text) {
-        (Some(content_type), Some(text)) if content_type.contains("json") => {
-            serde_json::from_str(text).ok()
-        }
-        _ => None,
-    };
-    if let Some(json) = &response_json {
-        let text = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_owned);
-        if let Some(error) = text("error") {
-            response.error = Some(error);
-            response.error_description = text("error_description");
-        } else if let (Some(code), Some(message)) = (json.get("code"), text("message")) {
-            response.error = Some(code.to_string().trim_matches('"').to_owned());
-            response.error_description = Some(message);
-        }
-    }
-    let html = match (&response_type, response_text) {
-        (Some(content_type), Some(text)) if content_type.starts_with("text/html") => Some(text),
-        _ => None,
-    };
-    if let Some(html) = html {
-        response.title = html_title(html);
-        if let Some(rest) = response
-            .title
-            .as_deref()
-            .and_then(|title| title.strip_prefix("Sign-in error: "))
-        {
-            let (error, description) = match rest.split_once(" (") {
-                Some((error, description)) => (error, description.trim_end_matches(')')),
-                None => (rest, ""),
-            };
-            response.error = Some(error.to_owned());
-            response.error_description = (!description.is_empty()).then(|| description.to_owned());
-        }
-    }
-    if response.error.is_none()
-        && let Some(location) = &location
-    {
-        let query = location_query(location);
-        if let Some(error) = query_value(query, "error") {
-            response.error = Some(error);
-            response.error_description = query_value(query, "error_description");
-        }
-    }
-    if response.error.is_none()
-        && let Some(challenge) = header(&response_headers, "www-authenticate")
-    {
-        let (error, description) = challenge_error(challenge);
-        response.error = error;
-        response.error_description = description;
-    }
-
-    // What it proved.
-    let failed = !(200..400).contains(&status.as_u16()) || response.error.is_some();
-    let error = failed.then(|| {
-        (
-            response.error.clone().unwrap_or_default(),
-            response.error_description.clone().unwrap_or_default(),
-        )
-    });
-    let checks = match endpoint {
-        // Without a bearer there is nothing to check but its absence; the protected-resource
-        // metadata is public.
-        Endpoint::Mcp if !failed && header(&request_headers, "authorization").is_none() => {
-            Vec::new()
-        }
-        _ => checks::checks(
-            endpoint,
-            status.as_u16(),
-            error
-                .as_ref()
-                .map(|(code, description)| (code.as_str(), description.as_str())),
-        ),
-    };
-
-    // Correlation keys.
-    let mut finds = Vec::new();
-    let mut learns = Vec::new();
-    let mut opens = None;
-    let mut client_id = query_value(query, "client_id").or_else(|| form_value("client_id"));
-    let location_value = |name: &str| {
-        location
-            .as_deref()
-            .and_then(|location| query_value(location_query(location), name))
-    };
-    let bearer = header(&request_headers, "authorization")
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match (served_by, endpoint) {
-        (Actor::Emulator, Endpoint::Authorize) => {
-            if let Some(login_request) = location_value("login_request_id") {
-                learns.push(key(KeyKind::LoginRequest, &login_request));
-                if let Some(state) = location_value("state") {
-                    learns.push(key(KeyKind::State, &state));
-                }
-                opens = Some(login_request);
-            }
-        }
-        (Actor::Emulator, Endpoint::SubmitUser) => {
-            let segments: Vec<&str> = path.split('/').collect();
-            if let Some(position) = segments
-                .iter()
-                .position(|segment| *segment == "auth-requests")
-                && let Some(login_request) = segments.get(position + 1)
-            {
-                finds.push(key(KeyKind::LoginRequest, login_request));
-            }
-        }
-        (Actor::Emulator, Endpoint::PartnerCallback) => {
-            if let Some(state) = query_value(query, "state") {
-                finds.push(key(KeyKind::State, &state));
-            }
-            if let Some(consent) = html.and_then(|html| hidden_field(html, "consent_id")) {
-                learns.push(key(KeyKind::Consent, &consent));
-            }
-        }
-        (Actor::Emulator, Endpoint::Consent) => {
-            if let Some(consent) = form_value("consent_id") {
-                finds.push(key(KeyKind::Consent, &consent));
-            }
-        }
-        (Actor::Emulator, Endpoint::TokenAuthorizationCode) => {
-            if let Some(code) = form_value("code") {
-                finds.push(key(KeyKind::Code, &code));
-            }
-        }
-        (Actor::Emulator, Endpoint::TokenRefresh) => {
-            if let Some(token) = form_value("refresh_token") {
-                finds.push(key(KeyKind::Token, &token));
-            }
-        }
-        (Actor::Emulator, Endpoint::Revoke) => {
-            if let Some(token) = form_value("token") {
-                finds.push(key(KeyKind::Token, &token));
-            }
-        }
-        (Actor::Emulator, Endpoint::Register) => {
-            client_id = response_json
-                .as_ref()
-                .and_then(|json| json.get("client_id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-        }
-        (Actor::YourApp, _) => {
-            if let Some(login_request) =
-                query_value(query, "login_request_id").or_else(|| form_value("login_request_id"))
-            {
-                finds.push(key(KeyKind::LoginRequest, &login_request));
-            }
-        }
-        (Actor::McpServer, _) => {
-            if let Some(token) = bearer {
-                finds.push(key(KeyKind::Token, token));
-            }
-        }
-        _ => {}
-    }
-    // A code in a redirect (callback, consent, a remembered consent) is the flow's next key.
-    if let Some(code) = location_value("code") {
-        learns.push(key(KeyKind::Code, &code));
-    }
-    let mut tokens_issued = false;
-    if matches!(
-        endpoint,
-        Endpoint::TokenAuthorizationCode | Endpoint::TokenRefresh
-    ) && let Some(json) = &response_json
-    {
-        for name in ["access_token", "refresh_token"] {
-            if let Some(token) = json.get(name).and_then(Value::as_str) {
-                learns.push(key(KeyKind::Token, token));
-                tokens_issued = true;
-            }
-        }
-    }
-    let before_flows = match (served_by, endpoint) {
-        (Actor::McpServer, _) => bearer.is_none(),
-        (Actor::Emulator, Endpoint::Register | Endpoint::Authorize) => true,
-        (Actor::Emulator, Endpoint::Other) => {
-            path.starts_with("/.well-known/")
-                || (path.starts_with("/resources/") && path.contains("/.well-known/"))
-        }
-        _ => false,
-    };
-
-    // The hop itself, redacted.
-    if let Some(mut json) = response_json {
-        redact::redact_json(&mut json);
-        response.body = Some(redact::cut(&json.to_string(), redact::MAX_TEXT_BYTES));
-    }
-    let mut kept_headers = Vec::new();
-    let mut header_bytes = 0;
-    for (name, value) in &request_headers {
-        let name = name.as_str();
-        if is_noise(name) {
-            continue;
-        }
-        let value = redact::redact_header(name, &String::from_utf8_lossy(value.as_bytes()));
-        header_bytes += name.len() + value.len();
-        if kept_headers.len() == MAX_HEADERS || header_bytes > MAX_HEADER_TOTAL_BYTES {
-            break;
-        }
-        kept_headers.push(Header {
-            name: name.to_owned(),
-            value,
-        });
-    }
-    let target = match uri.query() {
-        Some(query) => format!("{base_url}{path}?{query}"),
-        None => format!("{base_url}{path}"),
-    };
-    let rpc_method = match (endpoint, &request_body) {
-        (Endpoint::Mcp, Some(body)) => {
-            serde_json::from_slice::<Value>(body).ok().and_then(|json| {
-                json.get("method")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-        }
-        _ => None,
-    };
-    let summary = match (&grant_type, rpc_method) {
-        (_, Some(rpc_method)) => format!("{method} {path} {rpc_method}"),
-        (Some(grant_type), _) => format!("{method} {path} ({grant_type})"),
-        _ => format!("{method} {path}"),
-    };
-    let hop = Hop {
-        seq,
-        started_at_ms,
-        duration_us,
-        from,
-        to: served_by,
-        method: method.to_string(),
-        url: redact::redact_url(&target),
-        summary: redact::cut(&summary, 200),
-        request_headers: kept_headers,
-        request_body: request_body
-            .as_deref()
-            .and_then(|body| redact::redact_body(request_type.as_deref(), body)),
-        status: status.as_u16(),
-        response,
-        checks,
-        matched_by: None,
-    };
-    Observed {
-        hop,
-        opens,
-        client_id,
-        finds,
-        learns,
-        tokens_issued,
-        before_flows,
     }
 }
 

@@ -1,8 +1,13 @@
-//! Redaction for the flow inspector: credential values in queries, form and JSON bodies and
-//! headers are cut to a short prefix and `…` (the request log's rule), and long texts are cut so
-//! that a hop stays small whatever a client sends.
+//! Redaction for the flow inspector: the test bed's one rule of what is secret and how much of
+//! it may be shown ([`scalekit_wire::redact`], re-exported here, which the emulator's request log
+//! and the MCP client driver use too), plus the inspector's own size bounds, so that a hop stays
+//! small whatever a client sends.
 
 use serde_json::Value;
+
+pub use scalekit_wire::redact::{
+    SHOWN_CHARS, is_secret_header, is_secret_name, redact, redact_json, redact_query,
+};
 
 /// The longest request body, response body or URL a hop keeps, in bytes (cut on a character
 /// boundary, then `…`).
@@ -11,157 +16,19 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 /// A header value longer than this is cut.
 const MAX_HEADER_BYTES: usize = 256;
 
-/// Parameter and field names whose values are credentials or single-use values. `state` is not a
-/// credential, but it binds a browser to a sign-in, so it is treated as the request log treats it.
-const SECRET_NAMES: &[&str] = &[
-    "code",
-    "code_verifier",
-    "client_secret",
-    "client_assertion",
-    "assertion",
-    "refresh_token",
-    "access_token",
-    "id_token",
-    "id_token_hint",
-    "token",
-    "password",
-    "state",
-    // Whoever holds a consent page's id can decide on it (the decision needs no cookie).
-    "consent_id",
-];
-
-/// Headers whose whole value is a credential (after the authentication scheme, if any).
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
-
-/// Whether a parameter, form field or JSON member named `name` carries a secret: the names
-/// above, and any `…_secret` or `…_token` (`registration_access_token`).
-pub fn is_secret_name(name: &str) -> bool {
-    let ends_with = |suffix: &str| {
-        name.len() >= suffix.len()
-            && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
-    };
-    SECRET_NAMES
-        .iter()
-        .any(|secret| secret.eq_ignore_ascii_case(name))
-        || ends_with("_secret")
-        || ends_with("_token")
-}
-
-/// Whether a header named `name` carries a credential.
-pub fn is_secret_header(name: &str) -> bool {
-    SECRET_HEADERS
-        .iter()
-        .any(|secret| secret.eq_ignore_ascii_case(name))
-}
-
-/// At most 6 characters, and never more than half of the value, then `…`: enough to tell two
-/// values apart, too little to use one (the same rule as the control API's request log).
-pub fn redact(value: &str) -> String {
-    let keep = (value.chars().count() / 2).min(6);
-    let prefix: String = value.chars().take(keep).collect();
-    format!("{prefix}…")
-}
-
-/// A query string or form body with the value of every secret parameter cut by [`redact`]
-/// (the prefix percent-encoded again); everything else exactly as sent.
-pub fn redact_query(query: &str) -> String {
-    let mut redacted = String::with_capacity(query.len());
-    for (index, pair) in query.split('&').enumerate() {
-        if index > 0 {
-            redacted.push('&');
-        }
-        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        // Only a secret's value is decoded.
-        let secret = !raw_value.is_empty()
-            && url::form_urlencoded::parse(raw_name.as_bytes())
-                .next()
-                .is_some_and(|(name, _)| is_secret_name(&name));
-        let value = if secret {
-            url::form_urlencoded::parse(pair.as_bytes())
-                .next()
-                .map(|(_, value)| value)
-        } else {
-            None
-        };
-        match value {
-            Some(value) if !value.is_empty() => {
-                let cut = redact(&value);
-                let prefix = cut.trim_end_matches('…');
-                redacted.push_str(raw_name);
-                redacted.push('=');
-                redacted.extend(url::form_urlencoded::byte_serialize(prefix.as_bytes()));
-                redacted.push('…');
-            }
-            _ => redacted.push_str(pair),
-        }
-    }
-    redacted
-}
-
-/// A URL (or a path with a query) with its query redacted and its fragment dropped (a fragment
-/// may carry tokens in the implicit flow, and no hop here needs it).
+/// A URL (or a path with a query) redacted by the rule ([`scalekit_wire::redact::redact_url`]:
+/// secret query values cut, fragment dropped), then cut to [`MAX_TEXT_BYTES`].
 pub fn redact_url(url: &str) -> String {
-    let without_fragment = url.split_once('#').map_or(url, |(before, _)| before);
-    let redacted = match without_fragment.split_once('?') {
-        Some((base, query)) => format!("{base}?{}", redact_query(query)),
-        None => without_fragment.to_owned(),
-    };
-    cut(&redacted, MAX_TEXT_BYTES)
+    cut(&scalekit_wire::redact::redact_url(url), MAX_TEXT_BYTES)
 }
 
-/// A JSON value with every secret member's value cut: strings by [`redact`], anything else
-/// replaced by `"…"`.
-pub fn redact_json(value: &mut Value) {
-    match value {
-        Value::Object(members) => {
-            // A gateway error's `code` is its gRPC code, what a reader needs, not an
-            // authorization code.
-            let gateway_error = members.contains_key("message");
-            for (name, member) in members.iter_mut() {
-                if is_secret_name(name) && !(gateway_error && name == "code") {
-                    *member = match member {
-                        Value::String(text) if !text.is_empty() => Value::String(redact(text)),
-                        Value::String(_) | Value::Null => member.take(),
-                        _ => Value::String("…".to_owned()),
-                    };
-                } else {
-                    redact_json(member);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_json),
-        _ => {}
-    }
-}
-
-/// A header value as a hop keeps it: credentials cut (the scheme of `Authorization` kept, each
-/// cookie's name kept), long values cut.
+/// A header value as a hop keeps it: credentials cut by the rule (the scheme of `Authorization`
+/// kept, each cookie's name kept), then long values cut.
 pub fn redact_header(name: &str, value: &str) -> String {
-    if !is_secret_header(name) {
-        return cut(value, MAX_HEADER_BYTES);
-    }
-    let name = name.to_ascii_lowercase();
-    if name.ends_with("authorization") {
-        return match value.split_once(' ') {
-            Some((scheme, credentials)) => format!("{scheme} {}", redact(credentials.trim())),
-            None => redact(value),
-        };
-    }
-    let cookies: Vec<String> = value
-        .split(';')
-        .map(str::trim)
-        .filter(|cookie| !cookie.is_empty())
-        .map(|cookie| match cookie.split_once('=') {
-            Some((cookie_name, cookie_value)) => format!("{cookie_name}={}", redact(cookie_value)),
-            None => cookie.to_owned(),
-        })
-        .collect();
-    cut(&cookies.join("; "), MAX_HEADER_BYTES)
+    cut(
+        &scalekit_wire::redact::redact_header(name, value),
+        MAX_HEADER_BYTES,
+    )
 }
 
 /// A request or response body as a hop keeps it: a form's secret fields and a JSON document's
@@ -207,77 +74,37 @@ pub fn cut(text: &str, max_bytes: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
-    fn secret_query_parameters_keep_six_characters_at_most() {
+    fn the_inspectors_url_and_query_redaction_is_the_test_beds_one_rule() {
+        let url = "http://127.0.0.1:8400/sso/v1/connections/conn_1/partner:callback\
+                   ?state=q7Hx2mPzR4tVb8nK1sLc0dYfWgAeUiOoJ3yXhT5vN6E&code=abcdefghijkl&iss=x#at=1";
+        assert_eq!(redact_url(url), scalekit_wire::redact::redact_url(url));
         assert_eq!(
-            redact_query("code=secret0000000042&client_id=mcp&state=client-state-1&scope=a+b"),
-            "code=secret…&client_id=mcp&state=client…&scope=a+b"
+            redact_url(url),
+            "http://127.0.0.1:8400/sso/v1/connections/conn_1/partner:callback\
+             ?state=q7Hx2m…&code=abcdef…&iss=x"
         );
-        assert_eq!(
-            redact_query("code=abcd&refresh_token=x&registration_access_token=abcdefghij"),
-            "code=ab…&refresh_token=…&registration_access_token=abcde…"
-        );
-    }
-
-    #[test]
-    fn encoded_names_and_values_are_recognised_and_stay_encoded() {
-        assert_eq!(
-            redact_query("client%5Fsecret=a%2Fb%2Fc%2Fd%2Fe%2Ff%2Fg&flag&empty="),
-            "client%5Fsecret=a%2Fb%2Fc%2F…&flag&empty="
-        );
-    }
-
-    #[test]
-    fn a_url_loses_its_fragment_and_its_secret_values() {
-        assert_eq!(
-            redact_url("http://127.0.0.1:9/callback?code=abcdefghijkl&state=s1234567&iss=x#at=1"),
-            "http://127.0.0.1:9/callback?code=abcdef…&state=s123…&iss=x"
-        );
+        // The request log imports `redact_query` from here: the same function as the rule's.
+        let query = "state=q7Hx2mPzR4tVb8nK1sLc0dYfWgAeUiOoJ3yXhT5vN6E&consent_id=cns_0123456789";
+        assert_eq!(redact_query(query), "state=q7Hx2m…&consent_id=cns_01…");
         assert_eq!(redact_url("/oauth/token"), "/oauth/token");
     }
 
     #[test]
-    fn json_members_are_redacted_at_any_depth() {
-        let mut body = json!({
-            "access_token": "eyJhbGciOiJSUzI1NiJ9.payload.signature",
-            "token_type": "Bearer",
-            "nested": [{"client_secret": "sk_live_0123456789", "client_id": "skc_1"}],
-            "refresh_token": null,
-            "password": 1234,
-        });
-        redact_json(&mut body);
-        assert_eq!(
-            body,
-            json!({
-                "access_token": "eyJhbG…",
-                "token_type": "Bearer",
-                "nested": [{"client_secret": "sk_liv…", "client_id": "skc_1"}],
-                "refresh_token": null,
-                "password": "…",
-            })
+    fn a_long_url_is_cut_after_redaction() {
+        let url = format!("http://h/cb?code=abcdefghijkl&pad={}", "x".repeat(2000));
+        let kept = redact_url(&url);
+        assert!(
+            kept.starts_with("http://h/cb?code=abcdef…&pad=xxx"),
+            "{kept}"
         );
+        assert_eq!(kept.len(), MAX_TEXT_BYTES + '…'.len_utf8());
     }
 
     #[test]
-    fn a_gateway_error_keeps_its_code_and_a_consent_id_is_cut() {
-        let mut body = json!({"code": 5, "message": "login request not found", "details": []});
-        redact_json(&mut body);
-        assert_eq!(
-            body,
-            json!({"code": 5, "message": "login request not found", "details": []})
-        );
-        assert_eq!(
-            redact_query("consent_id=cns_0123456789&decision=approve"),
-            "consent_id=cns_01…&decision=approve"
-        );
-    }
-
-    #[test]
-    fn credential_headers_keep_their_scheme_and_cookie_names_only() {
+    fn credential_headers_keep_their_scheme_and_cookie_names_and_long_values_are_cut() {
         assert_eq!(
             redact_header("Authorization", "Bearer eyJhbGciOiJSUzI1NiJ9.x.y"),
             "Bearer eyJhbG…"
@@ -293,6 +120,11 @@ mod tests {
         assert_eq!(
             redact_header("content-type", "application/json"),
             "application/json"
+        );
+        let long = "y".repeat(300);
+        assert_eq!(
+            redact_header("x-long", &long).len(),
+            MAX_HEADER_BYTES + '…'.len_utf8()
         );
     }
 

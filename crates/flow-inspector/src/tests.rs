@@ -52,6 +52,8 @@ impl Call {
                 status: StatusCode::OK,
                 response_headers: HeaderMap::new(),
                 response_body: None,
+                hop_facts: None,
+                error_summary: None,
             },
         }
     }
@@ -104,14 +106,37 @@ impl Call {
         self
     }
 
+    /// Attaches the facts a handler would, when `on` (a whole flow runs with and without).
+    fn facts(mut self, on: bool, endpoint: Endpoint, failed: Option<Check>) -> Call {
+        if on {
+            self.exchange.hop_facts = Some(HopFacts { endpoint, failed });
+        }
+        self
+    }
+
+    fn error_summary(mut self, code: &str, message: &str) -> Call {
+        self.exchange.error_summary = Some(ErrorSummary {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            fields: Vec::new(),
+        });
+        self
+    }
+
     fn record(self, inspector: &Inspector) {
         inspector.record(self.exchange);
     }
 }
 
 /// A whole flow the way the stack plays it, starting at `at_ms` with arrival numbers from
-/// `seq`; the login request id, client and code are made unique by `n`.
+/// `seq`; the login request id, client and code are made unique by `n`. No answer carries facts.
 fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
+    whole_flow_with(inspector, n, at_ms, false);
+}
+
+/// The same, with the facts the emulator's and the MCP server's handlers attach when `facts`
+/// (Your App attaches none).
+fn whole_flow_with(inspector: &Inspector, n: u64, at_ms: u64, facts: bool) {
     let seq = n * 100;
     let lri = format!("lri_{n}");
     let client = format!("client_{n}");
@@ -125,6 +150,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
             "www-authenticate",
             "Bearer resource_metadata=\"http://127.0.0.1:8402/.well-known/oauth-protected-resource/mcp\"",
         )])
+        .facts(facts, Endpoint::Mcp, Some(Check::ChallengedWithoutBearer))
         .record(inspector);
     Call::new(
         Actor::McpServer,
@@ -137,6 +163,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
         "application/json",
         r#"{"resource":"http://127.0.0.1:8402/mcp"}"#,
     )
+    .facts(facts, Endpoint::Other, None)
     .record(inspector);
     Call::new(
         Actor::Emulator,
@@ -146,6 +173,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
         "/.well-known/oauth-authorization-server/resources/res_1",
     )
     .answer("application/json", r#"{"issuer":"x"}"#)
+    .facts(facts, Endpoint::Other, None)
     .record(inspector);
     Call::new(
         Actor::Emulator,
@@ -160,6 +188,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
         "application/json",
         &format!(r#"{{"client_id":"{client}","client_name":"driver"}}"#),
     )
+    .facts(facts, Endpoint::Register, None)
     .record(inspector);
     Call::new(
         Actor::Emulator,
@@ -174,6 +203,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
     .redirect(&format!(
         "{APP}/login?login_request_id={lri}&state={EMULATOR_STATE}{n}"
     ))
+    .facts(facts, Endpoint::Authorize, None)
     .record(inspector);
     // Your App's page is recorded after the calls it makes (it answers last), with a lower
     // arrival number.
@@ -192,6 +222,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
         "application/json",
         r#"{"access_token":"eyJmanagement.token.sig","token_type":"Bearer","expires_in":86399}"#,
     )
+    .facts(facts, Endpoint::TokenClientCredentials, None)
     .record(inspector);
     Call::new(
         Actor::Emulator,
@@ -203,6 +234,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
     .request_headers(&[("authorization", "Bearer eyJmanagement.token.sig")])
     .json(r#"{"sub":"ada-1","email":"ada@example.com"}"#)
     .answer("application/json", r#"{"auth_request_id":"req_1"}"#)
+    .facts(facts, Endpoint::SubmitUser, None)
     .record(inspector);
     Call::new(
         Actor::YourApp,
@@ -228,6 +260,7 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
     .redirect(&format!(
         "http://127.0.0.1:9/callback?code={code}&state=client-state-{n}&iss=x"
     ))
+    .facts(facts, Endpoint::PartnerCallback, None)
     .record(inspector);
     Call::new(
         Actor::Emulator,
@@ -245,11 +278,13 @@ fn whole_flow(inspector: &Inspector, n: u64, at_ms: u64) {
             r#"{{"access_token":"{access}","refresh_token":"{refresh}","token_type":"Bearer"}}"#
         ),
     )
+    .facts(facts, Endpoint::TokenAuthorizationCode, None)
     .record(inspector);
     Call::new(Actor::McpServer, seq + 11, at_ms + 10, Method::POST, "/mcp")
         .request_headers(&[("authorization", &format!("Bearer {access}"))])
         .json(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#)
         .answer("text/event-stream", "")
+        .facts(facts, Endpoint::Mcp, None)
         .record(inspector);
 }
 
@@ -399,8 +434,8 @@ fn the_token_exchange_proves_its_checks_and_the_first_401_is_a_challenge_not_a_f
     let challenge = &flow.hop_list[0].hop;
     assert_eq!(
         challenge.checks,
-        [Check {
-            name: "request without a bearer challenged",
+        [CheckOutcome {
+            check: Check::ChallengedWithoutBearer,
             passed: true,
             detail: Some(
                 "no bearer token: the 401 challenge points to the protected-resource metadata"
@@ -432,8 +467,8 @@ fn a_failed_exchange_names_the_failed_check_and_stays_in_its_flow() {
     assert_eq!(last.response.error.as_deref(), Some("invalid_grant"));
     assert_eq!(
         last.checks,
-        [Check {
-            name: "code single-use and unexpired",
+        [CheckOutcome {
+            check: Check::CodeSingleUseAndUnexpired,
             passed: false,
             detail: Some("invalid_grant: the authorization code was already used".to_owned()),
         }]
@@ -538,13 +573,13 @@ fn the_consent_pages_id_ties_the_decision_to_the_flow() {
     assert_eq!(
         decision.checks,
         [
-            Check {
-                name: "consent request valid",
+            CheckOutcome {
+                check: Check::ConsentRequestValid,
                 passed: true,
                 detail: None,
             },
-            Check {
-                name: "person allowed access",
+            CheckOutcome {
+                check: Check::PersonAllowedAccess,
                 passed: false,
                 detail: Some("access_denied: the user denied access".to_owned()),
             }
@@ -588,7 +623,7 @@ fn the_hosted_error_page_title_gives_the_error() {
         callback
             .checks
             .last()
-            .map(|check| (check.name, check.passed)),
+            .map(|check| (check.name(), check.passed)),
         Some(("user posted before the callback", false))
     );
 }
@@ -791,4 +826,139 @@ fn a_live_subscriber_hears_of_every_exchange_without_a_read() {
     drop(updates);
     Call::new(Actor::Emulator, 4, 0, Method::GET, "/keys").record(&inspector);
     assert_eq!(inspector.pending_len(), 1);
+}
+
+#[test]
+fn a_whole_flow_whose_answers_carry_facts_is_recorded_as_one_without() {
+    let inferred = Inspector::new();
+    whole_flow(&inferred, 1, 1_000);
+    let told = Inspector::new();
+    whole_flow_with(&told, 1, 1_000, true);
+    let json = |inspector: &Inspector| serde_json::to_value(inspector.flow("lri_1")).unwrap();
+    assert_eq!(json(&told), json(&inferred));
+    assert_eq!(
+        serde_json::to_value(told.flows()).unwrap(),
+        serde_json::to_value(inferred.flows()).unwrap()
+    );
+}
+
+#[test]
+fn a_hop_with_facts_shows_their_failed_check_whatever_its_description_says() {
+    let inspector = Inspector::new();
+    whole_flow_with(&inspector, 1, 1_000, true);
+    let description = "the code was issued to another client";
+    Call::new(Actor::Emulator, 500, 1_020, Method::POST, "/oauth/token")
+        .form(&format!(
+            "grant_type=authorization_code&code={CODE}1&code_verifier={VERIFIER}&client_id=client_1"
+        ))
+        .status(400)
+        .answer(
+            "application/json",
+            &format!(r#"{{"error":"invalid_grant","error_description":"{description}"}}"#),
+        )
+        .error_summary("invalid_grant", description)
+        .facts(
+            true,
+            Endpoint::TokenAuthorizationCode,
+            Some(Check::ResourceMatches),
+        )
+        .record(&inspector);
+    let flow = inspector.flow("lri_1").unwrap();
+    let last = &flow.hop_list.last().unwrap().hop;
+    assert_eq!(
+        last.checks
+            .iter()
+            .map(|check| (check.name(), check.passed))
+            .collect::<Vec<_>>(),
+        [
+            ("code single-use and unexpired", true),
+            ("client matches", true),
+            ("redirect_uri matches", true),
+            ("resource matches", false),
+        ]
+    );
+    assert_eq!(
+        last.checks.last().and_then(|check| check.detail.as_deref()),
+        Some("invalid_grant: the code was issued to another client")
+    );
+}
+
+#[test]
+fn without_facts_the_failed_check_is_still_inferred_from_the_answer() {
+    let inspector = Inspector::new();
+    whole_flow(&inspector, 1, 1_000);
+    Call::new(Actor::Emulator, 500, 1_020, Method::POST, "/oauth/token")
+        .form(&format!(
+            "grant_type=authorization_code&code={CODE}1&code_verifier={VERIFIER}&client_id=client_1"
+        ))
+        .status(400)
+        .answer(
+            "application/json",
+            r#"{"error":"invalid_grant","error_description":"the code was issued to another client"}"#,
+        )
+        .record(&inspector);
+    let flow = inspector.flow("lri_1").unwrap();
+    let last = &flow.hop_list.last().unwrap().hop;
+    assert_eq!(
+        last.checks.last().map(|check| (check.check, check.passed)),
+        Some((Check::ClientMatches, false))
+    );
+}
+
+#[test]
+fn an_error_summary_gives_the_hosted_error_pages_error_whatever_its_title() {
+    let inspector = Inspector::new();
+    Call::new(
+        Actor::Emulator,
+        1,
+        0,
+        Method::GET,
+        "/oauth/authorize?client_id=c1",
+    )
+    .redirect(&format!("{APP}/login?login_request_id=lri_8&state=s8"))
+    .record(&inspector);
+    Call::new(
+        Actor::Emulator,
+        2,
+        1,
+        Method::GET,
+        "/sso/v1/connections/conn_1/partner:callback?state=s8",
+    )
+    .status(400)
+    .answer(
+        "text/html; charset=utf-8",
+        "<title>Sign-in error: something (else entirely)</title>",
+    )
+    .error_summary(
+        "invalid_state",
+        "no user was submitted for this sign-in request (yet)",
+    )
+    .facts(
+        true,
+        Endpoint::PartnerCallback,
+        Some(Check::UserPostedBeforeCallback),
+    )
+    .record(&inspector);
+    let callback = &inspector.flow("lri_8").unwrap().hop_list[1].hop;
+    assert_eq!(callback.response.error.as_deref(), Some("invalid_state"));
+    assert_eq!(
+        callback.response.error_description.as_deref(),
+        Some("no user was submitted for this sign-in request (yet)")
+    );
+    assert_eq!(
+        callback.response.title.as_deref(),
+        Some("Sign-in error: something (else entirely)"),
+        "the title is still shown, as the page's"
+    );
+    assert_eq!(
+        callback
+            .checks
+            .iter()
+            .map(|check| (check.check, check.passed))
+            .collect::<Vec<_>>(),
+        [
+            (Check::StateMatches, true),
+            (Check::UserPostedBeforeCallback, false)
+        ]
+    );
 }

@@ -1,4 +1,5 @@
-//! The record of every HTTP exchange the driver makes, with secrets in URLs redacted.
+//! The record of every HTTP exchange the driver makes, with secrets in URLs redacted by the test
+//! bed's one rule (`scalekit_wire::redact`).
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -89,65 +90,12 @@ impl fmt::Display for Hop {
     }
 }
 
-/// Query parameters whose values are never shown.
-const SECRET_PARAMS: &[&str] = &[
-    "code",
-    "code_verifier",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "client_secret",
-    "password",
-    "token",
-    "client_assertion",
-];
-
-/// Query parameters shown only by a short prefix when long (enough to correlate, not to replay).
-const PREFIX_PARAMS: &[&str] = &["state", "nonce"];
-
-/// How many characters of a [`PREFIX_PARAMS`] value are kept.
-const KEPT_PREFIX: usize = 8;
-
-/// Redacts one query value by parameter name.
-fn redact_value(name: &str, value: &str) -> String {
-    if SECRET_PARAMS.contains(&name) {
-        return "[redacted]".to_owned();
-    }
-    if PREFIX_PARAMS.contains(&name) && value.chars().count() > KEPT_PREFIX {
-        let prefix: String = value.chars().take(KEPT_PREFIX).collect();
-        return format!("{prefix}...");
-    }
-    value.to_owned()
-}
-
-/// A URL for logs and reports: `code`, `code_verifier`, tokens and secrets in the query or
-/// fragment are replaced by `[redacted]`; `state` and `nonce` longer than 8 characters keep an
-/// 8-character prefix.
+/// A URL for logs and reports, redacted by the test bed's one rule
+/// ([`scalekit_wire::redact::redact_url`], the rule the emulator's request log and flow inspector
+/// use too): the values of `code`, `code_verifier`, tokens, secrets, `state` and `nonce` in the
+/// query keep at most 6 characters (never more than half) and `…`; the fragment is dropped.
 pub fn redact_url(url: &Url) -> String {
-    let mut redacted = url.clone();
-    if url.query().is_some() {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(name, value)| {
-                let shown = redact_value(&name, &value);
-                (name.into_owned(), shown)
-            })
-            .collect();
-        redacted.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    if let Some(fragment) = url.fragment() {
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(fragment.as_bytes())
-            .map(|(name, value)| {
-                let shown = redact_value(&name, &value);
-                (name.into_owned(), shown)
-            })
-            .collect();
-        let encoded = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        redacted.set_fragment(Some(&encoded));
-    }
-    redacted.to_string()
+    scalekit_wire::redact::redact_url(url.as_str())
 }
 
 /// Redacts a `Location` header value that may be relative (then only its query is redacted).
@@ -194,24 +142,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn code_and_tokens_are_redacted_and_long_state_keeps_a_prefix() {
+    fn the_hops_redaction_is_the_test_beds_one_rule() {
+        for url in [
+            "http://127.0.0.1:33418/callback?code=abc123secret&state=0123456789abcdef&iss=http%3A%2F%2F127.0.0.1%3A9%2Fresources%2Fres_1",
+            "http://127.0.0.1:8400/oauth/authorize?client_id=m2m_1&state=q7Hx2mPzR4tVb8nK1sLc0dYfWgAeUiOoJ3yXhT5vN6E&nonce=n0123456789&code_challenge=xyz",
+            "http://127.0.0.1:8401/login?login_request_id=lri_1&state=q7Hx2mPzR4tVb8nK1sLc0dYfWgAeUiOoJ3yXhT5vN6E",
+            "http://h/cb#access_token=tok&token_type=Bearer",
+            "http://h/.well-known/oauth-protected-resource/mcp",
+        ] {
+            let parsed = Url::parse(url).unwrap();
+            assert_eq!(
+                redact_url(&parsed),
+                scalekit_wire::redact::redact_url(parsed.as_str()),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn code_and_state_keep_six_characters_and_the_rest_is_kept() {
         let url = Url::parse(
             "http://127.0.0.1:33418/callback?code=abc123secret&state=0123456789abcdef&iss=http%3A%2F%2F127.0.0.1%3A9%2Fresources%2Fres_1",
         )
         .unwrap();
         assert_eq!(
             redact_url(&url),
-            "http://127.0.0.1:33418/callback?code=%5Bredacted%5D&state=01234567...&iss=http%3A%2F%2F127.0.0.1%3A9%2Fresources%2Fres_1"
+            "http://127.0.0.1:33418/callback?code=abc123…&state=012345…&iss=http%3A%2F%2F127.0.0.1%3A9%2Fresources%2Fres_1"
         );
     }
 
     #[test]
-    fn short_state_and_other_params_are_kept() {
+    fn short_values_never_show_more_than_half_and_other_params_are_kept() {
         let url =
             Url::parse("http://h/authorize?state=abc&client_id=m2m_1&code_challenge=xyz").unwrap();
         assert_eq!(
             redact_url(&url),
-            "http://h/authorize?state=abc&client_id=m2m_1&code_challenge=xyz"
+            "http://h/authorize?state=a…&client_id=m2m_1&code_challenge=xyz"
         );
     }
 
@@ -225,20 +191,17 @@ mod tests {
     }
 
     #[test]
-    fn fragment_tokens_are_redacted() {
+    fn a_fragment_is_dropped_with_any_token_in_it() {
         let url = Url::parse("http://h/cb#access_token=tok&token_type=Bearer").unwrap();
-        assert_eq!(
-            redact_url(&url),
-            "http://h/cb#access_token=%5Bredacted%5D&token_type=Bearer"
-        );
+        assert_eq!(redact_url(&url), "http://h/cb");
     }
 
     #[test]
     fn relative_location_is_resolved_before_redaction() {
         let base = Url::parse("http://h/a/b?x=1").unwrap();
         assert_eq!(
-            redact_location(&base, "/cb?code=zzz"),
-            "http://h/cb?code=%5Bredacted%5D"
+            redact_location(&base, "/cb?code=zzzzzz"),
+            "http://h/cb?code=zzz…"
         );
     }
 }

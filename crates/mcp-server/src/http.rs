@@ -1,6 +1,11 @@
 //! The HTTP edge: the protected-resource metadata document (RFC 9728), the `Origin` check on
 //! `/mcp` (MCP Streamable HTTP, "Security Warning") and the middleware that authenticates every
 //! request to `/mcp` (RFC 6750 §3, MCP authorization §"Error handling").
+//!
+//! Every answer of these carries its facts as response extensions: [`HopFacts`] (the endpoint
+//! served and the check that failed) and, for an error with an OAuth code, [`ErrorSummary`], so
+//! that whoever records the traffic (the flow inspector's layer, when the test bed runs this
+//! server in its process) reads what happened instead of parsing the challenge.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::header::{AUTHORIZATION, CACHE_CONTROL, ORIGIN, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use scalekit_wire::OAuthErrorBody;
+use scalekit_wire::{Check, Endpoint, ErrorSummary, HopFacts, OAuthErrorBody, OAuthErrorCode};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -40,14 +45,37 @@ pub struct ProtectedResourceMetadata {
 
 /// `GET /.well-known/oauth-protected-resource[/mcp]`.
 pub async fn protected_resource_metadata(State(state): State<AppState>) -> Response {
-    (
-        [(
-            CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=60"),
-        )],
-        Json(state.metadata().clone()),
+    with_facts(
+        (
+            [(
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=60"),
+            )],
+            Json(state.metadata().clone()),
+        )
+            .into_response(),
+        Endpoint::Other,
+        None,
     )
-        .into_response()
+}
+
+/// `response` with the facts of its answer attached: the endpoint served and, for an error, the
+/// check that failed.
+fn with_facts(mut response: Response, endpoint: Endpoint, failed: Option<Check>) -> Response {
+    response
+        .extensions_mut()
+        .insert(HopFacts { endpoint, failed });
+    response
+}
+
+/// `response` with what its OAuth error said attached.
+fn with_error(mut response: Response, code: OAuthErrorCode, message: &str) -> Response {
+    response.extensions_mut().insert(ErrorSummary {
+        code: code.as_str().to_owned(),
+        message: message.to_owned(),
+        fields: Vec::new(),
+    });
+    response
 }
 
 /// The origin of a web page (RFC 6454 §7) as browsers send it in `Origin`: `scheme://host[:port]`,
@@ -171,7 +199,12 @@ pub async fn check_origin(State(state): State<AppState>, request: Request, next:
         "error": {"code": -32000, "message": format!("Forbidden: Origin {origin} is not allowed")},
         "id": null,
     });
-    (StatusCode::FORBIDDEN, Json(body)).into_response()
+    // No check of the token was made: the request itself was refused.
+    with_facts(
+        (StatusCode::FORBIDDEN, Json(body)).into_response(),
+        Endpoint::Mcp,
+        Some(Check::RequestValid),
+    )
 }
 
 /// Authenticates a request to `/mcp`. On success the validated [`crate::Claims`] are put into
@@ -205,20 +238,30 @@ pub async fn require_token(
         Err(error @ AuthError::KeysUnavailable(_)) => {
             let cause = std::error::Error::source(&error).map(ToString::to_string);
             tracing::warn!(%error, ?cause, "cannot check a token");
+            let code = OAuthErrorCode::TemporarilyUnavailable;
+            let description = error.to_string();
             let body = OAuthErrorBody {
-                error: "temporarily_unavailable".to_owned(),
-                error_description: Some(error.to_string()),
+                error: code.as_str().to_owned(),
+                error_description: Some(description.clone()),
             };
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+            // The token could not be checked, so it was not found valid.
+            let response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+            return with_facts(
+                with_error(response, code, &description),
+                Endpoint::Mcp,
+                Some(Check::TokenValid),
+            );
         }
     };
     let missing = claims.missing_scopes(state.required_scopes());
     if !missing.is_empty() {
         tracing::info!(subject = ?claims.subject, ?missing, "refused a token without the required scopes");
         if state.mistake() == Mistake::InsufficientScopeAs401 {
-            return state.challenge(Challenge::InvalidToken {
+            // The answer says `invalid_token`, but the check that failed is the scope check.
+            let response = state.challenge(Challenge::InvalidToken {
                 description: insufficient_scope_description(state.required_scopes()),
             });
+            return with_facts(response, Endpoint::Mcp, Some(Check::ScopesSufficient));
         }
         return state.challenge(Challenge::InsufficientScope);
     }
@@ -239,11 +282,23 @@ pub async fn require_token(
             .is_some_and(|owner| owner != principal)
     {
         tracing::info!(subject = %principal, "refused a session opened by another user");
-        return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+        // Every check of the token passed; the session is refused for another reason.
+        return with_facts(
+            (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response(),
+            Endpoint::Mcp,
+            None,
+        );
     }
     let closing = request.method() == Method::DELETE;
     request.extensions_mut().insert(claims);
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // Every check of the token passed, whatever the MCP service answers.
+    if response.extensions().get::<HopFacts>().is_none() {
+        response.extensions_mut().insert(HopFacts {
+            endpoint: Endpoint::Mcp,
+            failed: None,
+        });
+    }
 
     match session {
         None => {
@@ -352,7 +407,7 @@ impl Challenge {
             Challenge::InvalidToken { description } => [
                 resource_metadata,
                 scope,
-                Some("error=\"invalid_token\"".to_owned()),
+                Some(format!("error=\"{}\"", OAuthErrorCode::InvalidToken)),
                 Some(format!(
                     "error_description=\"{}\"",
                     quoted_string_safe(description)
@@ -362,7 +417,7 @@ impl Challenge {
             .flatten()
             .collect(),
             Challenge::InsufficientScope => [
-                Some("error=\"insufficient_scope\"".to_owned()),
+                Some(format!("error=\"{}\"", OAuthErrorCode::InsufficientScope)),
                 scope,
                 resource_metadata,
             ]
@@ -378,7 +433,9 @@ impl Challenge {
     }
 
     /// The response: status, `WWW-Authenticate` and (except for a missing token) an OAuth error
-    /// body repeating the error.
+    /// body repeating the error; its facts attached (the check the challenge names as failed,
+    /// [`Check::ChallengedWithoutBearer`] for a missing token, which is not a failure, and the
+    /// OAuth error as an [`ErrorSummary`]).
     pub fn into_response(
         self,
         resource_metadata: Option<&str>,
@@ -387,29 +444,42 @@ impl Challenge {
         let header = self.header_value(resource_metadata, required_scopes);
         let header = HeaderValue::from_str(&header)
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
-        match self {
+        let (status, code, description, failed) = match self {
             Challenge::NoToken => {
-                (StatusCode::UNAUTHORIZED, [(WWW_AUTHENTICATE, header)]).into_response()
+                let response = (StatusCode::UNAUTHORIZED, [(WWW_AUTHENTICATE, header)]);
+                return with_facts(
+                    response.into_response(),
+                    Endpoint::Mcp,
+                    Some(Check::ChallengedWithoutBearer),
+                );
             }
             Challenge::InvalidToken { description } => (
                 StatusCode::UNAUTHORIZED,
-                [(WWW_AUTHENTICATE, header)],
-                Json(OAuthErrorBody {
-                    error: "invalid_token".to_owned(),
-                    error_description: Some(description),
-                }),
-            )
-                .into_response(),
+                OAuthErrorCode::InvalidToken,
+                description,
+                Check::TokenValid,
+            ),
             Challenge::InsufficientScope => (
                 StatusCode::FORBIDDEN,
-                [(WWW_AUTHENTICATE, header)],
-                Json(OAuthErrorBody {
-                    error: "insufficient_scope".to_owned(),
-                    error_description: Some(insufficient_scope_description(required_scopes)),
-                }),
-            )
-                .into_response(),
-        }
+                OAuthErrorCode::InsufficientScope,
+                insufficient_scope_description(required_scopes),
+                Check::ScopesSufficient,
+            ),
+        };
+        let response = (
+            status,
+            [(WWW_AUTHENTICATE, header)],
+            Json(OAuthErrorBody {
+                error: code.as_str().to_owned(),
+                error_description: Some(description.clone()),
+            }),
+        )
+            .into_response();
+        with_facts(
+            with_error(response, code, &description),
+            Endpoint::Mcp,
+            Some(failed),
+        )
     }
 }
 

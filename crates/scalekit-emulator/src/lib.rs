@@ -1,10 +1,12 @@
 //! The emulated Scalekit environment: an MCP authorization server with bring-your-own-auth
 //! (BYOA) connections, served over HTTP.
 //!
-//! Layers, outermost first: [`http`] (axum routes and the wire error types) over [`flow`] (the
-//! state machine, no IO), with [`tokens`] and [`keys`] minting and signing, [`metadata`] for the
-//! discovery documents and [`config`] for `fixtures/environment.toml`. The clock and the id
-//! generator are injected through [`Deps`] so tests can move time.
+//! Layers, outermost first: the edges — [`http`] (axum routes and the wire error types) and
+//! [`grpc`] (tonic), which share [`state`] and the transport-neutral [`management`] API and
+//! never name each other — over [`flow`] (the state machine, no IO), with [`tokens`] and [`keys`]
+//! minting and signing, [`metadata`] for the discovery documents, [`store`] for what survives a
+//! restart and [`config`] for `fixtures/environment.toml`. The clock and the id generator are
+//! injected through [`Deps`] so tests can move time.
 
 pub mod clock;
 pub mod config;
@@ -13,8 +15,11 @@ pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod keys;
+pub mod management;
 pub mod metadata;
+pub mod request_log;
 pub mod serve;
+pub mod state;
 pub mod store;
 pub mod tokens;
 pub mod types;
@@ -35,10 +40,11 @@ pub use config::{
     ApiClientConfig, ClientConfig, Config, ConfigError, ConnectionConfig, ConsentMode,
     ResourceConfig,
 };
-pub use http::{AppState, router};
+pub use http::router;
 pub use ids::{IdGenerator, RandomIds, SequentialIds};
 pub use keys::{KeyRing, Signer};
 pub use serve::{TlsError, TlsOptions, TlsSetup};
+pub use state::AppState;
 
 /// What the emulator takes from outside: the clock, the id generator, optionally a signing key,
 /// and optionally a state directory to keep state across restarts.

@@ -7,14 +7,16 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use http::header::CONTENT_TYPE;
-use http::{Request, Response};
+use axum::response::IntoResponse as _;
+use http::header::{CONNECTION, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -24,12 +26,27 @@ use tower::ServiceExt as _;
 
 use crate::grpc::AuthService;
 use crate::grpc::proto::scalekit::v1::auth::auth_service_server::AuthServiceServer;
-use crate::http::{AppState, router};
+use crate::http::router;
+use crate::management::{ApiError, GrpcCode};
+use crate::state::AppState;
 
 pub use tls::{TlsError, TlsOptions, TlsSetup};
 
 /// How often expired login requests, codes and refresh tokens are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a client may take to send a request's head, and to send the first request of a
+/// connection at all (an idle keep-alive connection is closed after it too). Without it a client
+/// that connects and dribbles, or sends nothing, holds a connection and its buffers for ever.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's body. The body is read before the request is
+/// routed (every body the emulator takes is small), so a slow body cannot hold a handler, and a
+/// handler that takes its time (a delay fault, a metadata-document fetch) is not cut short.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest body the emulator reads (axum's default limit for its extractors).
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Serves `listener` until the future is dropped, with TLS when `tls` is given, sweeping expired
 /// entries every 30 seconds. Dropping the future stops the sweeper and every open connection.
@@ -62,10 +79,13 @@ pub(crate) async fn serve(
         tasks.spawn(async move {
             let result = match tls {
                 None => serve_connection(stream, dispatch).await,
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve_connection(stream, dispatch).await,
-                    Err(error) => Err(Box::new(error) as BoxError),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, dispatch).await,
+                        Ok(Err(error)) => Err(Box::new(error) as BoxError),
+                        Err(elapsed) => Err(Box::new(elapsed) as BoxError),
+                    }
+                }
             };
             if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
@@ -77,18 +97,38 @@ pub(crate) async fn serve(
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One connection, HTTP/1.1 or HTTP/2 as the client speaks (hyper-util's auto builder reads the
-/// HTTP/2 preface; upgrades are kept for HTTP/1.1).
+/// HTTP/2 preface; upgrades are kept for HTTP/1.1). A request head must arrive within
+/// [`HEAD_TIMEOUT`] (hyper's header-read timeout, which needs a timer to be on at all), and so
+/// must the first request: the auto builder's sniffing of the protocol has no timeout of its own.
 async fn serve_connection<I>(io: I, dispatch: Dispatch) -> Result<(), BoxError>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let first_request = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&first_request);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
         let dispatch = dispatch.clone();
         async move { dispatch.call(request).await }
     });
-    auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .await
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = tokio::time::sleep(HEAD_TIMEOUT) => {
+            if first_request.load(Ordering::Relaxed) {
+                connection.await
+            } else {
+                // Nothing arrived: dropping the connection closes it.
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Routes a request by its content type: `application/grpc…` to tonic, the rest to axum.
@@ -104,7 +144,47 @@ impl Dispatch {
             let response = self.grpc.oneshot(request).await?;
             return Ok(response.map(Body::new));
         }
-        self.http.oneshot(request.map(Body::new)).await
+        let (parts, body) = request.into_parts();
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(refused) => return Ok(refused),
+        };
+        self.http
+            .oneshot(Request::from_parts(parts, Body::from(body)))
+            .await
+    }
+}
+
+/// The whole body of a request, read within [`BODY_TIMEOUT`] and up to [`MAX_BODY_BYTES`]; a
+/// body too slow, too large or broken off is answered here, in the gateway shape, and the
+/// connection closed.
+async fn read_body(body: Incoming) -> Result<axum::body::Bytes, Response<Body>> {
+    let refused = |status: StatusCode, message: String| {
+        let mut response =
+            (status, ApiError::new(GrpcCode::InvalidArgument, message)).into_response();
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    match tokio::time::timeout(
+        BODY_TIMEOUT,
+        axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => Err(refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body could not be read (at most {MAX_BODY_BYTES} bytes): {error}"),
+        )),
+        Err(_) => Err(refused(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} seconds",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
     }
 }
 

@@ -18,6 +18,7 @@ use crate::config::ResourceConfig;
 use crate::flow::IssuedGrant;
 use crate::ids::IdGenerator;
 use crate::keys::{KeyError, KeyRing, Signer};
+use crate::types::{AccessToken, IdToken, RefreshToken};
 
 /// The MCP access token's claims.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,7 +155,7 @@ pub struct ManagementTokenClaims {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenResponse {
     /// The JWT.
-    pub access_token: String,
+    pub access_token: AccessToken,
     /// Always `Bearer`.
     pub token_type: String,
     /// Seconds until the access token expires.
@@ -164,10 +165,10 @@ pub struct TokenResponse {
     pub scope: Option<String>,
     /// Present when `offline_access` was granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<RefreshToken>,
     /// Present when `openid` was granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
+    pub id_token: Option<IdToken>,
 }
 
 /// Mints and checks the environment's tokens.
@@ -237,7 +238,7 @@ impl TokenMinter {
             scopes: Vec::new(),
         };
         Ok(TokenResponse {
-            access_token: signer.sign(&claims)?,
+            access_token: AccessToken::new(signer.sign(&claims)?),
             token_type: "Bearer".to_owned(),
             expires_in: lifetime_secs,
             scope: None,
@@ -366,19 +367,16 @@ impl TokenMinter {
                 phone_number: claims.phone_number.clone(),
                 phone_number_verified: claims.phone_number_verified,
             };
-            Some(signer.sign(&id)?)
+            Some(IdToken::new(signer.sign(&id)?))
         } else {
             None
         };
         Ok(TokenResponse {
-            access_token,
+            access_token: AccessToken::new(access_token),
             token_type: "Bearer".to_owned(),
             expires_in: lifetime,
             scope: Some(grant.scopes.to_space_separated()),
-            refresh_token: grant
-                .refresh_token
-                .as_ref()
-                .map(|token| token.expose().to_owned()),
+            refresh_token: grant.refresh_token.clone(),
             id_token,
         })
     }

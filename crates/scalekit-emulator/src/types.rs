@@ -1,12 +1,22 @@
-//! One newtype per protocol noun (STYLE §4/§5). Secrets print `[redacted]` and single-use values
-//! are not `Clone`.
+//! One newtype per protocol noun (STYLE §4/§5). Secrets print `[redacted]` in `Debug` and are
+//! compared in constant time.
+//!
+//! One secret design for the whole emulator: [`scalekit_wire::Secret`] (redacted `Debug`,
+//! constant-time equality, hashable, `Clone`, serde) is the only type that holds a secret, and the
+//! secret nouns here are newtypes over it, so that a code cannot be passed where a refresh token
+//! is expected while redaction and comparison live in one place. They are `Clone`, unlike the
+//! single-use values of STYLE §4: the server keeps what it hands out (a code is both the key of
+//! its record and the redirect's value; a refresh token is the key of its record, an entry of its
+//! grant, a store row and the token response's field), and a type without `Clone` only forced
+//! those copies through `expose()`, out of the type system's sight.
 
 use std::fmt;
 
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
+use scalekit_wire::Secret;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// Defines a plain (non-secret) string newtype.
@@ -37,32 +47,43 @@ macro_rules! string_newtype {
     };
 }
 
-/// Defines a secret string newtype: redacted `Debug`, no `Clone`, constant-time comparison.
+/// Defines a secret newtype over [`Secret`]: `Debug` prints `Name([redacted])`, equality is
+/// constant-time, and the value travels as a plain string on the wire.
 macro_rules! secret_newtype {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        pub struct $name(String);
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Secret);
 
         impl $name {
             /// Wraps a secret value.
             pub fn new(value: impl Into<String>) -> Self {
-                Self(value.into())
+                Self(Secret::new(value))
             }
 
-            /// The secret itself, for the one place that sends it.
+            /// The secret itself, for the one place that sends or stores it.
             pub fn expose(&self) -> &str {
-                &self.0
+                self.0.expose()
             }
 
-            /// Constant-time comparison with a presented value.
-            pub fn matches(&self, presented: &str) -> bool {
-                constant_time_eq(self.0.as_bytes(), presented.as_bytes())
+            /// The value as the one secret type (what the store keeps).
+            pub fn as_secret(&self) -> &Secret {
+                &self.0
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str(concat!(stringify!($name), "([redacted])"))
+        impl From<Secret> for $name {
+            fn from(secret: Secret) -> Self {
+                Self(secret)
+            }
+        }
+
+        /// A map keyed by this noun is looked up by a presented [`Secret`], compared in constant
+        /// time (the derived `Hash` hashes the inner secret alone, as [`Secret`]'s does).
+        impl std::borrow::Borrow<Secret> for $name {
+            fn borrow(&self) -> &Secret {
+                &self.0
             }
         }
     };
@@ -113,11 +134,11 @@ string_newtype!(
     /// `ses_…`: one per completed sign-in.
     SessionId
 );
-string_newtype!(
-    /// The id of a pending consent page (an unguessable secret in the consent form).
+secret_newtype!(
+    /// The id of a pending consent page: an unguessable secret in the consent form, and all it
+    /// takes to decide the consent.
     ConsentId
 );
-
 secret_newtype!(
     /// A single-use authorization code.
     AuthorizationCode
@@ -127,8 +148,16 @@ secret_newtype!(
     RefreshToken
 );
 secret_newtype!(
-    /// The PKCE `code_verifier` (RFC 7636 §4.1).
+    /// The PKCE `code_verifier` (RFC 7636 §4.1), well formed.
     PkceVerifier
+);
+secret_newtype!(
+    /// An access token (a signed JWT) in a token response.
+    AccessToken
+);
+secret_newtype!(
+    /// An ID token (a signed JWT) in a token response.
+    IdToken
 );
 
 impl PkceVerifier {
@@ -138,7 +167,7 @@ impl PkceVerifier {
             && value.bytes().all(|byte| {
                 byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
             });
-        well_formed.then(|| PkceVerifier(value.to_owned()))
+        well_formed.then(|| PkceVerifier::new(value))
     }
 }
 

@@ -7,6 +7,7 @@
 mod error;
 mod facts;
 mod ids;
+pub mod redact;
 mod secret;
 mod user;
 

@@ -1,6 +1,7 @@
 //! A string that must never reach a log: client secrets, bearer tokens, passwords.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -41,6 +42,15 @@ impl PartialEq for Secret {
 }
 
 impl Eq for Secret {}
+
+/// Hashes the contents, so that a secret can key a map (the emulator keys its codes and refresh
+/// tokens by them): equal secrets hash equal, and the map still compares candidates with the
+/// constant-time [`PartialEq`].
+impl Hash for Secret {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 #[cfg(test)]
 mod tests {

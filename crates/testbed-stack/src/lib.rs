@@ -120,7 +120,28 @@ impl StackConfig {
     }
 }
 
-/// Why the stack did not start.
+/// One piece of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// The emulated Scalekit environment.
+    Emulator,
+    /// The reference Your App.
+    YourApp,
+    /// The reference MCP server.
+    McpServer,
+}
+
+impl std::fmt::Display for Piece {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Piece::Emulator => "emulator",
+            Piece::YourApp => "your-app",
+            Piece::McpServer => "mcp-server",
+        })
+    }
+}
+
+/// Why the stack did not start, or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     /// A listener could not be bound.
@@ -133,12 +154,31 @@ pub enum StackError {
     /// The fixtures do not describe a stack this crate can wire.
     #[error("fixtures: {0}")]
     Fixtures(String),
-    /// A piece refused its configuration.
-    #[error("{piece} did not start: {message}")]
-    Start {
-        piece: &'static str,
-        message: String,
+    /// The emulator refused its configuration, key or state directory.
+    #[error("the emulator did not start")]
+    Emulator(#[source] scalekit_emulator::AppError),
+    /// Your App refused its configuration.
+    #[error("your-app did not start")]
+    YourApp(#[source] your_app::AppError),
+    /// The MCP server refused its configuration.
+    #[error("mcp-server did not start")]
+    McpServer(#[source] mcp_server::StartError),
+    /// A piece stopped serving without an error.
+    #[error("{piece} stopped serving")]
+    Stopped { piece: Piece },
+    /// A piece stopped serving on an IO error.
+    #[error("{piece} failed while serving")]
+    Served {
+        piece: Piece,
+        #[source]
+        source: std::io::Error,
     },
+    /// A signing key could not be generated.
+    #[error("cannot generate a signing key")]
+    SigningKey(#[source] scalekit_emulator::keys::KeyError),
+    /// A piece's task panicked or was cancelled.
+    #[error("a piece's task ended abnormally")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// A running stack. Dropping it stops every piece.
@@ -157,7 +197,7 @@ pub struct Stack {
     pub clock: Option<ManualClock>,
     /// The fixtures the stack runs with, URLs rewritten to the bound addresses.
     pub fixtures: Fixtures,
-    tasks: JoinSet<(&'static str, std::io::Result<()>)>,
+    tasks: JoinSet<(Piece, std::io::Result<()>)>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -211,51 +251,27 @@ impl Stack {
             EmulatorPlacement::InProcess => None,
             EmulatorPlacement::Remote(url) => Some(url.clone()),
         };
-        if remote.is_some()
-            && (consent.is_some()
-                || manual_clock
-                || state_dir.is_some()
-                || environment_listen.is_some()
-                || signing_key_pem.is_some()
-                || app_placement != AppPlacement::Reference
-                || mcp_placement != McpPlacement::Reference)
-        {
+        let own_settings = consent.is_some()
+            || manual_clock
+            || state_dir.is_some()
+            || environment_listen.is_some()
+            || signing_key_pem.is_some()
+            || app_placement != AppPlacement::Reference
+            || mcp_placement != McpPlacement::Reference;
+        if remote.is_some() && own_settings {
             return Err(StackError::Fixtures(
                 "a remote emulator's consent mode, clock, state, address, key and login endpoint are its own: they cannot be set here"
                     .to_owned(),
             ));
         }
-        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-        let (app_address, mcp_address) = match (ports, &remote) {
-            (Ports::Ephemeral, None) => (loopback, loopback),
-            _ => (fixtures.app_listen, fixtures.mcp_listen),
-        };
-        let (environment_url, emulator_listener) = match &remote {
-            Some(url) => (url.clone(), None),
-            None => {
-                let address = match (environment_listen, ports) {
-                    (Some(address), _) => address,
-                    (None, Ports::Ephemeral) => loopback,
-                    (None, Ports::FromFixtures) => fixtures.environment.listen,
-                };
-                let listener = bind(address).await?;
-                let url = match (&fixtures.environment.public_url, ports) {
-                    (Some(public_url), Ports::FromFixtures) => public_url.clone(),
-                    _ => base_url(&listener)?,
-                };
-                (url, Some(listener))
-            }
-        };
-        let (app_listener, app_url) = match &app_placement {
-            AppPlacement::Reference => {
-                let listener = bind(app_address).await?;
-                let url = base_url(&listener)?;
-                (Some(listener), url)
-            }
-            AppPlacement::External(login_url) => (None, join(login_url, "/")),
-        };
-        let mcp_listener = bind(mcp_address).await?;
-        let mcp_base_url = base_url(&mcp_listener)?;
+        let Listeners {
+            environment_url,
+            emulator_listener,
+            app_listener,
+            app_url,
+            mcp_listener,
+            mcp_base_url,
+        } = Listeners::bind(&fixtures, ports, remote, environment_listen, &app_placement).await?;
         let reference_mcp_url = join(&mcp_base_url, "mcp");
         let mcp_url = match &mcp_placement {
             McpPlacement::Reference => reference_mcp_url.clone(),
@@ -268,108 +284,67 @@ impl Stack {
         // server's traffic too (off with the control API).
         let mut inspector: Option<Inspector> = None;
         if let Some(emulator_listener) = emulator_listener {
-            // Point the environment at the addresses actually bound.
-            fixtures.environment.public_url = Some(environment_url.clone());
             let login_endpoint = match &app_placement {
                 AppPlacement::Reference => join(&app_url, "login"),
                 AppPlacement::External(login_url) => login_url.clone(),
             };
-            for connection in &mut fixtures.environment.connections {
-                connection.login_endpoint = login_endpoint.clone();
-            }
-            if let Some(first) = fixtures.environment.resources.first_mut() {
-                first.server_url = mcp_url.clone();
-            }
-            if let Some(served) = fixtures.environment.resources.get_mut(served_index) {
-                served.server_url = reference_mcp_url.clone();
-            }
-            if let Some(mode) = consent {
-                for each in &mut fixtures.environment.resources {
-                    each.consent = mode;
-                }
-            }
-            clock = manual_clock.then(ManualClock::now);
-            let mut deps = Deps {
-                state_dir,
-                signing_key_pem,
-                ..Deps::default()
-            };
-            if let Some(clock) = &clock {
-                deps.clock = std::sync::Arc::new(clock.clone());
-            }
-            let emulator = scalekit_emulator::App::from_listener_with(
+            wire_environment(
+                &mut fixtures.environment,
+                &Wiring {
+                    environment_url: &environment_url,
+                    login_endpoint: &login_endpoint,
+                    mcp_url: &mcp_url,
+                    served_index,
+                    reference_mcp_url: &reference_mcp_url,
+                    consent,
+                },
+            );
+            let (emulator, manual) = start_emulator(
                 emulator_listener,
-                fixtures.environment.clone(),
-                deps,
-            )
-            .map_err(|error| StackError::Start {
-                piece: "emulator",
-                message: error.to_string(),
-            })?;
+                &fixtures.environment,
+                manual_clock,
+                Deps {
+                    state_dir,
+                    signing_key_pem,
+                    ..Deps::default()
+                },
+            )?;
+            clock = manual;
             if emulator.state().config.control {
                 inspector = Some(emulator.state().inspector.clone());
             }
-            tasks.spawn(async move { ("emulator", emulator.serve().await) });
+            tasks.spawn(async move { (Piece::Emulator, emulator.serve().await) });
         }
 
         if let Some(app_listener) = app_listener {
-            let app_config = your_app::Config {
-                listen: app_listener
-                    .local_addr()
-                    .map_err(|source| StackError::Bind {
-                        address: app_address,
-                        source,
-                    })?,
-                public_url: Some(app_url.clone()),
-                environment_url: environment_url.clone(),
-                client_id: fixtures.environment.api_client.client_id.clone(),
-                client_secret: fixtures.environment.api_client.client_secret.clone(),
-                connection_id: resource.connection.clone(),
+            let app = start_your_app(
+                app_listener,
+                &fixtures,
+                &resource,
+                AppAddresses {
+                    app_url: &app_url,
+                    environment_url: &environment_url,
+                },
                 auto_login,
-                behaviour: app_behaviour,
-                personas: fixtures.personas.clone(),
-            };
-            let app = your_app::App::from_listener(app_listener, app_config).map_err(|error| {
-                StackError::Start {
-                    piece: "your-app",
-                    message: error.to_string(),
-                }
-            })?;
+                app_behaviour,
+            )?;
             let wrap = recording(inspector.as_ref(), Actor::YourApp, &app_url);
-            tasks.spawn(async move { ("your-app", app.serve_with(wrap).await) });
+            tasks.spawn(async move { (Piece::YourApp, app.serve_with(wrap).await) });
         }
 
-        let mcp_config = mcp_server::Config {
-            listen: mcp_listener
-                .local_addr()
-                .map_err(|source| StackError::Bind {
-                    address: mcp_address,
-                    source,
-                })?,
-            public_url: Some(mcp_base_url),
-            environment_url: environment_url.clone(),
-            resource_id: resource.id.clone(),
-            resource_name: resource.name.clone(),
-            scopes_supported: resource.scopes.clone(),
+        let mcp = start_mcp_server(
+            mcp_listener,
+            &resource,
+            &mcp_base_url,
+            &environment_url,
             required_scopes,
-            leeway_secs: 0,
-            allowed_origins: Vec::new(),
-            jwks_refetch_cooldown: mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN,
-            mistake: mcp_server::Mistake::Correct,
-        };
-        let mcp = mcp_server::App::from_listener(mcp_listener, mcp_config).map_err(|error| {
-            StackError::Start {
-                piece: "mcp-server",
-                message: error.to_string(),
-            }
-        })?;
-
+        )?;
         let wrap = recording(
             inspector.as_ref(),
             Actor::McpServer,
             &join(&reference_mcp_url, "/"),
         );
-        tasks.spawn(async move { ("mcp-server", mcp.serve_with(wrap).await) });
+        tasks.spawn(async move { (Piece::McpServer, mcp.serve_with(wrap).await) });
         tracing::debug!(%environment_url, %app_url, %mcp_url, "stack started");
 
         Ok(Stack {
@@ -386,21 +361,193 @@ impl Stack {
     /// Serves until one piece stops (which it does only on an IO error) and says which.
     pub async fn wait(mut self) -> Result<(), StackError> {
         match self.tasks.join_next().await {
-            Some(Ok((piece, Ok(())))) => Err(StackError::Start {
-                piece,
-                message: "stopped serving".to_owned(),
-            }),
-            Some(Ok((piece, Err(error)))) => Err(StackError::Start {
-                piece,
-                message: error.to_string(),
-            }),
-            Some(Err(join_error)) => Err(StackError::Start {
-                piece: "stack",
-                message: join_error.to_string(),
-            }),
+            Some(Ok((piece, Ok(())))) => Err(StackError::Stopped { piece }),
+            Some(Ok((piece, Err(source)))) => Err(StackError::Served { piece, source }),
+            Some(Err(join_error)) => Err(StackError::Task(join_error)),
             None => Ok(()),
         }
     }
+}
+
+/// The stack's listeners, bound before any piece is built so that each knows the others' real
+/// addresses.
+struct Listeners {
+    /// The environment URL: the remote emulator's, or the in-process one's.
+    environment_url: Url,
+    /// `None` with a remote emulator.
+    emulator_listener: Option<TcpListener>,
+    /// `None` with somebody else's app.
+    app_listener: Option<TcpListener>,
+    /// Your App's base URL (with an external app, the origin of its login endpoint).
+    app_url: Url,
+    mcp_listener: TcpListener,
+    mcp_base_url: Url,
+}
+
+impl Listeners {
+    /// Binds what the placements need: ephemeral loopback ports, or the fixtures' addresses (a
+    /// remote emulator redirects to the fixtures' login endpoint and names the fixtures' Server
+    /// URL, so Your App and the MCP server must listen there).
+    async fn bind(
+        fixtures: &Fixtures,
+        ports: Ports,
+        remote: Option<Url>,
+        environment_listen: Option<SocketAddr>,
+        app_placement: &AppPlacement,
+    ) -> Result<Listeners, StackError> {
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let (app_address, mcp_address) = match (ports, &remote) {
+            (Ports::Ephemeral, None) => (loopback, loopback),
+            _ => (fixtures.app_listen, fixtures.mcp_listen),
+        };
+        let (environment_url, emulator_listener) = match remote {
+            Some(url) => (url, None),
+            None => {
+                let address = match (environment_listen, ports) {
+                    (Some(address), _) => address,
+                    (None, Ports::Ephemeral) => loopback,
+                    (None, Ports::FromFixtures) => fixtures.environment.listen,
+                };
+                let listener = bind(address).await?;
+                let url = match (&fixtures.environment.public_url, ports) {
+                    (Some(public_url), Ports::FromFixtures) => public_url.clone(),
+                    _ => base_url(&listener)?,
+                };
+                (url, Some(listener))
+            }
+        };
+        let (app_listener, app_url) = match app_placement {
+            AppPlacement::Reference => {
+                let listener = bind(app_address).await?;
+                let url = base_url(&listener)?;
+                (Some(listener), url)
+            }
+            AppPlacement::External(login_url) => (None, join(login_url, "/")),
+        };
+        let mcp_listener = bind(mcp_address).await?;
+        let mcp_base_url = base_url(&mcp_listener)?;
+        Ok(Listeners {
+            environment_url,
+            emulator_listener,
+            app_listener,
+            app_url,
+            mcp_listener,
+            mcp_base_url,
+        })
+    }
+}
+
+/// Where the pieces of an in-process stack are, for rewriting the environment's configuration.
+struct Wiring<'a> {
+    environment_url: &'a Url,
+    login_endpoint: &'a Url,
+    /// The first resource's Server URL.
+    mcp_url: &'a Url,
+    /// The resource the reference MCP server serves, and where.
+    served_index: usize,
+    reference_mcp_url: &'a Url,
+    consent: Option<ConsentMode>,
+}
+
+/// Points the environment at the addresses actually bound: its own URL, every connection's login
+/// endpoint, the first resource's Server URL and the reference MCP server's resource; and
+/// overrides the consent mode when asked.
+fn wire_environment(environment: &mut scalekit_emulator::Config, wiring: &Wiring<'_>) {
+    environment.public_url = Some(wiring.environment_url.clone());
+    for connection in &mut environment.connections {
+        connection.login_endpoint = wiring.login_endpoint.clone();
+    }
+    if let Some(first) = environment.resources.first_mut() {
+        first.server_url = wiring.mcp_url.clone();
+    }
+    if let Some(served) = environment.resources.get_mut(wiring.served_index) {
+        served.server_url = wiring.reference_mcp_url.clone();
+    }
+    if let Some(mode) = wiring.consent {
+        for each in &mut environment.resources {
+            each.consent = mode;
+        }
+    }
+}
+
+/// The emulator on a listener the stack bound, with `deps` (a manual clock instead of theirs
+/// when asked for; the clock comes back to be moved by hand).
+fn start_emulator(
+    listener: TcpListener,
+    environment: &scalekit_emulator::Config,
+    manual_clock: bool,
+    mut deps: Deps,
+) -> Result<(scalekit_emulator::App, Option<ManualClock>), StackError> {
+    let clock = manual_clock.then(ManualClock::now);
+    if let Some(clock) = &clock {
+        deps.clock = std::sync::Arc::new(clock.clone());
+    }
+    let emulator = scalekit_emulator::App::from_listener_with(listener, environment.clone(), deps)
+        .map_err(StackError::Emulator)?;
+    Ok((emulator, clock))
+}
+
+/// Where Your App is and the environment it talks to.
+struct AppAddresses<'a> {
+    app_url: &'a Url,
+    environment_url: &'a Url,
+}
+
+/// The reference Your App on a listener the stack bound, configured with the environment's API
+/// client and the connection of `resource`.
+fn start_your_app(
+    listener: TcpListener,
+    fixtures: &Fixtures,
+    resource: &ResourceConfig,
+    addresses: AppAddresses<'_>,
+    auto_login: Option<String>,
+    behaviour: your_app::Behaviour,
+) -> Result<your_app::App, StackError> {
+    let listen = local_address(&listener)?;
+    let config = your_app::Config {
+        listen,
+        public_url: Some(addresses.app_url.clone()),
+        environment_url: addresses.environment_url.clone(),
+        client_id: fixtures.environment.api_client.client_id.clone(),
+        client_secret: fixtures.environment.api_client.client_secret.clone(),
+        connection_id: resource.connection.clone(),
+        auto_login,
+        behaviour,
+        personas: fixtures.personas.clone(),
+    };
+    your_app::App::from_listener(listener, config).map_err(StackError::YourApp)
+}
+
+/// The reference MCP server for `resource` on a listener the stack bound, served at `base_url`.
+fn start_mcp_server(
+    listener: TcpListener,
+    resource: &ResourceConfig,
+    base_url: &Url,
+    environment_url: &Url,
+    required_scopes: Vec<String>,
+) -> Result<mcp_server::App, StackError> {
+    let listen = local_address(&listener)?;
+    let config = mcp_server::Config {
+        listen,
+        public_url: Some(base_url.clone()),
+        environment_url: environment_url.clone(),
+        resource_id: resource.id.clone(),
+        resource_name: resource.name.clone(),
+        scopes_supported: resource.scopes.clone(),
+        required_scopes,
+        leeway_secs: 0,
+        allowed_origins: Vec::new(),
+        jwks_refetch_cooldown: mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN,
+        mistake: mcp_server::Mistake::Correct,
+    };
+    mcp_server::App::from_listener(listener, config).map_err(StackError::McpServer)
+}
+
+fn local_address(listener: &TcpListener) -> Result<SocketAddr, StackError> {
+    listener.local_addr().map_err(|source| StackError::Bind {
+        address: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        source,
+    })
 }
 
 /// What a piece's router goes through: the emulator's recording layer for `actor` at `base_url`
@@ -423,10 +570,7 @@ fn recording(
 pub fn generate_signing_key() -> Result<scalekit_wire::Secret, StackError> {
     scalekit_emulator::Signer::generate()
         .map(|signer| signer.private_key_pem().clone())
-        .map_err(|error| StackError::Start {
-            piece: "emulator",
-            message: format!("cannot generate a signing key: {error}"),
-        })
+        .map_err(StackError::SigningKey)
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, StackError> {
@@ -450,4 +594,36 @@ fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     url.set_path(path);
     url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_piece_that_refuses_its_configuration_keeps_the_cause_as_its_source() {
+        let mut fixtures = Fixtures::embedded().expect("the repository's fixtures");
+        fixtures.environment.resources[0].connection = "conn_missing".to_owned();
+        let error = Stack::spawn(StackConfig::ephemeral(fixtures, None))
+            .await
+            .expect_err("the emulator refuses a resource of an unknown connection");
+        assert!(matches!(error, StackError::Emulator(_)), "{error:?}");
+        assert_eq!(error.to_string(), "the emulator did not start");
+        let cause = std::error::Error::source(&error)
+            .expect("the emulator's error")
+            .to_string();
+        assert!(cause.starts_with("invalid configuration: "), "{cause}");
+    }
+
+    #[tokio::test]
+    async fn an_external_mcp_server_needs_a_second_resource() {
+        let fixtures = Fixtures::embedded().expect("the repository's fixtures");
+        let mut config = StackConfig::ephemeral(fixtures, None);
+        config.mcp = McpPlacement::External(Url::parse("http://127.0.0.1:9/mcp").expect("a URL"));
+        let error = Stack::spawn(config).await.expect_err("one resource only");
+        assert_eq!(
+            error.to_string(),
+            "fixtures: an external MCP server needs a second resource in the environment, for the reference MCP server"
+        );
+    }
 }

@@ -11,9 +11,6 @@ const GRPC_USER_POST: &str = "/scalekit.v1.auth.AuthService/UpdateLoginUserDetai
 const CALLBACK_SUFFIX: &str = "/partner:callback";
 const CALLBACK_PREFIX: &str = "/sso/v1/connections/";
 
-/// How many leading characters of a `state` the emulator's log and the driver's hops both keep.
-const STATE_PREFIX: usize = 6;
-
 /// One entry of `GET /_emulator/requests`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct LoggedRequest {
@@ -103,14 +100,12 @@ fn normalise(path: &str) -> String {
     format!("/{}", path.trim_start_matches('/'))
 }
 
-/// The first characters of a (possibly redacted) `state`: enough to tell two apart.
+/// The first characters of a (possibly redacted) `state`: enough to tell two apart. The request
+/// log, the flow inspector and the driver's hops all cut a `state` by the test bed's one rule
+/// (`scalekit_wire::redact`), so the prefix of any of their records, or of the value itself, is the
+/// same for one `state`.
 pub fn state_prefix(state: &str) -> String {
-    state
-        .trim_end_matches('…')
-        .trim_end_matches("...")
-        .chars()
-        .take(STATE_PREFIX)
-        .collect()
+    scalekit_wire::redact::shown_prefix(state)
 }
 
 /// What the emulator handed one sign-in's login page (read from the browser's URL).
@@ -618,9 +613,15 @@ mod tests {
     }
 
     #[test]
-    fn state_prefixes_of_both_redaction_styles_agree() {
-        assert_eq!(state_prefix("abcdefgh..."), "abcdef");
-        assert_eq!(state_prefix("abcdef…"), "abcdef");
-        assert_eq!(state_prefix("abc"), "abc");
+    fn a_state_has_one_prefix_in_every_record_and_as_itself() {
+        let state = "q7Hx2mPzR4tVb8nK1sLc0dYfWgAeUiOoJ3yXhT5vN6E";
+        let logged = scalekit_wire::redact::redact_query(&format!("state={state}"));
+        let hop = scalekit_wire::redact::redact_url(&format!("http://h/login?state={state}"));
+        assert_eq!(logged, "state=q7Hx2m…");
+        assert!(hop.ends_with(&logged), "{hop}");
+        assert_eq!(state_prefix(state), "q7Hx2m");
+        assert_eq!(state_prefix("q7Hx2m…"), "q7Hx2m");
+        assert_eq!(state_prefix("abc…"), "abc");
+        assert_eq!(state_prefix("abcdef"), state_prefix("abc…"));
     }
 }

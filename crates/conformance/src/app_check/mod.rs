@@ -747,8 +747,8 @@ mod tests {
             detail: None,
         };
         let hops = [
-            hop("http://127.0.0.1:9400/oauth/authorize?client_id=c&state=abcdefgh..."),
-            hop("http://127.0.0.1:9401/login?login_request_id=lri_1&state=qrstuvwx..."),
+            hop("http://127.0.0.1:9400/oauth/authorize?client_id=c&state=abcdef…"),
+            hop("http://127.0.0.1:9401/login?login_request_id=lri_1&state=qrstuv…"),
         ];
         assert_eq!(
             issued_login(&hops, &login_url),

@@ -1,6 +1,7 @@
 //! Integration tests of the reference MCP server against a fake environment that serves `/keys`.
 
 mod challenges;
+mod facts;
 mod helpers;
 mod jwks;
 mod mcp;

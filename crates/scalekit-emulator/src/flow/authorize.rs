@@ -4,13 +4,13 @@
 use url::Url;
 
 use super::cimd::{ClientMetadata, MetadataError};
-use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
+use super::redirect::{ClientRedirect, RedirectOutcome, RedirectRefusal};
 use super::{Client, Flows, LoginRequest, PendingAuthorization};
 use crate::ids::IdGenerator;
 use crate::types::{
     ClientId, ClientState, LoginRequestId, LoginState, PkceChallenge, RedirectUri, ScopeSet,
 };
-use scalekit_wire::prefix;
+use scalekit_wire::{Check, prefix};
 
 /// The authorization request's parameters as sent; the transition does the checking, in the
 /// order RFC 6749 §4.1.2.1 requires (client and redirect URI first, as they decide whether an
@@ -59,27 +59,86 @@ impl LoginRedirect {
     }
 }
 
-/// Why an authorization request was refused.
-#[derive(Debug)]
+/// Why an authorization request was refused. The `Display` of each variant but `Redirect` is the
+/// hosted error page's description.
+#[derive(Debug, thiserror::Error)]
 pub enum AuthorizeError {
     /// No `client_id`: hosted error page `invalid_request` (never a redirect).
+    #[error("client_id is required")]
     MissingClientId,
     /// The client is not registered: hosted error page `invalid_client` (never a redirect).
+    #[error("client {0} is not registered")]
     UnknownClient(ClientId),
     /// The redirect URI is missing, malformed or not registered: hosted error page
     /// `invalid_request` (never a redirect: the URI is not trusted).
-    InvalidRedirectUri(String),
+    #[error("{0}")]
+    InvalidRedirectUri(RedirectUriRefusal),
     /// The metadata document of a URL `client_id` could not be fetched or is invalid, or the
     /// resource does not accept such clients: hosted error page `invalid_client_metadata_url`
     /// (never a redirect: no redirect URI is trusted).
+    #[error("{0}")]
     MetadataDocument(MetadataError),
     /// A metadata-document client named no usable resource: hosted error page
     /// `invalid_target` (never a redirect: the issuer to send with it is unknown).
-    InvalidTarget(String),
+    #[error("{0}")]
+    InvalidTarget(TargetRefusal),
     /// Anything else: a redirect to the client with `error` (`invalid_request`,
     /// `unsupported_response_type`, `invalid_scope`, `invalid_target`, and
     /// `temporarily_unavailable` past `max_pending_login_requests`), `state` and `iss`.
-    Redirect(ClientRedirect),
+    #[error("the request is refused on the client's redirect URI")]
+    Redirect(Box<ClientRedirect>),
+}
+
+/// Why the redirect URI cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUriRefusal {
+    /// No `redirect_uri`.
+    #[error("redirect_uri is required")]
+    Missing,
+    /// Malformed, or not one of the client's.
+    #[error("redirect_uri {uri} is not registered for client {client}")]
+    NotRegistered {
+        /// The URI as sent.
+        uri: String,
+        /// The client.
+        client: ClientId,
+    },
+}
+
+/// Why a metadata-document client named no usable resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetRefusal {
+    /// The `resource` names no MCP server.
+    #[error("resource {0} is not a registered MCP server")]
+    UnknownResource(String),
+    /// No `resource`, and more than one MCP server accepts metadata documents.
+    #[error("resource is required when client_id is a metadata document URL")]
+    ResourceRequired,
+}
+
+impl AuthorizeError {
+    /// The check that failed, as the flow inspector has always named it: a refusal whose words
+    /// name the client is "client known" (a redirect URI not registered *for the client*
+    /// included), one naming the resource "resource matches".
+    pub fn failed_check(&self) -> Check {
+        match self {
+            AuthorizeError::MissingClientId
+            | AuthorizeError::UnknownClient(_)
+            | AuthorizeError::MetadataDocument(_)
+            | AuthorizeError::InvalidRedirectUri(RedirectUriRefusal::NotRegistered { .. })
+            | AuthorizeError::InvalidTarget(TargetRefusal::ResourceRequired) => Check::ClientKnown,
+            AuthorizeError::InvalidRedirectUri(RedirectUriRefusal::Missing) => {
+                Check::RedirectUriRegistered
+            }
+            AuthorizeError::InvalidTarget(TargetRefusal::UnknownResource(_)) => {
+                Check::ResourceMatches
+            }
+            AuthorizeError::Redirect(redirect) => match &redirect.outcome {
+                RedirectOutcome::Error { reason, .. } => reason.failed_check(),
+                RedirectOutcome::Code(_) => Check::AuthorizationRequestValid,
+            },
+        }
+    }
 }
 
 impl Flows {
@@ -117,9 +176,7 @@ impl Flows {
     ) -> Result<LoginRedirect, AuthorizeError> {
         let resource = match request.resource.as_deref() {
             Some(value) => self.resolve_resource(value).ok_or_else(|| {
-                AuthorizeError::InvalidTarget(format!(
-                    "resource {value} is not a registered MCP server"
-                ))
+                AuthorizeError::InvalidTarget(TargetRefusal::UnknownResource(value.to_owned()))
             })?,
             None => {
                 let mut accepting = self
@@ -130,8 +187,7 @@ impl Flows {
                     (Some(only), None) => only,
                     _ => {
                         return Err(AuthorizeError::InvalidTarget(
-                            "resource is required when client_id is a metadata document URL"
-                                .to_owned(),
+                            TargetRefusal::ResourceRequired,
                         ));
                     }
                 }
@@ -163,9 +219,11 @@ impl Flows {
         ids: &dyn IdGenerator,
     ) -> Result<LoginRedirect, AuthorizeError> {
         let client_id = client.id.clone();
-        let raw_redirect_uri = request.redirect_uri.ok_or_else(|| {
-            AuthorizeError::InvalidRedirectUri("redirect_uri is required".to_owned())
-        })?;
+        let raw_redirect_uri = request
+            .redirect_uri
+            .ok_or(AuthorizeError::InvalidRedirectUri(
+                RedirectUriRefusal::Missing,
+            ))?;
         let redirect_uri = RedirectUri::parse(&raw_redirect_uri)
             .filter(|uri| {
                 client
@@ -174,9 +232,10 @@ impl Flows {
                     .any(|registered| uri.matches_registered(registered))
             })
             .ok_or_else(|| {
-                AuthorizeError::InvalidRedirectUri(format!(
-                    "redirect_uri {raw_redirect_uri} is not registered for client {client_id}"
-                ))
+                AuthorizeError::InvalidRedirectUri(RedirectUriRefusal::NotRegistered {
+                    uri: raw_redirect_uri.clone(),
+                    client: client_id.clone(),
+                })
             })?;
 
         // From here on errors go back to the client.
@@ -185,79 +244,57 @@ impl Flows {
             .filter(|state| !state.is_empty())
             .map(ClientState::new);
         let iss = self.resource_issuer(&client.resource);
-        let refuse = |error: RedirectError, description: String| {
-            AuthorizeError::Redirect(ClientRedirect {
+        let refuse = |reason: RedirectRefusal| {
+            AuthorizeError::Redirect(Box::new(ClientRedirect {
                 redirect_uri: redirect_uri.clone(),
                 state: client_state.clone(),
                 iss: iss.clone(),
-                outcome: RedirectOutcome::Error { error, description },
-            })
+                outcome: RedirectOutcome::refused(reason),
+            }))
         };
 
         match request.response_type.as_deref() {
             Some("code") => {}
             None => {
-                return Err(refuse(
-                    RedirectError::InvalidRequest,
-                    "response_type is required".to_owned(),
-                ));
+                return Err(refuse(RedirectRefusal::ResponseTypeMissing));
             }
             Some(other) => {
-                return Err(refuse(
-                    RedirectError::UnsupportedResponseType,
-                    format!("response_type {other} is not supported; use code"),
-                ));
+                return Err(refuse(RedirectRefusal::ResponseTypeUnsupported(
+                    other.to_owned(),
+                )));
             }
         }
         let challenge = match request.code_challenge.as_deref() {
             None | Some("") => {
-                return Err(refuse(
-                    RedirectError::InvalidRequest,
-                    "code_challenge is required (PKCE with S256)".to_owned(),
-                ));
+                return Err(refuse(RedirectRefusal::ChallengeMissing));
             }
             Some(challenge) if !is_valid_challenge(challenge) => {
-                return Err(refuse(
-                    RedirectError::InvalidRequest,
-                    "code_challenge is malformed".to_owned(),
-                ));
+                return Err(refuse(RedirectRefusal::ChallengeMalformed));
             }
             Some(challenge) => PkceChallenge::new(challenge),
         };
         if request.code_challenge_method.as_deref() != Some("S256") {
-            return Err(refuse(
-                RedirectError::InvalidRequest,
-                "code_challenge_method must be S256".to_owned(),
-            ));
+            return Err(refuse(RedirectRefusal::ChallengeMethodNotS256));
         }
         let resource = match request.resource.as_deref() {
             Some(value) => match self.resolve_resource(value) {
                 Some(resource) => resource.clone(),
                 None => {
-                    return Err(refuse(
-                        RedirectError::InvalidTarget,
-                        format!("resource {value} is not a registered MCP server"),
-                    ));
+                    return Err(refuse(RedirectRefusal::UnknownResource(value.to_owned())));
                 }
             },
             None => match self.resource(&client.resource) {
                 Some(resource) => resource.clone(),
                 None => {
-                    return Err(refuse(
-                        RedirectError::InvalidTarget,
-                        "the client's resource is not configured".to_owned(),
-                    ));
+                    return Err(refuse(RedirectRefusal::ClientResourceNotConfigured));
                 }
             },
         };
         if resource.id != client.resource {
-            return Err(refuse(
-                RedirectError::InvalidTarget,
-                format!(
-                    "client {client_id} is not registered for resource {}",
-                    resource.id
-                ),
-            ));
+            return Err(refuse(RedirectRefusal::ClientNotForResource {
+                client: client_id,
+                resource: resource.id,
+            }));
         }
         let requested = ScopeSet::parse(request.scope.as_deref().unwrap_or(""));
         // No scope asked for: the resource's scopes (Scalekit's default is undocumented).
@@ -268,13 +305,9 @@ impl Flows {
         };
         let unknown = scopes.outside_of(&resource.scopes);
         if !unknown.is_empty() {
-            return Err(refuse(
-                RedirectError::InvalidScope,
-                format!(
-                    "scope {} is not offered by this MCP server",
-                    unknown.join(" ")
-                ),
-            ));
+            return Err(refuse(RedirectRefusal::UnknownScopes(
+                unknown.into_iter().map(str::to_owned).collect(),
+            )));
         }
 
         // Abandoned sign-ins must not grow memory without bound: past the cap, expired ones are
@@ -283,17 +316,11 @@ impl Flows {
             self.drop_expired_sign_ins(now);
         }
         if self.pending_sign_ins() >= self.max_pending_login_requests {
-            return Err(refuse(
-                RedirectError::TemporarilyUnavailable,
-                "too many sign-ins are in progress; try again in a few minutes".to_owned(),
-            ));
+            return Err(refuse(RedirectRefusal::TooManySignIns));
         }
 
         let Some(connection) = self.connections.get(&resource.connection) else {
-            return Err(refuse(
-                RedirectError::InvalidRequest,
-                "the resource's connection is not configured".to_owned(),
-            ));
+            return Err(refuse(RedirectRefusal::ConnectionNotConfigured));
         };
 
         let login_request_id = LoginRequestId::new(ids.id(prefix::LOGIN_REQUEST));

@@ -329,8 +329,12 @@ mod flow_tests {
         let mut two = flows(&config(true));
         let refused = two.authorize_metadata_client(request(None), metadata(), NOW, &ids);
         assert!(
-            matches!(&refused, Err(AuthorizeError::InvalidTarget(why))
-                if why == "resource is required when client_id is a metadata document URL"),
+            matches!(
+                &refused,
+                Err(AuthorizeError::InvalidTarget(
+                    crate::flow::TargetRefusal::ResourceRequired
+                ))
+            ),
             "{refused:?}"
         );
         assert!(
@@ -394,8 +398,8 @@ mod flow_tests {
             .exchange_code(
                 AuthorizationCodeRequest {
                     client_id: client,
-                    code: code.expose().to_owned(),
-                    code_verifier: Some(VERIFIER.to_owned()),
+                    code,
+                    code_verifier: Some(scalekit_wire::Secret::new(VERIFIER)),
                     redirect_uri: Some("http://127.0.0.1:3000/callback".to_owned()),
                     resource: None,
                 },
@@ -404,7 +408,7 @@ mod flow_tests {
             )
             .unwrap();
         assert_eq!(grant.client_id, ClientId::new(URL));
-        let refresh_token = grant.refresh_token.unwrap().expose().to_owned();
+        let refresh_token = grant.refresh_token.unwrap();
 
         let mut restarted = self::flows(&config);
         restarted.import_durable(flows.export_durable());
@@ -412,7 +416,9 @@ mod flow_tests {
         let refreshed = restarted.refresh(
             RefreshRequest {
                 client_id: client,
-                refresh_token: refresh_token.clone(),
+                refresh_token: restarted
+                    .present(refresh_token.clone())
+                    .expect("grants live in memory"),
                 resource: None,
                 scope: None,
             },
@@ -421,9 +427,15 @@ mod flow_tests {
         );
         assert!(refreshed.is_ok(), "{refreshed:?}");
         assert_eq!(
-            restarted.revoke(URL, None, &refresh_token),
+            restarted.revoke(
+                URL,
+                None,
+                restarted
+                    .present(refresh_token)
+                    .expect("grants live in memory")
+            ),
             Err(TokenError::InvalidClient(
-                "public clients cannot revoke tokens: client authentication is required".to_owned()
+                crate::flow::ClientRefusal::PublicClientRevokes
             ))
         );
     }

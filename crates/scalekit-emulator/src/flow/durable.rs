@@ -16,8 +16,8 @@ use super::{
     Client, Flows, GrantRecord, PendingAuthorization, RefreshRecord, RememberedConsent, SignIn,
 };
 use crate::types::{
-    ClientId, ClientState, ConnectionId, OrganizationId, PkceChallenge, RedirectUri, ResourceId,
-    ScopeSet, SessionId, UserId,
+    ClientId, ClientState, ConnectionId, OrganizationId, PkceChallenge, RedirectUri, RefreshToken,
+    ResourceId, ScopeSet, SessionId, UserId,
 };
 
 /// The most grants held in memory while grants live in the store (see [`Flows::trim_grants`]).
@@ -228,7 +228,7 @@ impl Flows {
 
     /// Drops every grant and refresh token held in memory, and from now on treats them as living
     /// in the store: the edge loads the grant a request presents a refresh token of
-    /// ([`Flows::import_grant`]) before the transition and, once the transition's changes are
+    /// ([`Flows::present`], [`Flows::presented_from_store`]) before the transition and, once the transition's changes are
     /// written, calls [`Flows::trim_grants`]. Memory then stays flat however many grants are made
     /// (RSS in docs/performance.md), and a revocation of a grant not held is still recorded.
     /// Without a store nothing calls this and everything stays in memory.
@@ -266,17 +266,6 @@ impl Flows {
     /// Whether grants and refresh tokens live in the store (see [`Flows::evict_grants`]).
     pub fn grants_in_store(&self) -> bool {
         self.grants_in_store
-    }
-
-    /// Whether the refresh token `token` is held in memory now.
-    pub fn holds_refresh_token(&self, token: &str) -> bool {
-        self.refresh_tokens.contains_key(token)
-    }
-
-    /// Adds one stored grant and some of its refresh tokens (those a request presents), as
-    /// [`Flows::import_durable`] does for all of them.
-    pub fn import_grant(&mut self, grant: StoredGrant, tokens: Vec<StoredRefreshToken>) {
-        self.import_grants_and_tokens(vec![grant], tokens);
     }
 
     pub(super) fn record(&mut self, change: DurableChange) {
@@ -343,7 +332,7 @@ impl Flows {
                 .refresh_tokens
                 .iter()
                 .map(|(token, record)| StoredRefreshToken {
-                    token: Secret::new(token.as_str()),
+                    token: token.as_secret().clone(),
                     grant_id: record.grant.clone(),
                     client: record.client.to_string(),
                     expires_at: record.expires_at,
@@ -429,7 +418,7 @@ impl Flows {
         self.import_grants_and_tokens(state.grants, state.refresh_tokens);
     }
 
-    fn import_grants_and_tokens(
+    pub(super) fn import_grants_and_tokens(
         &mut self,
         grants: Vec<StoredGrant>,
         refresh_tokens: Vec<StoredRefreshToken>,
@@ -455,7 +444,7 @@ impl Flows {
             let Some(grant) = self.grants.get_mut(&token.grant_id) else {
                 continue;
             };
-            let token_value = token.token.expose().to_owned();
+            let token_value = RefreshToken::from(token.token);
             grant.refresh_tokens.push(token_value.clone());
             self.refresh_tokens.insert(
                 token_value,

@@ -1,9 +1,9 @@
 //! The BYOA leg: "Your App" posts the user (Decisions §5), the browser comes back on
 //! `partner:callback` (Decisions §6), and the consent page decides (Decisions §8).
 
-use scalekit_wire::{FieldViolation, UserClaims, prefix};
+use scalekit_wire::{Check, FieldViolation, UserClaims, prefix};
 
-use super::redirect::{ClientRedirect, RedirectError, RedirectOutcome};
+use super::redirect::{ClientRedirect, RedirectOutcome, RedirectRefusal};
 use super::{
     CodeRecord, DurableChange, Flows, PendingConsent, RememberedConsent, SignIn, StoredConsent,
     StoredOrganization, StoredUser, SubmittedUser,
@@ -21,7 +21,7 @@ pub enum SubmitUserError {
     /// Unknown connection, a `res_…` id in the connection slot, or an unknown, expired, completed
     /// or other-connection login request: 404 / NOT_FOUND (5).
     #[error("{0}")]
-    NotFound(String),
+    NotFound(SubmitUserNotFound),
     /// `sub`/`email` missing without `login_failed`, or a malformed field: 400 /
     /// INVALID_ARGUMENT (3) with `validation_error_info.field_violations`.
     #[error("{message}")]
@@ -30,8 +30,39 @@ pub enum SubmitUserError {
         violations: Vec<FieldViolation>,
     },
     /// A different user was already posted for this login request: 409 / ALREADY_EXISTS (6).
-    #[error("{0}")]
-    AlreadyExists(String),
+    #[error("a different user was already submitted for login request {0}")]
+    AlreadyExists(LoginRequestId),
+}
+
+/// What the user-details call did not find.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitUserNotFound {
+    /// A `res_…` id where the connection id goes: the classic mix-up, named.
+    #[error(
+        "connection {0} not found: {0} is an MCP server (resource) id; \
+         the user-details call takes the connection id (conn_…)"
+    )]
+    ResourceIdAsConnection(String),
+    /// No such connection.
+    #[error("connection {0} not found")]
+    UnknownConnection(String),
+    /// The login request is unknown, expired, completed or of another connection.
+    #[error(
+        "login request not found: it is unknown, expired, already completed or belongs to \
+         another connection"
+    )]
+    LoginRequest,
+}
+
+impl SubmitUserError {
+    /// The check that failed.
+    pub fn failed_check(&self) -> Check {
+        match self {
+            SubmitUserError::NotFound(_) => Check::LoginRequestPending,
+            SubmitUserError::InvalidArgument { .. } => Check::UserClaimsValid,
+            SubmitUserError::AlreadyExists(_) => Check::OneUserPerLoginRequest,
+        }
+    }
 }
 
 /// What happens after a successful partner callback.
@@ -67,7 +98,36 @@ pub struct ConsentPrompt {
 pub enum CallbackError {
     /// Unknown, expired, other-connection or reused `state`, or no user submitted yet.
     #[error("{0}")]
-    InvalidState(String),
+    InvalidState(CallbackRefusal),
+}
+
+/// Why the `state` brought back does not finish a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackRefusal {
+    /// No sign-in in progress has this `state` (unknown, or already used).
+    #[error("the sign-in request is unknown or was already used")]
+    UnknownState,
+    /// The sign-in's login request expired.
+    #[error("the sign-in request expired")]
+    Expired,
+    /// The `state` came back on another connection's callback.
+    #[error("the state does not belong to this connection")]
+    OtherConnection,
+    /// "Your App" redirected before posting the user.
+    #[error("no user was submitted for this sign-in request")]
+    NoUserSubmitted,
+}
+
+impl CallbackError {
+    /// The check that failed.
+    pub fn failed_check(&self) -> Check {
+        match self {
+            CallbackError::InvalidState(CallbackRefusal::NoUserSubmitted) => {
+                Check::UserPostedBeforeCallback
+            }
+            CallbackError::InvalidState(_) => Check::StateMatches,
+        }
+    }
 }
 
 /// Why a consent decision failed: hosted error page `invalid_request`.
@@ -77,8 +137,6 @@ pub enum ConsentError {
     #[error("this consent request is unknown, expired or already decided")]
     UnknownConsent,
 }
-
-const LOGIN_REQUEST_NOT_FOUND: &str = "login request not found: it is unknown, expired, already completed or belongs to another connection";
 
 impl Flows {
     /// The user-details call: records the user "Your App" signed in for a login request.
@@ -91,16 +149,15 @@ impl Flows {
         ids: &dyn IdGenerator,
     ) -> Result<AuthRequestId, SubmitUserError> {
         if connection_id.starts_with(prefix::RESOURCE) {
-            return Err(SubmitUserError::NotFound(format!(
-                "connection {connection_id} not found: {connection_id} is an MCP server (resource) id; \
-                 the user-details call takes the connection id (conn_…)"
-            )));
+            return Err(SubmitUserError::NotFound(
+                SubmitUserNotFound::ResourceIdAsConnection(connection_id.to_owned()),
+            ));
         }
         let connection = ConnectionId::new(connection_id);
         if !self.connections.contains_key(&connection) {
-            return Err(SubmitUserError::NotFound(format!(
-                "connection {connection_id} not found"
-            )));
+            return Err(SubmitUserError::NotFound(
+                SubmitUserNotFound::UnknownConnection(connection_id.to_owned()),
+            ));
         }
         let login_request_id = LoginRequestId::new(login_request_id);
         let expired = self
@@ -114,7 +171,7 @@ impl Flows {
             .login_requests
             .get_mut(&login_request_id)
             .filter(|request| request.connection == connection)
-            .ok_or_else(|| SubmitUserError::NotFound(LOGIN_REQUEST_NOT_FOUND.to_owned()))?;
+            .ok_or(SubmitUserError::NotFound(SubmitUserNotFound::LoginRequest))?;
 
         let violations = validate_claims(&claims);
         if !violations.is_empty() {
@@ -131,9 +188,7 @@ impl Flows {
             {
                 return Ok(submitted.auth_request_id.clone());
             }
-            return Err(SubmitUserError::AlreadyExists(format!(
-                "a different user was already submitted for login request {login_request_id}"
-            )));
+            return Err(SubmitUserError::AlreadyExists(login_request_id));
         }
         let auth_request_id = AuthRequestId::new(ids.id(prefix::AUTH_REQUEST));
         request.submitted = Some(SubmittedUser {
@@ -151,26 +206,26 @@ impl Flows {
         now: u64,
         ids: &dyn IdGenerator,
     ) -> Result<CallbackOutcome, CallbackError> {
-        let invalid = |why: &str| CallbackError::InvalidState(why.to_owned());
+        let invalid = CallbackError::InvalidState;
         let login_request_id = self
             .login_states
             .get(&LoginState::new(state))
             .cloned()
-            .ok_or_else(|| invalid("the sign-in request is unknown or was already used"))?;
+            .ok_or(invalid(CallbackRefusal::UnknownState))?;
         let request = self
             .login_requests
             .get(&login_request_id)
             .cloned()
-            .ok_or_else(|| invalid("the sign-in request is unknown or was already used"))?;
+            .ok_or(invalid(CallbackRefusal::UnknownState))?;
         if request.expires_at <= now {
             self.drop_login_request(&login_request_id);
-            return Err(invalid("the sign-in request expired"));
+            return Err(invalid(CallbackRefusal::Expired));
         }
         if request.connection.as_str() != connection_id {
-            return Err(invalid("the state does not belong to this connection"));
+            return Err(invalid(CallbackRefusal::OtherConnection));
         }
         let Some(submitted) = request.submitted else {
-            return Err(invalid("no user was submitted for this sign-in request"));
+            return Err(invalid(CallbackRefusal::NoUserSubmitted));
         };
         self.drop_login_request(&login_request_id);
 
@@ -181,10 +236,7 @@ impl Flows {
                 redirect_uri: authorization.redirect_uri,
                 state: authorization.client_state,
                 iss,
-                outcome: RedirectOutcome::Error {
-                    error: RedirectError::AccessDenied,
-                    description: "the user could not be signed in".to_owned(),
-                },
+                outcome: RedirectOutcome::refused(RedirectRefusal::LoginFailed),
             }));
         }
 
@@ -246,7 +298,7 @@ impl Flows {
             };
             let lifetime = resource.map_or(600, |resource| resource.login_request_lifetime_secs);
             self.consents.insert(
-                consent_id.as_str().to_owned(),
+                consent_id,
                 PendingConsent {
                     sign_in,
                     expires_at: now + lifetime,
@@ -262,7 +314,7 @@ impl Flows {
     /// The consent form's answer: approve issues a code, deny sends `access_denied`.
     pub fn decide_consent(
         &mut self,
-        consent_id: &str,
+        consent_id: &ConsentId,
         approve: bool,
         now: u64,
         ids: &dyn IdGenerator,
@@ -281,10 +333,7 @@ impl Flows {
                 redirect_uri: sign_in.authorization.redirect_uri,
                 state: sign_in.authorization.client_state,
                 iss,
-                outcome: RedirectOutcome::Error {
-                    error: RedirectError::AccessDenied,
-                    description: "the user denied access".to_owned(),
-                },
+                outcome: RedirectOutcome::refused(RedirectRefusal::Denied),
             });
         }
         let key = (
@@ -331,7 +380,7 @@ impl Flows {
         let redirect_uri = sign_in.authorization.redirect_uri.clone();
         let state = sign_in.authorization.client_state.clone();
         self.codes.insert(
-            code.expose().to_owned(),
+            code.clone(),
             CodeRecord {
                 expires_at: now + lifetime,
                 sign_in: Box::new(sign_in),

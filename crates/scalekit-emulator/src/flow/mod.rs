@@ -25,21 +25,30 @@ use std::collections::HashMap;
 use scalekit_wire::{Secret, UserClaims};
 use url::Url;
 
-pub use authorize::{AuthorizeError, AuthorizeRequest, LoginRedirect};
+pub use authorize::{
+    AuthorizeError, AuthorizeRequest, LoginRedirect, RedirectUriRefusal, TargetRefusal,
+};
 pub use consents::{ConsentView, RevokeConsentError};
 pub use durable::{
     DurableChange, DurableState, RESIDENT_GRANTS, RESIDENT_REFRESH_TOKENS, StoredClient,
     StoredConsent, StoredGrant, StoredOrganization, StoredRefreshToken, StoredSignIn, StoredUser,
 };
-pub use login::{CallbackError, CallbackOutcome, ConsentError, ConsentPrompt, SubmitUserError};
-pub use redirect::{ClientRedirect, RedirectError, RedirectOutcome};
+pub use login::{
+    CallbackError, CallbackOutcome, CallbackRefusal, ConsentError, ConsentPrompt, SubmitUserError,
+    SubmitUserNotFound,
+};
+pub use redirect::{ClientRedirect, RedirectOutcome, RedirectRefusal};
 pub use register::{ClientRegistration, RegisterError, RegisteredClient};
-pub use token::{AuthorizationCodeRequest, IssuedGrant, RefreshRequest, TokenError};
+pub use token::{
+    AuthorizationCodeRequest, ClientRefusal, GrantRefusal, IssuedGrant, PresentedToken,
+    RefreshRequest, StoreLookup, TokenError, TokenRequestRefusal,
+};
 
 use crate::config::{Config, ConsentMode};
 use crate::types::{
-    AuthRequestId, ClientId, ClientState, ConnectionId, LoginRequestId, LoginState, OrganizationId,
-    PkceChallenge, RedirectUri, ResourceId, ScopeSet, SessionId, UserId,
+    AuthRequestId, AuthorizationCode, ClientId, ClientState, ConnectionId, ConsentId,
+    LoginRequestId, LoginState, OrganizationId, PkceChallenge, RedirectUri, RefreshToken,
+    ResourceId, ScopeSet, SessionId, UserId,
 };
 
 /// A BYOA connection as the state machine sees it.
@@ -149,8 +158,8 @@ struct CodeRecord {
 /// digest does not collide in practice, and the code itself is not kept.
 type CodeDigest = [u8; 16];
 
-fn code_digest(code: &str) -> CodeDigest {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code.as_bytes());
+fn code_digest(code: &AuthorizationCode) -> CodeDigest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code.expose().as_bytes());
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest.as_ref()[..16]);
     key
@@ -185,7 +194,7 @@ fn grant_number(grant_id: &str) -> Option<u64> {
 #[derive(Debug, Clone)]
 struct GrantRecord {
     sign_in: SignIn,
-    refresh_tokens: Vec<String>,
+    refresh_tokens: Vec<RefreshToken>,
 }
 
 /// One refresh token of a grant.
@@ -207,13 +216,13 @@ pub struct Flows {
     clients: HashMap<ClientId, Client>,
     login_requests: HashMap<LoginRequestId, LoginRequest>,
     login_states: HashMap<LoginState, LoginRequestId>,
-    consents: HashMap<String, PendingConsent>,
-    codes: HashMap<String, CodeRecord>,
+    consents: HashMap<ConsentId, PendingConsent>,
+    codes: HashMap<AuthorizationCode, CodeRecord>,
     redeemed_codes: HashMap<CodeDigest, RedeemedCode>,
     /// The grant ids of redeemed codes that are not `grant_` + a number.
     redeemed_named_grants: HashMap<CodeDigest, String>,
     grants: HashMap<String, GrantRecord>,
-    refresh_tokens: HashMap<String, RefreshRecord>,
+    refresh_tokens: HashMap<RefreshToken, RefreshRecord>,
     users: HashMap<(ConnectionId, String), UserId>,
     organizations: HashMap<(ConnectionId, String), OrganizationId>,
     remembered_consents: HashMap<(UserId, ClientId, ResourceId), RememberedConsent>,

@@ -21,14 +21,14 @@ use std::collections::{HashMap, HashSet};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
-use scalekit_wire::UserClaims;
+use scalekit_wire::{OAuthErrorCode, Secret, UserClaims};
 use serde_json::{Map, Value, json};
 use url::Url;
 
 use super::*;
 use crate::ids::SequentialIds;
 use crate::types::{
-    AuthorizationCode, ClientState, PkceVerifier, RedirectUri, pkce_s256, pkce_verify,
+    AuthorizationCode, ClientState, PkceVerifier, RedirectUri, RefreshToken, pkce_s256, pkce_verify,
 };
 
 /// `cases` unless `PROPTEST_CASES` is set: proptest's default configuration reads that variable,
@@ -594,7 +594,7 @@ impl Run {
             let invalid_target = matches!(
                 redirect.outcome,
                 RedirectOutcome::Error {
-                    error: RedirectError::InvalidTarget,
+                    error: OAuthErrorCode::InvalidTarget,
                     ..
                 }
             );
@@ -775,7 +775,7 @@ impl Run {
                 prop_assert_eq!(prompt.scopes.as_slice(), owner_model.scopes.as_slice());
                 prop_assert_eq!(prompt.redirect_host.as_str(), "127.0.0.1");
                 self.flows
-                    .decide_consent(prompt.consent_id.as_str(), true, self.now, &self.ids)
+                    .decide_consent(&prompt.consent_id, true, self.now, &self.ids)
                     .map_err(|error| TestCaseError::fail(format!("consent: {error:?}")))?
             }
             Err(error) => {
@@ -842,8 +842,8 @@ impl Run {
         let result = self.flows.exchange_code(
             AuthorizationCodeRequest {
                 client_id,
-                code: code.clone(),
-                code_verifier: Some(verifier(verifier_of)),
+                code: AuthorizationCode::new(code.clone()),
+                code_verifier: Some(Secret::new(verifier(verifier_of))),
                 redirect_uri: Some(redirect_uri(redirect_of)),
                 resource: Some(resource.server_url.to_owned()),
             },
@@ -954,10 +954,14 @@ impl Run {
             .flows
             .authenticate_client(client_id, secret)
             .map_err(|error| TestCaseError::fail(format!("authentication: {error:?}")))?;
+        let presented = self
+            .flows
+            .present(RefreshToken::new(token.clone()))
+            .map_err(|_| TestCaseError::fail("grants live in memory"))?;
         let result = self.flows.refresh(
             RefreshRequest {
                 client_id,
-                refresh_token: token.clone(),
+                refresh_token: presented,
                 resource: Some(resource.server_url.to_owned()),
                 scope: requested.as_ref().map(|scopes| scopes.join(" ")),
             },

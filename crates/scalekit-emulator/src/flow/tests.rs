@@ -1,6 +1,6 @@
 //! Unit tests of every transition and error variant, on a manual `now` and sequential ids.
 
-use scalekit_wire::{FieldViolation, UserClaims};
+use scalekit_wire::{FieldViolation, OAuthErrorCode, UserClaims};
 use url::Url;
 
 use super::*;
@@ -109,9 +109,16 @@ fn ada() -> UserClaims {
     }
 }
 
-fn error_of(redirect: &ClientRedirect) -> Option<(RedirectError, &str)> {
+/// A refresh token presented to a state machine that holds its grants in memory.
+fn presented(flows: &Flows, token: &str) -> PresentedToken {
+    flows
+        .present(RefreshToken::new(token))
+        .expect("grants live in memory")
+}
+
+fn error_of(redirect: &ClientRedirect) -> Option<(OAuthErrorCode, String)> {
     match &redirect.outcome {
-        RedirectOutcome::Error { error, description } => Some((*error, description)),
+        RedirectOutcome::Error { error, reason } => Some((*error, reason.to_string())),
         RedirectOutcome::Code(_) => None,
     }
 }
@@ -158,7 +165,7 @@ impl Fixture {
     fn code(&mut self) -> String {
         match self.signed_in(request("public-1")).outcome {
             RedirectOutcome::Code(code) => code.expose().to_owned(),
-            RedirectOutcome::Error { error, description } => panic!("{error:?}: {description}"),
+            RedirectOutcome::Error { error, reason } => panic!("{error:?}: {reason}"),
         }
     }
 
@@ -166,8 +173,8 @@ impl Fixture {
         self.flows.exchange_code(
             AuthorizationCodeRequest {
                 client_id: ClientId::new("public-1"),
-                code: code.to_owned(),
-                code_verifier: Some(VERIFIER.to_owned()),
+                code: AuthorizationCode::new(code),
+                code_verifier: Some(Secret::new(VERIFIER)),
                 redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
                 resource: None,
             },
@@ -180,7 +187,7 @@ impl Fixture {
         self.flows.refresh(
             RefreshRequest {
                 client_id: ClientId::new("public-1"),
-                refresh_token: token.to_owned(),
+                refresh_token: presented(&self.flows, token),
                 resource: None,
                 scope: None,
             },
@@ -347,11 +354,11 @@ mod authorize {
     fn refused(
         fixture: &mut Fixture,
         request: AuthorizeRequest,
-    ) -> (RedirectError, String, ClientRedirect) {
+    ) -> (OAuthErrorCode, String, ClientRedirect) {
         match fixture.authorize(request) {
             Err(AuthorizeError::Redirect(redirect)) => {
                 let (error, description) = error_of(&redirect).unwrap();
-                (error, description.to_owned(), redirect)
+                (error, description, *redirect)
             }
             other => panic!("expected a redirected error, got {other:?}"),
         }
@@ -363,7 +370,7 @@ mod authorize {
         let mut token = request("public-1");
         token.response_type = Some("token".to_owned());
         let (error, _, redirect) = refused(&mut fixture, token);
-        assert_eq!(error, RedirectError::UnsupportedResponseType);
+        assert_eq!(error, OAuthErrorCode::UnsupportedResponseType);
         assert_eq!(
             redirect.state.as_ref().map(ClientState::as_str),
             Some("client-state")
@@ -374,7 +381,7 @@ mod authorize {
         no_challenge.code_challenge = None;
         assert_eq!(
             refused(&mut fixture, no_challenge).0,
-            RedirectError::InvalidRequest
+            OAuthErrorCode::InvalidRequest
         );
 
         let mut plain = request("public-1");
@@ -383,7 +390,7 @@ mod authorize {
         assert_eq!(
             (error, description.as_str()),
             (
-                RedirectError::InvalidRequest,
+                OAuthErrorCode::InvalidRequest,
                 "code_challenge_method must be S256"
             )
         );
@@ -392,7 +399,7 @@ mod authorize {
         no_method.code_challenge_method = None;
         assert_eq!(
             refused(&mut fixture, no_method).0,
-            RedirectError::InvalidRequest
+            OAuthErrorCode::InvalidRequest
         );
     }
 
@@ -403,13 +410,13 @@ mod authorize {
         unknown.resource = Some("http://127.0.0.1:1/mcp".to_owned());
         assert_eq!(
             refused(&mut fixture, unknown).0,
-            RedirectError::InvalidTarget
+            OAuthErrorCode::InvalidTarget
         );
         let mut foreign = request("public-1");
         foreign.resource = Some("res_2".to_owned());
         assert_eq!(
             refused(&mut fixture, foreign).0,
-            RedirectError::InvalidTarget
+            OAuthErrorCode::InvalidTarget
         );
     }
 
@@ -419,7 +426,7 @@ mod authorize {
         let mut beyond = request("public-1");
         beyond.scope = Some("mcp:read mcp:admin".to_owned());
         let (error, description, _) = refused(&mut fixture, beyond);
-        assert_eq!(error, RedirectError::InvalidScope);
+        assert_eq!(error, OAuthErrorCode::InvalidScope);
         assert_eq!(
             description,
             "scope mcp:admin is not offered by this MCP server"
@@ -463,9 +470,10 @@ mod submit_user {
     fn a_resource_id_in_the_connection_slot_names_the_mix_up() {
         let mut fixture = fixture();
         let login = fixture.authorize(request("public-1")).unwrap();
-        let Err(SubmitUserError::NotFound(message)) = fixture.submit("res_1", &login, ada()) else {
+        let Err(SubmitUserError::NotFound(reason)) = fixture.submit("res_1", &login, ada()) else {
             panic!("expected NotFound");
         };
+        let message = reason.to_string();
         assert!(
             message.contains("resource") && message.contains("conn_"),
             "{message}"
@@ -594,19 +602,19 @@ mod partner_callback {
         let Err(CallbackError::InvalidState(why)) = fixture.callback("conn_1", &login) else {
             panic!()
         };
-        assert_eq!(why, "no user was submitted for this sign-in request");
+        assert_eq!(why, CallbackRefusal::NoUserSubmitted);
         fixture.submit("conn_1", &login, ada()).unwrap();
         let Err(CallbackError::InvalidState(why)) = fixture.callback("conn_2", &login) else {
             panic!()
         };
-        assert_eq!(why, "the state does not belong to this connection");
+        assert_eq!(why, CallbackRefusal::OtherConnection);
         let expired =
             fixture
                 .flows
                 .partner_callback("conn_1", login.state.as_str(), NOW + 600, &fixture.ids);
         assert_eq!(
             expired.unwrap_err(),
-            CallbackError::InvalidState("the sign-in request expired".to_owned())
+            CallbackError::InvalidState(CallbackRefusal::Expired)
         );
     }
 
@@ -629,7 +637,7 @@ mod partner_callback {
         };
         assert_eq!(
             error_of(&redirect).map(|(error, _)| error),
-            Some(RedirectError::AccessDenied)
+            Some(OAuthErrorCode::AccessDenied)
         );
     }
 }
@@ -658,13 +666,12 @@ mod decide_consent {
         assert_eq!(consent.user, "ada@example.com");
         let redirect = fixture
             .flows
-            .decide_consent(consent.consent_id.as_str(), true, NOW, &fixture.ids)
+            .decide_consent(&consent.consent_id, true, NOW, &fixture.ids)
             .unwrap();
         assert!(matches!(redirect.outcome, RedirectOutcome::Code(_)));
-        let again =
-            fixture
-                .flows
-                .decide_consent(consent.consent_id.as_str(), true, NOW, &fixture.ids);
+        let again = fixture
+            .flows
+            .decide_consent(&consent.consent_id, true, NOW, &fixture.ids);
         assert_eq!(again.unwrap_err(), ConsentError::UnknownConsent);
 
         let mut authorize = request("public-2");
@@ -683,11 +690,11 @@ mod decide_consent {
         let consent = prompt(&mut fixture);
         let redirect = fixture
             .flows
-            .decide_consent(consent.consent_id.as_str(), false, NOW, &fixture.ids)
+            .decide_consent(&consent.consent_id, false, NOW, &fixture.ids)
             .unwrap();
         assert_eq!(
             error_of(&redirect).map(|(error, _)| error),
-            Some(RedirectError::AccessDenied)
+            Some(OAuthErrorCode::AccessDenied)
         );
     }
 
@@ -695,12 +702,9 @@ mod decide_consent {
     fn an_expired_consent_is_unknown() {
         let mut fixture = fixture();
         let consent = prompt(&mut fixture);
-        let late = fixture.flows.decide_consent(
-            consent.consent_id.as_str(),
-            true,
-            NOW + 600,
-            &fixture.ids,
-        );
+        let late = fixture
+            .flows
+            .decide_consent(&consent.consent_id, true, NOW + 600, &fixture.ids);
         assert_eq!(late.unwrap_err(), ConsentError::UnknownConsent);
     }
 }
@@ -731,7 +735,7 @@ mod exchange_code {
         let refresh = grant.refresh_token.unwrap().expose().to_owned();
         assert_eq!(
             fixture.exchange(&code, NOW).unwrap_err(),
-            TokenError::InvalidGrant("the authorization code was already used".to_owned())
+            TokenError::InvalidGrant(GrantRefusal::CodeReused)
         );
         assert!(matches!(
             fixture.refresh(&refresh, NOW),
@@ -745,7 +749,7 @@ mod exchange_code {
         let code = fixture.code();
         assert_eq!(
             fixture.exchange(&code, NOW + 600).unwrap_err(),
-            TokenError::InvalidGrant("the authorization code expired".to_owned())
+            TokenError::InvalidGrant(GrantRefusal::CodeExpired)
         );
     }
 
@@ -755,8 +759,8 @@ mod exchange_code {
         let code = fixture.code();
         let base = || AuthorizationCodeRequest {
             client_id: ClientId::new("public-1"),
-            code: code.clone(),
-            code_verifier: Some(VERIFIER.to_owned()),
+            code: AuthorizationCode::new(code.clone()),
+            code_verifier: Some(Secret::new(VERIFIER)),
             redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
             resource: None,
         };
@@ -766,55 +770,49 @@ mod exchange_code {
                     client_id: ClientId::new("confidential-1"),
                     ..base()
                 },
-                TokenError::InvalidGrant(
-                    "the authorization code was issued to another client".into(),
-                ),
+                TokenError::InvalidGrant(GrantRefusal::CodeOfAnotherClient),
             ),
             (
                 AuthorizationCodeRequest {
                     redirect_uri: Some("http://127.0.0.1:5001/cb".into()),
                     ..base()
                 },
-                TokenError::InvalidGrant(
-                    "redirect_uri does not match the authorization request".into(),
-                ),
+                TokenError::InvalidGrant(GrantRefusal::RedirectUriMismatch),
             ),
             (
                 AuthorizationCodeRequest {
                     redirect_uri: None,
                     ..base()
                 },
-                TokenError::InvalidRequest("redirect_uri is required".into()),
+                TokenError::InvalidRequest(TokenRequestRefusal::RedirectUriMissing),
             ),
             (
                 AuthorizationCodeRequest {
                     resource: Some("res_2".into()),
                     ..base()
                 },
-                TokenError::InvalidTarget(
-                    "resource res_2 is not the resource this grant is for".into(),
-                ),
+                TokenError::InvalidTarget("res_2".into()),
             ),
             (
                 AuthorizationCodeRequest {
                     code_verifier: None,
                     ..base()
                 },
-                TokenError::InvalidGrant("code_verifier is required".into()),
+                TokenError::InvalidGrant(GrantRefusal::VerifierMissing),
             ),
             (
                 AuthorizationCodeRequest {
-                    code_verifier: Some("a".repeat(43)),
+                    code_verifier: Some(Secret::new("a".repeat(43))),
                     ..base()
                 },
-                TokenError::InvalidGrant("code_verifier does not match the code_challenge".into()),
+                TokenError::InvalidGrant(GrantRefusal::VerifierMismatch),
             ),
             (
                 AuthorizationCodeRequest {
-                    code_verifier: Some("bad!".into()),
+                    code_verifier: Some(Secret::new("bad!")),
                     ..base()
                 },
-                TokenError::InvalidGrant("code_verifier is malformed".into()),
+                TokenError::InvalidGrant(GrantRefusal::VerifierMalformed),
             ),
         ];
         for (request, expected) in cases {
@@ -890,9 +888,7 @@ mod refresh {
         assert_ne!(first, second);
         assert_eq!(
             fixture.refresh(&first, NOW + 20).unwrap_err(),
-            TokenError::InvalidGrant(
-                "the refresh token was already used; the grant is revoked".into()
-            )
+            TokenError::InvalidGrant(GrantRefusal::RefreshTokenReused)
         );
         assert!(matches!(
             fixture.refresh(&second, NOW + 30),
@@ -906,7 +902,7 @@ mod refresh {
         let token = refresh_token(&mut fixture);
         assert_eq!(
             fixture.refresh(&token, NOW + 1000).unwrap_err(),
-            TokenError::InvalidGrant("the refresh token expired".into())
+            TokenError::InvalidGrant(GrantRefusal::RefreshTokenExpired)
         );
     }
 
@@ -914,15 +910,15 @@ mod refresh {
     fn the_refresh_token_is_bound_to_client_resource_and_scopes() {
         let mut fixture = fixture();
         let token = refresh_token(&mut fixture);
-        let base = || RefreshRequest {
+        let base = |flows: &Flows| RefreshRequest {
             client_id: ClientId::new("public-1"),
-            refresh_token: token.clone(),
+            refresh_token: presented(flows, &token),
             resource: None,
             scope: None,
         };
         let other_client = RefreshRequest {
             client_id: ClientId::new("confidential-1"),
-            ..base()
+            ..base(&fixture.flows)
         };
         assert!(matches!(
             fixture.flows.refresh(other_client, NOW, &fixture.ids),
@@ -930,7 +926,7 @@ mod refresh {
         ));
         let other_resource = RefreshRequest {
             resource: Some("res_2".into()),
-            ..base()
+            ..base(&fixture.flows)
         };
         assert!(matches!(
             fixture.flows.refresh(other_resource, NOW, &fixture.ids),
@@ -938,15 +934,15 @@ mod refresh {
         ));
         let wider = RefreshRequest {
             scope: Some("mcp:read email".into()),
-            ..base()
+            ..base(&fixture.flows)
         };
         assert_eq!(
             fixture.flows.refresh(wider, NOW, &fixture.ids).unwrap_err(),
-            TokenError::InvalidScope("scope email was not granted".into())
+            TokenError::InvalidScope(vec!["email".to_owned()])
         );
         let narrower = RefreshRequest {
             scope: Some("mcp:read".into()),
-            ..base()
+            ..base(&fixture.flows)
         };
         let grant = fixture.flows.refresh(narrower, NOW, &fixture.ids).unwrap();
         assert_eq!(grant.scopes.as_slice(), ["mcp:read"]);
@@ -984,14 +980,18 @@ mod revoke {
     #[test]
     fn public_clients_cannot_revoke_and_confidential_ones_revoke_their_grant() {
         let mut fixture = fixture();
-        let public = fixture.flows.revoke("public-1", None, "anything");
+        let public = fixture
+            .flows
+            .revoke("public-1", None, presented(&fixture.flows, "anything"));
         assert!(
             matches!(public, Err(TokenError::InvalidClient(_))),
             "{public:?}"
         );
-        let wrong = fixture
-            .flows
-            .revoke("confidential-1", Some("wrong"), "anything");
+        let wrong = fixture.flows.revoke(
+            "confidential-1",
+            Some("wrong"),
+            presented(&fixture.flows, "anything"),
+        );
         assert!(
             matches!(wrong, Err(TokenError::InvalidClient(_))),
             "{wrong:?}"
@@ -1007,8 +1007,8 @@ mod revoke {
             .exchange_code(
                 AuthorizationCodeRequest {
                     client_id: ClientId::new("confidential-1"),
-                    code: code.expose().to_owned(),
-                    code_verifier: Some(VERIFIER.to_owned()),
+                    code,
+                    code_verifier: Some(Secret::new(VERIFIER)),
                     redirect_uri: Some("https://app.example/cb".to_owned()),
                     resource: None,
                 },
@@ -1021,13 +1021,21 @@ mod revoke {
         assert!(
             fixture
                 .flows
-                .revoke("confidential-1", Some("s3cret"), "unknown")
+                .revoke(
+                    "confidential-1",
+                    Some("s3cret"),
+                    presented(&fixture.flows, "unknown"),
+                )
                 .is_ok()
         );
         assert!(
             fixture
                 .flows
-                .revoke("confidential-1", Some("s3cret"), &token)
+                .revoke(
+                    "confidential-1",
+                    Some("s3cret"),
+                    presented(&fixture.flows, &token),
+                )
                 .is_ok()
         );
         assert_eq!(fixture.flows.pending_counts().2, 0);
@@ -1119,7 +1127,7 @@ mod pending_cap {
         };
         assert_eq!(
             error_of(&redirect).map(|(error, _)| error),
-            Some(RedirectError::TemporarilyUnavailable)
+            Some(OAuthErrorCode::TemporarilyUnavailable)
         );
         fixture.flows.sweep(NOW + 600);
         assert_eq!(fixture.flows.pending_consents(), 0);
@@ -1244,9 +1252,7 @@ mod durable {
         assert_eq!(refreshed.subject.as_str(), exported.users[0].user);
         assert_eq!(
             restarted.refresh(&rotated, NOW + 2).unwrap_err(),
-            TokenError::InvalidGrant(
-                "the refresh token was already used; the grant is revoked".into()
-            )
+            TokenError::InvalidGrant(GrantRefusal::RefreshTokenReused)
         );
         assert!(restarted.flows.export_durable().grants.is_empty());
     }

@@ -1,7 +1,7 @@
 //! `POST /oauth/token` for MCP clients: the authorization-code grant (RFC 6749 §4.1.3, RFC 7636
 //! §4.6) and refresh with rotation (RFC 6749 §6, OAuth 2.1 §4.3.1; Decisions §3).
 
-use scalekit_wire::{Secret, UserClaims};
+use scalekit_wire::{Check, Secret, UserClaims};
 
 use super::cimd::is_document_url;
 use super::{
@@ -10,29 +10,121 @@ use super::{
 };
 use crate::ids::IdGenerator;
 use crate::types::{
-    ClientId, ConnectionId, OrganizationId, PkceVerifier, RefreshToken, ResourceId, ScopeSet,
-    SessionId, UserId, pkce_verify,
+    AuthorizationCode, ClientId, ConnectionId, OrganizationId, PkceVerifier, RefreshToken,
+    ResourceId, ScopeSet, SessionId, UserId, pkce_verify,
 };
 
-/// Why a token request was refused (OAuth JSON error at the HTTP edge).
+/// Why a token request was refused (OAuth JSON error at the HTTP edge): the variant is the wire
+/// error, its reason says why (its `Display` is the `error_description`, byte for byte) and which
+/// check failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// A required parameter is missing: 400 `invalid_request`.
     #[error("{0}")]
-    InvalidRequest(String),
+    InvalidRequest(TokenRequestRefusal),
     /// Unknown client or wrong secret: 401 `invalid_client`.
     #[error("{0}")]
-    InvalidClient(String),
+    InvalidClient(ClientRefusal),
     /// Unknown, expired, reused or foreign code or refresh token, or a PKCE failure: 400
     /// `invalid_grant`.
     #[error("{0}")]
-    InvalidGrant(String),
-    /// `resource` names another MCP server than the grant's: 400 `invalid_target`.
-    #[error("{0}")]
+    InvalidGrant(GrantRefusal),
+    /// `resource` (this value) names another MCP server than the grant's: 400 `invalid_target`.
+    #[error("resource {0} is not the resource this grant is for")]
     InvalidTarget(String),
-    /// A refresh asked for scopes beyond the grant: 400 `invalid_scope`.
-    #[error("{0}")]
-    InvalidScope(String),
+    /// A refresh asked for these scopes beyond the grant: 400 `invalid_scope`.
+    #[error("scope {} was not granted", .0.join(" "))]
+    InvalidScope(Vec<String>),
+}
+
+/// Why a token request is incomplete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRequestRefusal {
+    /// The code exchange lacks `redirect_uri`.
+    #[error("redirect_uri is required")]
+    RedirectUriMissing,
+}
+
+/// Why a client is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClientRefusal {
+    /// Unknown client, or a missing or wrong secret.
+    #[error("client authentication failed")]
+    AuthenticationFailed,
+    /// A public client asked to revoke.
+    #[error("public clients cannot revoke tokens: client authentication is required")]
+    PublicClientRevokes,
+}
+
+/// Why a code or refresh token grants nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GrantRefusal {
+    /// The code was redeemed before (its grant is revoked now).
+    #[error("the authorization code was already used")]
+    CodeReused,
+    /// No such code (never issued, or gone after its lifetime).
+    #[error("the authorization code is invalid or expired")]
+    CodeUnknown,
+    /// The code's lifetime ended.
+    #[error("the authorization code expired")]
+    CodeExpired,
+    /// The code belongs to another client.
+    #[error("the authorization code was issued to another client")]
+    CodeOfAnotherClient,
+    /// The `redirect_uri` is not the authorization request's.
+    #[error("redirect_uri does not match the authorization request")]
+    RedirectUriMismatch,
+    /// No `code_verifier`.
+    #[error("code_verifier is required")]
+    VerifierMissing,
+    /// A `code_verifier` outside the RFC 7636 grammar.
+    #[error("code_verifier is malformed")]
+    VerifierMalformed,
+    /// The verifier does not hash to the challenge.
+    #[error("code_verifier does not match the code_challenge")]
+    VerifierMismatch,
+    /// No such refresh token (never issued, expired and dropped, or revoked).
+    #[error("the refresh token is invalid, expired or revoked")]
+    RefreshTokenUnknown,
+    /// The refresh token was rotated out before: its grant is revoked now.
+    #[error("the refresh token was already used; the grant is revoked")]
+    RefreshTokenReused,
+    /// The refresh token's lifetime ended.
+    #[error("the refresh token expired")]
+    RefreshTokenExpired,
+    /// The refresh token belongs to another client.
+    #[error("the refresh token was issued to another client")]
+    RefreshTokenOfAnotherClient,
+}
+
+impl TokenError {
+    /// The check that failed (the same at the token and the revocation endpoint: a client is
+    /// refused there by "client authenticated" alone).
+    pub fn failed_check(&self) -> Check {
+        match self {
+            TokenError::InvalidRequest(TokenRequestRefusal::RedirectUriMissing) => {
+                Check::RedirectUriMatches
+            }
+            TokenError::InvalidClient(_) => Check::ClientAuthenticated,
+            TokenError::InvalidGrant(reason) => match reason {
+                GrantRefusal::CodeReused
+                | GrantRefusal::CodeUnknown
+                | GrantRefusal::CodeExpired => Check::CodeSingleUseAndUnexpired,
+                GrantRefusal::CodeOfAnotherClient | GrantRefusal::RefreshTokenOfAnotherClient => {
+                    Check::ClientMatches
+                }
+                GrantRefusal::RedirectUriMismatch => Check::RedirectUriMatches,
+                GrantRefusal::VerifierMissing
+                | GrantRefusal::VerifierMalformed
+                | GrantRefusal::VerifierMismatch => Check::PkceVerifierMatches,
+                GrantRefusal::RefreshTokenUnknown
+                | GrantRefusal::RefreshTokenReused
+                | GrantRefusal::RefreshTokenExpired => Check::RefreshTokenUnusedAndUnexpired,
+            },
+            TokenError::InvalidTarget(_) => Check::ResourceMatches,
+            TokenError::InvalidScope(_) => Check::ScopesWithinGrant,
+        }
+    }
 }
 
 /// An authorization-code token request from an authenticated client.
@@ -41,9 +133,9 @@ pub struct AuthorizationCodeRequest {
     /// The client, already authenticated.
     pub client_id: ClientId,
     /// `code`.
-    pub code: String,
-    /// `code_verifier`.
-    pub code_verifier: Option<String>,
+    pub code: AuthorizationCode,
+    /// `code_verifier` as presented: the transition checks its grammar, then its hash.
+    pub code_verifier: Option<Secret>,
     /// `redirect_uri`.
     pub redirect_uri: Option<String>,
     /// `resource` (RFC 8707), optional here.
@@ -55,8 +147,8 @@ pub struct AuthorizationCodeRequest {
 pub struct RefreshRequest {
     /// The client, already authenticated.
     pub client_id: ClientId,
-    /// `refresh_token`.
-    pub refresh_token: String,
+    /// `refresh_token`, presented ([`Flows::present`]).
+    pub refresh_token: PresentedToken,
     /// `resource` (RFC 8707), optional.
     pub resource: Option<String>,
     /// `scope`: a subset of the grant's scopes, optional.
@@ -92,7 +184,50 @@ pub struct IssuedGrant {
     pub refresh_token: Option<RefreshToken>,
 }
 
+/// A refresh token presented to [`Flows::refresh`] or [`Flows::revoke`], once the state machine
+/// holds what the environment knows of it. Those transitions take nothing else, and only
+/// [`Flows::present`] and [`Flows::presented_from_store`] make one: while grants live in the store
+/// (see [`Flows::evict_grants`]), a token that is not held cannot reach them without its grant
+/// having been read from the store first. A revoked token that is no refresh token is presented
+/// all the same, and matches nothing.
+#[derive(Debug)]
+pub struct PresentedToken(RefreshToken);
+
+/// A presented refresh token that the state machine does not hold while grants live in the
+/// store: the store's record of [`StoreLookup::token`] goes to [`Flows::presented_from_store`].
+#[derive(Debug)]
+pub struct StoreLookup(RefreshToken);
+
+impl StoreLookup {
+    /// The token to read from the store.
+    pub fn token(&self) -> &RefreshToken {
+        &self.0
+    }
+}
+
 impl Flows {
+    /// Presents `token` for a refresh or a revocation: ready when it is held or grants live in
+    /// memory, else the store lookup it needs first.
+    pub fn present(&self, token: RefreshToken) -> Result<PresentedToken, StoreLookup> {
+        if self.grants_in_store && !self.refresh_tokens.contains_key(&token) {
+            return Err(StoreLookup(token));
+        }
+        Ok(PresentedToken(token))
+    }
+
+    /// Presents the token of `lookup` with what the store holds of it (`None`: nothing, and the
+    /// token is as unknown as any other): its record and its grant, held from now on.
+    pub fn presented_from_store(
+        &mut self,
+        lookup: StoreLookup,
+        stored: Option<(StoredGrant, StoredRefreshToken)>,
+    ) -> PresentedToken {
+        if let Some((grant, token)) = stored {
+            self.import_grants_and_tokens(vec![grant], vec![token]);
+        }
+        PresentedToken(lookup.0)
+    }
+
     /// Authenticates a client at the token endpoint: confidential clients must present their
     /// secret; public clients (no secret registered) are identified by `client_id` alone.
     pub fn authenticate_client(
@@ -100,7 +235,7 @@ impl Flows {
         client_id: &str,
         secret: Option<&str>,
     ) -> Result<ClientId, TokenError> {
-        let failed = || TokenError::InvalidClient("client authentication failed".to_owned());
+        let failed = || TokenError::InvalidClient(ClientRefusal::AuthenticationFailed);
         // A metadata-document client is public and is not kept between flows: its URL is its
         // identity, and codes and refresh tokens are bound to that URL.
         if is_document_url(client_id) && !self.clients.contains_key(&ClientId::new(client_id)) {
@@ -127,55 +262,51 @@ impl Flows {
         now: u64,
         ids: &dyn IdGenerator,
     ) -> Result<IssuedGrant, TokenError> {
-        let invalid = |why: &str| TokenError::InvalidGrant(why.to_owned());
+        let invalid = TokenError::InvalidGrant;
         let Some(record) = self.codes.get(&request.code) else {
             return match self.redeemed_grant(&code_digest(&request.code)) {
                 Some(grant) => {
                     self.revoke_grant(&grant);
-                    Err(invalid("the authorization code was already used"))
+                    Err(invalid(GrantRefusal::CodeReused))
                 }
-                None => Err(invalid("the authorization code is invalid or expired")),
+                None => Err(invalid(GrantRefusal::CodeUnknown)),
             };
         };
         let expires_at = record.expires_at;
         if expires_at <= now {
             self.codes.remove(&request.code);
-            return Err(invalid("the authorization code expired"));
+            return Err(invalid(GrantRefusal::CodeExpired));
         }
         let authorization = &record.sign_in.authorization;
         if authorization.client != request.client_id {
-            return Err(invalid(
-                "the authorization code was issued to another client",
-            ));
+            return Err(invalid(GrantRefusal::CodeOfAnotherClient));
         }
         match request.redirect_uri.as_deref() {
             None => {
                 return Err(TokenError::InvalidRequest(
-                    "redirect_uri is required".to_owned(),
+                    TokenRequestRefusal::RedirectUriMissing,
                 ));
             }
             Some(uri) if uri != authorization.redirect_uri.as_str() => {
-                return Err(invalid(
-                    "redirect_uri does not match the authorization request",
-                ));
+                return Err(invalid(GrantRefusal::RedirectUriMismatch));
             }
             Some(_) => {}
         }
         self.check_resource(request.resource.as_deref(), &authorization.resource)?;
         let verifier = request
             .code_verifier
-            .as_deref()
-            .ok_or_else(|| invalid("code_verifier is required"))?;
-        let verifier =
-            PkceVerifier::parse(verifier).ok_or_else(|| invalid("code_verifier is malformed"))?;
+            .as_ref()
+            .ok_or(invalid(GrantRefusal::VerifierMissing))?;
+        let verifier = PkceVerifier::parse(verifier.expose())
+            .ok_or(invalid(GrantRefusal::VerifierMalformed))?;
         if !pkce_verify(&verifier, &authorization.challenge) {
-            return Err(invalid("code_verifier does not match the code_challenge"));
+            return Err(invalid(GrantRefusal::VerifierMismatch));
         }
 
         let grant_id = ids.id(GRANT_PREFIX);
         let sign_in = match self.codes.remove(&request.code) {
             Some(record) => *record.sign_in,
-            None => return Err(invalid("the authorization code is invalid or expired")),
+            None => return Err(invalid(GrantRefusal::CodeUnknown)),
         };
         // Only a digest and the grant id stay, so that a second presentation revokes the grant
         // (RFC 6749 §4.1.2) without holding the whole sign-in for the code's lifetime.
@@ -209,35 +340,33 @@ impl Flows {
         now: u64,
         ids: &dyn IdGenerator,
     ) -> Result<IssuedGrant, TokenError> {
-        let invalid = |why: &str| TokenError::InvalidGrant(why.to_owned());
+        let invalid = TokenError::InvalidGrant;
         let record = self
             .refresh_tokens
-            .get(&request.refresh_token)
+            .get(&request.refresh_token.0)
             .cloned()
-            .ok_or_else(|| invalid("the refresh token is invalid, expired or revoked"))?;
+            .ok_or(invalid(GrantRefusal::RefreshTokenUnknown))?;
         if record.rotated {
             self.revoke_grant(&record.grant);
-            return Err(invalid(
-                "the refresh token was already used; the grant is revoked",
-            ));
+            return Err(invalid(GrantRefusal::RefreshTokenReused));
         }
         if record.expires_at <= now {
-            self.refresh_tokens.remove(&request.refresh_token);
+            self.refresh_tokens.remove(&request.refresh_token.0);
             if self.grants_in_store {
                 self.record(DurableChange::RefreshTokenDropped {
-                    token: Secret::new(request.refresh_token.as_str()),
+                    token: request.refresh_token.0.as_secret().clone(),
                 });
             }
-            return Err(invalid("the refresh token expired"));
+            return Err(invalid(GrantRefusal::RefreshTokenExpired));
         }
         if record.client != request.client_id {
-            return Err(invalid("the refresh token was issued to another client"));
+            return Err(invalid(GrantRefusal::RefreshTokenOfAnotherClient));
         }
         let sign_in = self
             .grants
             .get(&record.grant)
             .map(|grant| grant.sign_in.clone())
-            .ok_or_else(|| invalid("the refresh token is invalid, expired or revoked"))?;
+            .ok_or(invalid(GrantRefusal::RefreshTokenUnknown))?;
         self.check_resource(request.resource.as_deref(), &sign_in.authorization.resource)?;
         let granted = &sign_in.authorization.scopes;
         let scopes = match request.scope.as_deref() {
@@ -246,10 +375,9 @@ impl Flows {
                 let requested = ScopeSet::parse(scope);
                 let beyond = requested.outside_of(granted.as_slice());
                 if !beyond.is_empty() {
-                    return Err(TokenError::InvalidScope(format!(
-                        "scope {} was not granted",
-                        beyond.join(" ")
-                    )));
+                    return Err(TokenError::InvalidScope(
+                        beyond.into_iter().map(str::to_owned).collect(),
+                    ));
                 }
                 if requested.is_empty() {
                     granted.clone()
@@ -259,10 +387,10 @@ impl Flows {
             }
         };
 
-        if let Some(old) = self.refresh_tokens.get_mut(&request.refresh_token) {
+        if let Some(old) = self.refresh_tokens.get_mut(&request.refresh_token.0) {
             old.rotated = true;
             self.record(DurableChange::RefreshTokenRotated {
-                token: Secret::new(request.refresh_token.as_str()),
+                token: request.refresh_token.0.as_secret().clone(),
             });
         }
         let refresh_token = self.mint_refresh_token(&record.grant, &sign_in, now, ids);
@@ -277,31 +405,29 @@ impl Flows {
         &mut self,
         client_id: &str,
         secret: Option<&str>,
-        token: &str,
+        token: PresentedToken,
     ) -> Result<(), TokenError> {
-        let public = || {
-            TokenError::InvalidClient(
-                "public clients cannot revoke tokens: client authentication is required".to_owned(),
-            )
-        };
+        let public = || TokenError::InvalidClient(ClientRefusal::PublicClientRevokes);
         if is_document_url(client_id) && !self.clients.contains_key(&ClientId::new(client_id)) {
             return Err(public());
         }
-        let client = self
-            .clients
-            .get(&ClientId::new(client_id))
-            .ok_or_else(|| TokenError::InvalidClient("client authentication failed".to_owned()))?;
+        let client =
+            self.clients
+                .get(&ClientId::new(client_id))
+                .ok_or(TokenError::InvalidClient(
+                    ClientRefusal::AuthenticationFailed,
+                ))?;
         let Some(expected) = &client.secret else {
             return Err(public());
         };
         if !secret.is_some_and(|presented| expected.matches(presented)) {
             return Err(TokenError::InvalidClient(
-                "client authentication failed".to_owned(),
+                ClientRefusal::AuthenticationFailed,
             ));
         }
         let grant = self
             .refresh_tokens
-            .get(token)
+            .get(&token.0)
             .filter(|record| record.client == client.id)
             .map(|record| record.grant.clone());
         if let Some(grant) = grant {
@@ -321,9 +447,7 @@ impl Flows {
         };
         match self.resolve_resource(value) {
             Some(resource) if &resource.id == granted => Ok(()),
-            _ => Err(TokenError::InvalidTarget(format!(
-                "resource {value} is not the resource this grant is for"
-            ))),
+            _ => Err(TokenError::InvalidTarget(value.to_owned())),
         }
     }
 
@@ -340,7 +464,7 @@ impl Flows {
         let token = RefreshToken::new(ids.secret());
         let expires_at = now + lifetime;
         self.refresh_tokens.insert(
-            token.expose().to_owned(),
+            token.clone(),
             RefreshRecord {
                 grant: grant_id.to_owned(),
                 client: sign_in.authorization.client.clone(),
@@ -349,14 +473,14 @@ impl Flows {
             },
         );
         self.record(DurableChange::RefreshTokenIssued(StoredRefreshToken {
-            token: Secret::new(token.expose()),
+            token: token.as_secret().clone(),
             grant_id: grant_id.to_owned(),
             client: sign_in.authorization.client.to_string(),
             expires_at,
             rotated: false,
         }));
         if let Some(grant) = self.grants.get_mut(grant_id) {
-            grant.refresh_tokens.push(token.expose().to_owned());
+            grant.refresh_tokens.push(token.clone());
         }
         token
     }

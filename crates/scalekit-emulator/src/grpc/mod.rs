@@ -8,12 +8,14 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use scalekit_wire::{FieldViolation, UserClaims};
+use prost::Message as _;
+use scalekit_wire::UserClaims;
 use tonic::{Request, Response, Status};
 
-use crate::http::AppState;
-use crate::http::api::{authenticate_management, bearer, submit_user_details};
-use crate::http::error::ApiError;
+use crate::management::{
+    ApiError, authenticate_management, bearer, submit_user_details, violation,
+};
+use crate::state::AppState;
 use proto::scalekit::v1::auth::auth_service_server::{self, AuthServiceServer};
 use proto::scalekit::v1::auth::{
     UpdateLoginUserDetailsRequest, UpdateLoginUserDetailsResponse, User,
@@ -86,14 +88,58 @@ impl auth_service_server::AuthService for AuthService {
         );
         let result = self.update_login_user_details(request);
         if self.state.config.control {
-            self.state.control.record_grpc(
+            self.state.requests.record_grpc(
                 UPDATE_LOGIN_USER_DETAILS_PATH,
                 &ids,
                 result.as_ref().err().map(ApiError::summary),
                 started,
             );
         }
-        result.map(Response::new).map_err(ApiError::into_status)
+        result.map(Response::new).map_err(Status::from)
+    }
+}
+
+impl From<ApiError> for Status {
+    /// The gateway error as a gRPC status: the same code and message, and the same `ErrorInfo`
+    /// in `grpc-status-details-bin` (a `google.rpc.Status` whose `details` hold it as an `Any`),
+    /// the way Scalekit's SDKs read it with `findDetails(ErrorInfo)`.
+    fn from(error: ApiError) -> Status {
+        use proto::google::rpc;
+        use proto::scalekit::v1::errdetails;
+
+        tracing::info!(code = error.code.name(), message = %error.message, "grpc error");
+        let validation_error_info =
+            (!error.violations.is_empty()).then(|| errdetails::ValidationErrorInfo {
+                field_violations: error
+                    .violations
+                    .iter()
+                    .map(
+                        |violation| errdetails::validation_error_info::FieldViolation {
+                            field: violation.field.clone(),
+                            description: violation.description.clone(),
+                            constraint: String::new(),
+                        },
+                    )
+                    .collect(),
+            });
+        let info = errdetails::ErrorInfo {
+            error_code: error.code.name().to_owned(),
+            validation_error_info,
+            ..errdetails::ErrorInfo::default()
+        };
+        let status = rpc::Status {
+            code: error.code.number(),
+            message: error.message.clone(),
+            details: vec![prost_types::Any {
+                type_url: scalekit_wire::ERROR_INFO_TYPE.to_owned(),
+                value: info.encode_to_vec(),
+            }],
+        };
+        Status::with_details(
+            tonic::Code::from_i32(error.code.number()),
+            error.message,
+            status.encode_to_vec().into(),
+        )
     }
 }
 
@@ -154,13 +200,6 @@ fn validate_request(request: &UpdateLoginUserDetailsRequest) -> Result<(), ApiEr
         format!("invalid request: {}", fields.join(", ")),
         violations,
     ))
-}
-
-fn violation(field: &str, description: &str) -> FieldViolation {
-    FieldViolation {
-        field: field.to_owned(),
-        description: description.to_owned(),
-    }
 }
 
 /// The protobuf `User` as the JSON user object the REST form takes. Proto3 cannot tell an empty
@@ -305,7 +344,7 @@ mod tests {
             login_request_id: String::new(),
             user: None,
         };
-        let status = validate_request(&request).map_err(ApiError::into_status);
+        let status = validate_request(&request).map_err(Status::from);
         let status = status.err().unwrap_or_else(|| Status::ok("accepted"));
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert_eq!(
@@ -321,7 +360,7 @@ mod tests {
             login_request_id: "lri_1".to_owned(),
             user: None,
         };
-        let status = validate_request(&request).map_err(ApiError::into_status);
+        let status = validate_request(&request).map_err(Status::from);
         let status = status.err().unwrap_or_else(|| Status::ok("accepted"));
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert_eq!(status.message(), "invalid request: connection_id");

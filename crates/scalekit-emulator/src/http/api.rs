@@ -2,91 +2,34 @@
 //! and the consent API (list and revoke remembered consents).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::State;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use scalekit_wire::{AuthRequestResponse, UserClaims};
+use scalekit_wire::AuthRequestResponse;
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
-use super::error::{ApiError, GrpcCode, OAuthError, OAuthErrorCode};
-use crate::flow::{ClientRegistration, RevokeConsentError, SubmitUserError};
-use crate::types::AuthRequestId;
+use super::error::OAuthError;
+use super::extract::{
+    GatewayPath, GatewayQuery, LoginRequestPath, ManagementCaller, RegistrationBody,
+    RegistrationPath, UserBody,
+};
+use crate::flow::{ClientRegistration, RevokeConsentError};
+use crate::management::{ApiError, GrpcCode, submit_user_details};
+use crate::state::AppState;
 
+/// The path is read first, then the bearer, then the body: a malformed path is NOT_FOUND even
+/// without a token, and a malformed body is only read from an authenticated caller.
 pub(super) async fn submit_user(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Json<UserClaims>, JsonRejection>,
+    LoginRequestPath(connection, login_request): LoginRequestPath,
+    _caller: ManagementCaller,
+    UserBody(claims): UserBody,
 ) -> Result<Json<AuthRequestResponse>, ApiError> {
-    let Path((connection, login_request)) =
-        path.map_err(|rejection| ApiError::new(GrpcCode::NotFound, rejection.body_text()))?;
-    authenticate_management(&state, bearer(&headers))?;
-    let Json(claims) = body.map_err(|rejection| {
-        ApiError::new(
-            GrpcCode::InvalidArgument,
-            format!("invalid user: {}", rejection.body_text()),
-        )
-    })?;
     let auth_request_id = submit_user_details(&state, &connection, &login_request, claims)?;
     Ok(Json(AuthRequestResponse {
         auth_request_id: auth_request_id.to_string(),
     }))
-}
-
-/// The management-token check every `/api/v1` call and every gRPC method shares: a missing
-/// token is "Token empty", anything that is not a live management token of this environment's
-/// API client is "invalid token" (both UNAUTHENTICATED, which makes the SDKs fetch a token).
-pub(crate) fn authenticate_management(
-    state: &AppState,
-    token: Option<&str>,
-) -> Result<(), ApiError> {
-    let token = token.ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "Token empty"))?;
-    state
-        .minter
-        .verify_management(
-            &state.keys,
-            token,
-            &state.config.api_client.client_id,
-            state.clock.now(),
-        )
-        .map(|_| ())
-        .ok_or_else(|| ApiError::new(GrpcCode::Unauthenticated, "invalid token"))
-}
-
-/// The user-details transition (REST and gRPC): records the user for a pending login request.
-pub(crate) fn submit_user_details(
-    state: &AppState,
-    connection: &str,
-    login_request: &str,
-    claims: UserClaims,
-) -> Result<AuthRequestId, ApiError> {
-    let now = state.clock.now();
-    let result =
-        state
-            .flows()
-            .submit_user(connection, login_request, claims, now, state.ids.as_ref());
-    result.map_err(|error| match error {
-        SubmitUserError::NotFound(message) => ApiError::new(GrpcCode::NotFound, message),
-        SubmitUserError::InvalidArgument {
-            message,
-            violations,
-        } => ApiError::invalid_argument(message, violations),
-        SubmitUserError::AlreadyExists(message) => ApiError::new(GrpcCode::AlreadyExists, message),
-    })
-}
-
-/// The bearer token, or `None` when the header is missing or empty.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .unwrap_or(value)
-        .trim();
-    (!token.is_empty() && token != "Bearer").then_some(token)
 }
 
 /// RFC 7591 §2 client metadata. Unknown fields are ignored (Decisions §7).
@@ -135,20 +78,9 @@ struct RegistrationResponse {
 
 pub(super) async fn register_client(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    body: Result<Json<RegistrationRequest>, JsonRejection>,
+    RegistrationPath(resource): RegistrationPath,
+    RegistrationBody(request): RegistrationBody<RegistrationRequest>,
 ) -> Result<Response, OAuthError> {
-    let Path(resource) = path.map_err(|rejection| {
-        OAuthError::new(OAuthErrorCode::InvalidRequest, rejection.body_text())
-            .with_status(StatusCode::NOT_FOUND)
-    })?;
-    let Json(request) = body.map_err(|rejection| {
-        OAuthError::new(
-            OAuthErrorCode::InvalidClientMetadata,
-            "the registration request must be a JSON object",
-        )
-        .internal(rejection.body_text())
-    })?;
     let registration = ClientRegistration {
         client_name: request.client_name,
         redirect_uris: request.redirect_uris,
@@ -210,12 +142,9 @@ struct ConsentsBody {
 /// `user_id` and `client_id` when given, oldest first.
 pub(super) async fn list_consents(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<ConsentsQuery>, QueryRejection>,
+    _caller: ManagementCaller,
+    GatewayQuery(query): GatewayQuery<ConsentsQuery>,
 ) -> Result<Response, ApiError> {
-    authenticate_management(&state, bearer(&headers))?;
-    let Query(query) = query
-        .map_err(|rejection| ApiError::new(GrpcCode::InvalidArgument, rejection.body_text()))?;
     let consents = state.flows().list_consents(
         query.user_id.as_deref().filter(|id| !id.is_empty()),
         query.client_id.as_deref().filter(|id| !id.is_empty()),
@@ -239,12 +168,9 @@ pub(super) async fn list_consents(
 /// issued stay valid.
 pub(super) async fn revoke_consent(
     State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
+    GatewayPath((client_id, consent_id)): GatewayPath<(String, String)>,
+    _caller: ManagementCaller,
 ) -> Result<Response, ApiError> {
-    let Path((client_id, consent_id)) =
-        path.map_err(|rejection| ApiError::new(GrpcCode::NotFound, rejection.body_text()))?;
-    authenticate_management(&state, bearer(&headers))?;
     state
         .flows()
         .revoke_consent(&client_id, &consent_id)

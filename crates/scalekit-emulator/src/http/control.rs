@@ -11,29 +11,31 @@
 //! reads a body. Nothing here prints a credential: query parameters that carry one are cut to a
 //! short prefix and `…`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
-use scalekit_wire::FieldViolation;
+use scalekit_wire::ErrorSummary;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use super::AppState;
-use super::error::{ApiError, ErrorSummary, GrpcCode};
+use super::{BodyKind, Edge, Route};
 use crate::clock::ClockError;
 use crate::flow::Flows;
+use crate::management::{ApiError, GrpcCode, violation};
+use crate::request_log::{REQUEST_LOG_CAPACITY, RequestRecord, truncate, wall_clock_millis};
+use crate::state::AppState;
 use flow_inspector::redact::redact_query;
 
 pub mod keys;
@@ -41,9 +43,6 @@ pub mod tokens;
 
 /// The path prefix of every control route.
 pub const PREFIX: &str = "/_emulator/";
-
-/// How many requests the log keeps (the oldest go first).
-pub const REQUEST_LOG_CAPACITY: usize = 1000;
 
 /// `GET /_emulator/requests` without `limit`.
 const DEFAULT_REQUEST_LIMIT: usize = 50;
@@ -57,53 +56,16 @@ const MAX_FAULT_DELAY_MS: u64 = 60_000;
 /// The most requests one fault may answer.
 const MAX_FAULT_TIMES: u32 = 1000;
 
-/// Paths and queries longer than this are cut in the log, so that it stays bounded.
-const MAX_LOGGED_CHARS: usize = 2048;
-
-/// The state the control API keeps besides the emulator's own: the request log and the armed
+/// The state the control API keeps besides the emulator's own and the request log: the armed
 /// faults.
 #[derive(Debug, Default)]
 pub struct ControlState {
-    requests: Mutex<VecDeque<RequestRecord>>,
     faults: Mutex<Vec<ArmedFault>>,
 }
 
 impl ControlState {
-    fn requests(&self) -> MutexGuard<'_, VecDeque<RequestRecord>> {
-        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn faults(&self) -> MutexGuard<'_, Vec<ArmedFault>> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn record(&self, record: RequestRecord) {
-        let mut requests = self.requests();
-        if requests.len() == REQUEST_LOG_CAPACITY {
-            requests.pop_front();
-        }
-        requests.push_back(record);
-    }
-
-    /// Logs a gRPC call (they bypass the HTTP middleware): HTTP status 200 as on the wire, the
-    /// gRPC error, if any, in `error`, and the ids from the message as the query.
-    pub(crate) fn record_grpc(
-        &self,
-        path: &str,
-        ids: &str,
-        error: Option<ErrorSummary>,
-        started: Instant,
-    ) {
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.record(RequestRecord {
-            method: Method::POST.to_string(),
-            path: path.to_owned(),
-            query: Some(truncate(ids)),
-            status: StatusCode::OK.as_u16(),
-            error,
-            duration_ms,
-            at: wall_clock_millis().saturating_sub(duration_ms),
-        });
     }
 
     /// Takes one use of the first armed fault matching the request; a fault used up is disarmed.
@@ -122,107 +84,172 @@ impl ControlState {
     }
 }
 
-/// One request the emulator served.
-#[derive(Debug, Clone, Serialize)]
-struct RequestRecord {
-    method: String,
-    path: String,
-    /// The query with credential values cut to a prefix and `…`.
-    query: Option<String>,
-    status: u16,
-    /// What an error answer said (OAuth, gateway or hosted-page error); absent on success.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<ErrorSummary>,
-    duration_ms: u64,
-    /// Wall-clock unix milliseconds (the emulator's clock may have been advanced; this is not).
-    at: u64,
-}
-
-/// A fault waiting for matching requests (listed as is by `GET /_emulator/faults`).
-#[derive(Debug, Clone, Serialize)]
+/// A fault waiting for matching requests, parsed when it was armed: nothing is parsed again
+/// when it fires.
+#[derive(Debug, Clone)]
 struct ArmedFault {
     id: String,
     /// `None`: any method.
-    method: Option<String>,
-    /// Exact, with `*` matching any one segment.
-    path: String,
+    method: Option<Method>,
+    path: PathPattern,
     /// `None`: only the delay, then the real handler answers.
-    status: Option<u16>,
+    status: Option<StatusCode>,
     body: Option<Value>,
-    headers: BTreeMap<String, String>,
+    /// In the order they are set (by name as armed, so a later spelling of the same name wins).
+    headers: Vec<FaultHeader>,
     delay_ms: u64,
     remaining: u32,
 }
 
-impl ArmedFault {
-    fn matches(&self, method: &Method, path: &str) -> bool {
-        if self
-            .method
-            .as_deref()
-            .is_some_and(|expected| expected != method.as_str())
-        {
-            return false;
-        }
-        let pattern: Vec<&str> = self.path.split('/').collect();
+/// A header a fault sets. HTTP names are case-insensitive and [`HeaderName`] keeps them in
+/// lower case; the listing echoes the name as it was armed.
+#[derive(Debug, Clone)]
+struct FaultHeader {
+    armed_name: String,
+    name: HeaderName,
+    value: HeaderValue,
+}
+
+/// A fault's path: exact segments, `*` matching any one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PathPattern(Vec<PathSegment>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathSegment {
+    Any,
+    Exact(String),
+}
+
+impl PathPattern {
+    fn parse(path: &str) -> PathPattern {
+        PathPattern(
+            path.split('/')
+                .map(|segment| match segment {
+                    "*" => PathSegment::Any,
+                    exact => PathSegment::Exact(exact.to_owned()),
+                })
+                .collect(),
+        )
+    }
+
+    fn matches(&self, path: &str) -> bool {
         let actual: Vec<&str> = path.split('/').collect();
-        pattern.len() == actual.len()
-            && pattern
+        self.0.len() == actual.len()
+            && self
+                .0
                 .iter()
                 .zip(&actual)
-                .all(|(expected, segment)| *expected == "*" || expected == segment)
+                .all(|(expected, segment)| match expected {
+                    PathSegment::Any => true,
+                    PathSegment::Exact(exact) => exact == segment,
+                })
+    }
+}
+
+impl std::fmt::Display for PathPattern {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (position, segment) in self.0.iter().enumerate() {
+            if position > 0 {
+                formatter.write_str("/")?;
+            }
+            match segment {
+                PathSegment::Any => formatter.write_str("*")?,
+                PathSegment::Exact(exact) => formatter.write_str(exact)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ArmedFault {
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.method
+            .as_ref()
+            .is_none_or(|expected| expected == method)
+            && self.path.matches(path)
     }
 
     /// The injected answer, or `None` when the fault is only a delay.
     fn response(&self) -> Option<Response> {
-        let status = StatusCode::from_u16(self.status?).ok()?;
+        let status = self.status?;
         let mut response = match &self.body {
             Some(body) => (status, Json(body.clone())).into_response(),
             None => (status, Body::empty()).into_response(),
         };
-        for (name, value) in &self.headers {
-            // Both were checked when the fault was armed.
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                response.headers_mut().insert(name, value);
-            }
+        for header in &self.headers {
+            response
+                .headers_mut()
+                .insert(header.name.clone(), header.value.clone());
         }
         Some(response)
     }
 }
 
-/// The control routes, or none when the control API is off.
-pub(super) fn routes(state: &AppState) -> Router<AppState> {
-    if !state.config.control {
-        return Router::new();
+/// An armed fault as `GET /_emulator/faults` lists it: what was armed, and the uses left.
+impl Serialize for ArmedFault {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Listed<'a> {
+            id: &'a str,
+            method: Option<&'a str>,
+            path: String,
+            status: Option<u16>,
+            body: &'a Option<Value>,
+            headers: BTreeMap<&'a str, String>,
+            delay_ms: u64,
+            remaining: u32,
+        }
+        Listed {
+            id: &self.id,
+            method: self.method.as_ref().map(Method::as_str),
+            path: self.path.to_string(),
+            status: self.status.map(|status| status.as_u16()),
+            body: &self.body,
+            headers: self
+                .headers
+                .iter()
+                .map(|header| {
+                    let value = String::from_utf8_lossy(header.value.as_bytes()).into_owned();
+                    (header.armed_name.as_str(), value)
+                })
+                .collect(),
+            delay_ms: self.delay_ms,
+            remaining: self.remaining,
+        }
+        .serialize(serializer)
     }
-    Router::new()
-        .route("/_emulator/openapi.json", control(get(openapi)))
-        .route("/_emulator/clock", control(get(clock)))
-        .route("/_emulator/clock/advance", control(post(advance_clock)))
-        .route("/_emulator/clock/rewind", control(post(rewind_clock)))
-        .route("/_emulator/keys", control(get(keys::list)))
-        .route("/_emulator/keys/rotate", control(post(keys::rotate)))
-        .route("/_emulator/keys/retire", control(post(keys::retire)))
-        .route("/_emulator/tokens", control(post(tokens::mint)))
-        .route("/_emulator/reset", control(post(reset)))
-        .route("/_emulator/login-requests", control(get(login_requests)))
-        .route("/_emulator/requests", control(get(requests)))
-        .route(
-            "/_emulator/faults",
-            control(get(list_faults).post(arm_fault).delete(clear_faults)),
-        )
 }
 
-/// A control route that answers other methods in the gateway shape.
-fn control(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-    route.fallback(method_not_allowed)
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(GrpcCode::Unimplemented, "Method Not Allowed")
-        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+/// The control routes (served only when the control API is on).
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::new("/_emulator/openapi.json", Edge::Gateway).get(openapi),
+        Route::new("/_emulator/clock", Edge::Gateway).get(clock),
+        Route::new("/_emulator/clock/advance", Edge::Gateway)
+            .post(advance_clock)
+            .takes(BodyKind::Json),
+        Route::new("/_emulator/clock/rewind", Edge::Gateway)
+            .post(rewind_clock)
+            .takes(BodyKind::Json),
+        Route::new("/_emulator/keys", Edge::Gateway).get(keys::list),
+        Route::new("/_emulator/keys/rotate", Edge::Gateway)
+            .post(keys::rotate)
+            .takes(BodyKind::Json),
+        Route::new("/_emulator/keys/retire", Edge::Gateway)
+            .post(keys::retire)
+            .takes(BodyKind::Json),
+        Route::new("/_emulator/tokens", Edge::Gateway)
+            .post(tokens::mint)
+            .takes(BodyKind::Json),
+        Route::new("/_emulator/reset", Edge::Gateway).post(reset),
+        Route::new("/_emulator/login-requests", Edge::Gateway).get(login_requests),
+        Route::new("/_emulator/requests", Edge::Gateway).get(requests),
+        Route::new("/_emulator/faults", Edge::Gateway)
+            .get(list_faults)
+            .post(arm_fault)
+            .delete(clear_faults)
+            .takes(BodyKind::Json),
+    ]
 }
 
 /// Wraps the whole router in the request log and the fault injection, when the control API is
@@ -263,7 +290,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             response
         }
     };
-    state.control.record(RequestRecord {
+    state.requests.record(RequestRecord {
         method: method.to_string(),
         path: truncate(&raw_path),
         query: query.map(|query| truncate(&query)),
@@ -273,21 +300,6 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         at,
     });
     response
-}
-
-/// Wall-clock unix milliseconds (not the emulator's clock, which the control API may move).
-pub(super) fn wall_clock_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn truncate(text: &str) -> String {
-    match text.char_indices().nth(MAX_LOGGED_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 async fn openapi() -> Response {
@@ -318,9 +330,8 @@ struct ClockStep {
 
 async fn advance_clock(
     State(state): State<AppState>,
-    body: Bytes,
+    ControlBody(ClockStep { seconds }): ControlBody<ClockStep>,
 ) -> Result<Json<ClockResponse>, ApiError> {
-    let ClockStep { seconds } = parse_body(&body)?;
     state.clock.advance(seconds).map_err(clock_error)?;
     Ok(Json(ClockResponse {
         now: state.clock.now(),
@@ -331,9 +342,8 @@ async fn advance_clock(
 /// the emulator's clock was moved, e.g. past its lifetime.
 async fn rewind_clock(
     State(state): State<AppState>,
-    body: Bytes,
+    ControlBody(ClockStep { seconds }): ControlBody<ClockStep>,
 ) -> Result<Json<ClockResponse>, ApiError> {
-    let ClockStep { seconds } = parse_body(&body)?;
     state.clock.rewind(seconds).map_err(clock_error)?;
     Ok(Json(ClockResponse {
         now: state.clock.now(),
@@ -367,7 +377,7 @@ async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     let fresh = Flows::new(&state.config, &environment_url);
     // With a store, the guard writes the recorded reset when it is released.
     state.flows().reset_to(fresh);
-    state.control.requests().clear();
+    state.requests.clear();
     state.control.faults().clear();
     state.metadata_documents.clear();
     state.inspector.clear();
@@ -398,14 +408,8 @@ struct LoginRequestView {
 
 async fn login_requests(
     State(state): State<AppState>,
-    query: Result<Query<LoginRequestsQuery>, axum::extract::rejection::QueryRejection>,
+    ControlQuery(query): ControlQuery<LoginRequestsQuery>,
 ) -> Result<Json<LoginRequestsResponse>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::invalid_argument(
-            "invalid request",
-            vec![violation("query", rejection.body_text())],
-        )
-    })?;
     let now = state.clock.now();
     let pending = state.flows().pending_login_requests();
     let login_requests = pending
@@ -442,14 +446,8 @@ struct RequestsResponse {
 
 async fn requests(
     State(state): State<AppState>,
-    query: Result<Query<RequestsQuery>, axum::extract::rejection::QueryRejection>,
+    ControlQuery(query): ControlQuery<RequestsQuery>,
 ) -> Result<Json<RequestsResponse>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::invalid_argument(
-            "invalid request",
-            vec![violation("query", rejection.body_text())],
-        )
-    })?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_REQUEST_LIMIT,
         Some(text) => text
@@ -466,14 +464,7 @@ async fn requests(
                 )
             })?,
     };
-    let requests = state
-        .control
-        .requests()
-        .iter()
-        .rev()
-        .take(limit)
-        .cloned()
-        .collect();
+    let requests = state.requests.newest(limit);
     Ok(Json(RequestsResponse { requests }))
 }
 
@@ -509,19 +500,18 @@ struct FaultsResponse {
 
 async fn arm_fault(
     State(state): State<AppState>,
-    body: Bytes,
+    ControlBody(request): ControlBody<FaultRequest>,
 ) -> Result<(StatusCode, Json<FaultCreated>), ApiError> {
-    let request: FaultRequest = parse_body(&body)?;
     let mut violations = Vec::new();
     let method = match request.method {
         None => None,
-        Some(method) => {
-            let method = method.to_ascii_uppercase();
-            if Method::from_bytes(method.as_bytes()).is_err() {
+        Some(method) => match Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
+            Ok(method) => Some(method),
+            Err(_) => {
                 violations.push(violation("method", "must be an HTTP method"));
+                None
             }
-            Some(method)
-        }
+        },
     };
     if !request.path.starts_with('/') {
         violations.push(violation("path", "must start with /"));
@@ -532,28 +522,42 @@ async fn arm_fault(
     } else if request.path.contains('?') {
         violations.push(violation("path", "must not have a query"));
     }
-    if let Some(status) = request.status {
-        if !(200..=599).contains(&status) {
-            violations.push(violation("status", "must be from 200 to 599"));
+    let status = match request.status {
+        Some(status) => match StatusCode::from_u16(status) {
+            Ok(status) if (200..=599).contains(&status.as_u16()) => Some(status),
+            _ => {
+                violations.push(violation("status", "must be from 200 to 599"));
+                None
+            }
+        },
+        None => {
+            if request.body.is_some() {
+                violations.push(violation("body", "needs a status"));
+            }
+            if !request.headers.is_empty() {
+                violations.push(violation("headers", "need a status"));
+            }
+            if request.delay_ms == 0 {
+                violations.push(violation("status", "a fault needs a status or a delay_ms"));
+            }
+            None
         }
-    } else {
-        if request.body.is_some() {
-            violations.push(violation("body", "needs a status"));
-        }
-        if !request.headers.is_empty() {
-            violations.push(violation("headers", "need a status"));
-        }
-        if request.delay_ms == 0 {
-            violations.push(violation("status", "a fault needs a status or a delay_ms"));
-        }
-    }
-    for (name, value) in &request.headers {
-        if HeaderName::from_bytes(name.as_bytes()).is_err() || HeaderValue::from_str(value).is_err()
-        {
-            violations.push(violation(
+    };
+    let mut headers = Vec::new();
+    for (armed_name, value) in request.headers {
+        match (
+            HeaderName::from_bytes(armed_name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(name), Ok(value)) => headers.push(FaultHeader {
+                armed_name,
+                name,
+                value,
+            }),
+            _ => violations.push(violation(
                 "headers",
-                format!("{name:?} is not a valid header"),
-            ));
+                format!("{armed_name:?} is not a valid header"),
+            )),
         }
     }
     if request.delay_ms > MAX_FAULT_DELAY_MS {
@@ -584,10 +588,10 @@ async fn arm_fault(
     faults.push(ArmedFault {
         id: id.clone(),
         method,
-        path: request.path,
-        status: request.status,
+        path: PathPattern::parse(&request.path),
+        status,
         body: request.body,
-        headers: request.headers,
+        headers,
         delay_ms: request.delay_ms,
         remaining: request.times,
     });
@@ -604,7 +608,49 @@ async fn clear_faults(State(state): State<AppState>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Parses a JSON body whatever its content type (`curl -d` sends a form type).
+/// A control request's JSON body, whatever its content type (`curl -d` sends a form type). One
+/// that does not parse is INVALID_ARGUMENT with a violation on the field serde names, else on
+/// `body`.
+#[derive(Debug)]
+pub(super) struct ControlBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ControlBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let body = body_bytes(request, state).await?;
+        parse_body(&body).map(ControlBody)
+    }
+}
+
+/// The same for the routes whose fields are all optional: an empty body reads as `{}`.
+#[derive(Debug)]
+pub(super) struct OptionalControlBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalControlBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let body = body_bytes(request, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return parse_body(b"{}").map(OptionalControlBody);
+        }
+        parse_body(&body).map(OptionalControlBody)
+    }
+}
+
+/// The body, or INVALID_ARGUMENT on `body` when it cannot be read (too large, cut off).
+async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            ApiError::invalid_argument(
+                "invalid request",
+                vec![violation("body", rejection.body_text())],
+            )
+        })
+}
+
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| {
         let message = error.to_string();
@@ -613,12 +659,26 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Parses a JSON body that may also be empty (then `{}`).
-fn parse_optional_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return parse_body(b"{}");
+/// A control request's query; one that does not parse is INVALID_ARGUMENT with a violation on
+/// `query`.
+#[derive(Debug)]
+pub(super) struct ControlQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ControlQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(query) =
+            Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| {
+                    ApiError::invalid_argument(
+                        "invalid request",
+                        vec![violation("query", rejection.body_text())],
+                    )
+                })?;
+        Ok(ControlQuery(query))
     }
-    parse_body(body)
 }
 
 /// The field a serde message names (`missing field `x``, `unknown field `x``), if any.
@@ -629,13 +689,6 @@ fn named_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
-fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
-    FieldViolation {
-        field: field.to_owned(),
-        description: description.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,11 +697,11 @@ mod tests {
     fn a_fault_path_matches_exactly_with_star_for_one_segment() {
         let fault = ArmedFault {
             id: "flt_1".to_owned(),
-            method: Some("POST".to_owned()),
-            path: "/api/v1/connections/*/auth-requests/*/user".to_owned(),
-            status: Some(503),
+            method: Some(Method::POST),
+            path: PathPattern::parse("/api/v1/connections/*/auth-requests/*/user"),
+            status: Some(StatusCode::SERVICE_UNAVAILABLE),
             body: None,
-            headers: BTreeMap::new(),
+            headers: Vec::new(),
             delay_ms: 0,
             remaining: 1,
         };
@@ -664,33 +717,55 @@ mod tests {
     }
 
     #[test]
+    fn the_listing_echoes_a_fault_as_it_was_armed() {
+        let fault = ArmedFault {
+            id: "flt_1".to_owned(),
+            method: None,
+            path: PathPattern::parse("/oauth/*/x"),
+            status: Some(StatusCode::TOO_MANY_REQUESTS),
+            body: Some(serde_json::json!({"error": "slow_down"})),
+            headers: vec![FaultHeader {
+                armed_name: "Retry-After".to_owned(),
+                name: HeaderName::from_static("retry-after"),
+                value: HeaderValue::from_static("5"),
+            }],
+            delay_ms: 10,
+            remaining: 2,
+        };
+        assert_eq!(
+            serde_json::to_value(&fault).ok(),
+            Some(serde_json::json!({
+                "id": "flt_1",
+                "method": null,
+                "path": "/oauth/*/x",
+                "status": 429,
+                "body": {"error": "slow_down"},
+                "headers": {"Retry-After": "5"},
+                "delay_ms": 10,
+                "remaining": 2
+            }))
+        );
+        let response = fault.response().map(|response| {
+            (
+                response.status(),
+                response.headers().get("retry-after").cloned(),
+            )
+        });
+        assert_eq!(
+            response,
+            Some((
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(HeaderValue::from_static("5"))
+            ))
+        );
+    }
+
+    #[test]
     fn serde_messages_name_the_field() {
         assert_eq!(
             named_field("missing field `seconds` at line 1 column 2"),
             Some("seconds")
         );
         assert_eq!(named_field("expected value at line 1 column 1"), None);
-    }
-
-    #[test]
-    fn the_request_log_keeps_the_newest_thousand() {
-        let control = ControlState::default();
-        for index in 0..(REQUEST_LOG_CAPACITY + 5) {
-            control.record(RequestRecord {
-                method: "GET".to_owned(),
-                path: format!("/{index}"),
-                query: None,
-                status: 200,
-                error: None,
-                duration_ms: 0,
-                at: 0,
-            });
-        }
-        let requests = control.requests();
-        assert_eq!(requests.len(), REQUEST_LOG_CAPACITY);
-        assert_eq!(
-            requests.front().map(|record| record.path.as_str()),
-            Some("/5")
-        );
     }
 }

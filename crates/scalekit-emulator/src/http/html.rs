@@ -130,7 +130,7 @@ pub fn consent_page(prompt: &ConsentPrompt) -> String {
          server with the same scopes skips this page.</p>\n",
         user = escape(&prompt.user),
         host = escape(&prompt.redirect_host),
-        consent_id = escape(prompt.consent_id.as_str()),
+        consent_id = escape(prompt.consent_id.expose()),
     );
     document(&format!("Authorize {client}"), &main)
 }

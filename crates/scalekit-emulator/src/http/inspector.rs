@@ -13,19 +13,20 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, X_FRAME_OPTIONS};
-use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
 use flow_inspector::{Actor, FlowDetail, FlowSummary, HopView, RecordLayer};
 use futures_util::Stream;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::AppState;
-use super::error::{ApiError, GrpcCode};
+use super::extract::GatewayPath;
+use super::{Edge, Route};
+use crate::management::{ApiError, GrpcCode};
+use crate::state::AppState;
 
 /// The page, with its stylesheet and script inline.
 const PAGE: &str = include_str!("inspector.html");
@@ -42,23 +43,14 @@ pub(super) fn layer(router: Router, state: &AppState) -> Router {
     ))
 }
 
-/// The inspector's routes, or none when the control API is off.
-pub(super) fn routes(state: &AppState) -> Router<AppState> {
-    if !state.config.control {
-        return Router::new();
-    }
-    Router::new()
-        .route("/_emulator/ui", only_get(get(page)))
-        .route("/_emulator/ui/events", only_get(get(events)))
-        .route("/_emulator/flows", only_get(get(flows)))
-        .route("/_emulator/flows/{id}", only_get(get(flow)))
-}
-
-fn only_get(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-    route.fallback(|| async {
-        ApiError::new(GrpcCode::Unimplemented, "Method Not Allowed")
-            .with_status(StatusCode::METHOD_NOT_ALLOWED)
-    })
+/// The inspector's routes (served only when the control API is on).
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::new("/_emulator/ui", Edge::Gateway).get(page),
+        Route::new("/_emulator/ui/events", Edge::Gateway).get(events),
+        Route::new("/_emulator/flows", Edge::Gateway).get(flows),
+        Route::new("/_emulator/flows/{id}", Edge::Gateway).get(flow),
+    ]
 }
 
 async fn page() -> Response {
@@ -94,7 +86,7 @@ async fn flows(State(state): State<AppState>) -> Json<FlowsResponse> {
 
 async fn flow(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    GatewayPath(id): GatewayPath<String>,
 ) -> Result<Json<FlowDetail>, ApiError> {
     state.inspector.flow(&id).map(Json).ok_or_else(|| {
         ApiError::new(

@@ -1,171 +1,227 @@
-//! The HTTP edge: axum routes over the state machine. Only this module knows about axum.
+//! The HTTP edge: the axum routes over the state machine, their extractors and error types.
+//! Routing and rendering live here; `serve` only hands it the requests that are not gRPC.
 
-pub(crate) mod api;
+mod api;
 pub mod cimd;
 pub mod control;
 pub mod error;
+mod extract;
+mod facts;
 mod html;
 pub mod inspector;
 mod oauth;
 mod sso;
 mod wellknown;
 
+#[cfg(test)]
+mod tests;
+
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::Uri;
-use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use scalekit_wire::{Endpoint, OAuthErrorCode};
 use tower::ServiceExt as _;
 use tower_http::trace::TraceLayer;
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::flow::Flows;
-use crate::ids::IdGenerator;
-use crate::keys::KeyRing;
-use crate::store::{FlowsGuard, Store};
-use crate::tokens::TokenMinter;
-use error::{ApiError, GrpcCode};
+use crate::management::{ApiError, GrpcCode};
+use crate::state::AppState;
+use error::{HostedErrorPage, OAuthError};
 
-/// Everything a handler needs. Cheap to clone: every field is an `Arc`. The flow state sits
-/// behind a `std::sync::Mutex` that is never held across an `.await`.
-#[derive(Clone)]
-pub struct AppState {
-    /// The configuration the emulator runs with.
-    pub config: Arc<Config>,
-    /// The state machine.
-    pub flows: Arc<Mutex<Flows>>,
-    /// The published keys; the first signs (Decisions §10).
-    pub keys: Arc<KeyRing>,
-    /// Token minting.
-    pub minter: Arc<TokenMinter>,
-    /// The injected clock.
-    pub clock: Arc<dyn Clock>,
-    /// The injected id generator.
-    pub ids: Arc<dyn IdGenerator>,
-    /// Where durable changes are written (`None`: memory only).
-    pub store: Option<Arc<Store>>,
-    /// Where the key ring is written when the control API rotates or retires keys (`None`: in
-    /// memory only, also with a state directory when the emulator was given its key).
-    pub key_store: Option<Arc<Store>>,
-    /// The control API's request log and armed faults.
-    pub control: Arc<control::ControlState>,
-    /// The Client ID Metadata Document fetcher and its cache.
-    pub metadata_documents: Arc<cimd::MetadataDocuments>,
-    /// The flow inspector's recent flows (recorded only when the control API is on).
-    pub inspector: flow_inspector::Inspector,
+/// The shape a route answers its errors in: one of the emulator's edge types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// RFC 6749 §5.2 JSON `{error, error_description}` ([`error::OAuthError`]).
+    OAuth,
+    /// Scalekit's gateway body `{code, message, details}` ([`crate::management::ApiError`]).
+    Gateway,
+    /// The hosted error page, for routes a browser is sent to ([`error::HostedErrorPage`]).
+    Page,
 }
 
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("AppState")
-            .field("environment_url", &self.minter.environment_url())
-            .field("keys", &self.keys)
-            .finish_non_exhaustive()
-    }
+/// What a route's request body is, for the routes that read one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// JSON.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
 }
 
-impl AppState {
-    /// The state for `config` served at `environment_url`.
-    pub fn new(
-        config: Config,
-        environment_url: &url::Url,
-        keys: KeyRing,
-        clock: Arc<dyn Clock>,
-        ids: Arc<dyn IdGenerator>,
-    ) -> AppState {
-        let flows = Flows::new(&config, environment_url);
-        let metadata_documents = cimd::MetadataDocuments::new(config.cimd_allow_insecure_loopback);
-        AppState {
-            metadata_documents: Arc::new(metadata_documents),
-            minter: Arc::new(TokenMinter::new(environment_url.as_str())),
-            config: Arc::new(config),
-            flows: Arc::new(Mutex::new(flows)),
-            keys: Arc::new(keys),
-            clock,
-            ids,
-            store: None,
-            key_store: None,
-            control: Arc::default(),
-            inspector: flow_inspector::Inspector::new(),
+/// One route of the router, as the route table describes it: the router is built from the same
+/// rows, so a route cannot be served without being listed here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// The path pattern (`/oauth/token`, `/_emulator/flows/{id}`).
+    pub path: &'static str,
+    /// The methods served (`GET` routes answer `HEAD` too); every other method gets 405 in the
+    /// route's edge shape, with `Allow`.
+    pub methods: Vec<Method>,
+    /// The shape of the route's errors.
+    pub edge: Edge,
+    /// The request body the route's `POST` reads, if any.
+    pub body: Option<BodyKind>,
+    /// The endpoint the route's answers name in their [`scalekit_wire::HopFacts`] (the token
+    /// routes name their grant type's instead).
+    pub endpoint: Endpoint,
+}
+
+/// A row of the route table: its description and its handlers.
+pub(crate) struct Route {
+    spec: RouteSpec,
+    handlers: MethodRouter<AppState>,
+}
+
+impl Route {
+    pub(crate) fn new(path: &'static str, edge: Edge) -> Route {
+        Route {
+            spec: RouteSpec {
+                path,
+                methods: Vec::new(),
+                edge,
+                body: None,
+                endpoint: Endpoint::Other,
+            },
+            handlers: MethodRouter::new(),
         }
     }
 
-    /// The environment URL without a trailing slash (the issuer string).
-    pub fn environment_url(&self) -> &str {
-        self.minter.environment_url()
+    pub(crate) fn get<H: Handler<T, AppState>, T: 'static>(mut self, handler: H) -> Route {
+        self.spec.methods.push(Method::GET);
+        self.handlers = self.handlers.get(handler);
+        self
     }
 
-    /// Locks the state machine. A panic in another handler does not poison the emulator: the
-    /// maps stay consistent because every transition checks before it mutates. Releasing the
-    /// guard writes the transition's durable changes to the store, if there is one.
-    pub fn flows(&self) -> FlowsGuard<'_> {
-        let flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
-        FlowsGuard::new(flows, self.store.as_deref())
+    pub(crate) fn post<H: Handler<T, AppState>, T: 'static>(mut self, handler: H) -> Route {
+        self.spec.methods.push(Method::POST);
+        self.handlers = self.handlers.post(handler);
+        self
     }
 
-    /// Drops expired entries now.
-    pub fn sweep(&self) {
-        let now = self.clock.now();
-        self.flows().sweep(now);
+    pub(crate) fn delete<H: Handler<T, AppState>, T: 'static>(mut self, handler: H) -> Route {
+        self.spec.methods.push(Method::DELETE);
+        self.handlers = self.handlers.delete(handler);
+        self
     }
+
+    /// Declares the endpoint the route serves (default: [`Endpoint::Other`]).
+    pub(crate) fn serves(mut self, endpoint: Endpoint) -> Route {
+        self.spec.endpoint = endpoint;
+        self
+    }
+
+    /// Declares the body the route's `POST` reads.
+    pub(crate) fn takes(mut self, body: BodyKind) -> Route {
+        self.spec.body = Some(body);
+        self
+    }
+}
+
+/// The route table: every route the router serves (the control and inspector routes only when
+/// the control API is on).
+fn table(config: &Config) -> Vec<Route> {
+    let mut table = vec![
+        Route::new("/oauth/authorize", Edge::Page)
+            .serves(Endpoint::Authorize)
+            .get(oauth::authorize),
+        Route::new("/resources/{resource}/oauth/authorize", Edge::Page)
+            .serves(Endpoint::Authorize)
+            .get(oauth::authorize_for_resource),
+        Route::new("/oauth/token", Edge::OAuth)
+            .serves(Endpoint::TokenOther)
+            .post(oauth::token)
+            .takes(BodyKind::Form),
+        Route::new("/resources/{resource}/oauth/token", Edge::OAuth)
+            .serves(Endpoint::TokenOther)
+            .post(oauth::token)
+            .takes(BodyKind::Form),
+        Route::new("/oauth/consent", Edge::Page)
+            .serves(Endpoint::Consent)
+            .post(oauth::consent)
+            .takes(BodyKind::Form),
+        Route::new("/oauth/revoke", Edge::OAuth)
+            .serves(Endpoint::Revoke)
+            .post(oauth::revoke)
+            .takes(BodyKind::Form),
+        Route::new("/keys", Edge::Gateway).get(wellknown::keys),
+        Route::new("/.well-known/openid-configuration", Edge::Gateway)
+            .get(wellknown::openid_configuration),
+        Route::new("/.well-known/oauth-authorization-server", Edge::Gateway)
+            .get(wellknown::environment_metadata),
+        Route::new(
+            "/.well-known/oauth-authorization-server/resources/{resource}",
+            Edge::Gateway,
+        )
+        .get(wellknown::resource_metadata),
+        Route::new(
+            "/resources/{resource}/.well-known/oauth-authorization-server",
+            Edge::Gateway,
+        )
+        .get(wellknown::resource_metadata),
+        // RFC 7591 answers registration errors in the OAuth shape, not the gateway's.
+        Route::new("/api/v1/resources/{resource}/clients:register", Edge::OAuth)
+            .serves(Endpoint::Register)
+            .post(api::register_client)
+            .takes(BodyKind::Json),
+        Route::new(
+            "/api/v1/connections/{connection}/auth-requests/{login_request}/user",
+            Edge::Gateway,
+        )
+        .serves(Endpoint::SubmitUser)
+        .post(api::submit_user)
+        .takes(BodyKind::Json),
+        Route::new("/api/v1/user_consents", Edge::Gateway).get(api::list_consents),
+        Route::new("/api/v1/clients/{client}/consents/{consent}", Edge::Gateway)
+            .delete(api::revoke_consent),
+        Route::new(
+            "/sso/v1/connections/{connection}/partner:callback",
+            Edge::Page,
+        )
+        .serves(Endpoint::PartnerCallback)
+        .get(sso::partner_callback),
+    ];
+    if config.control {
+        table.extend(control::routes());
+        table.extend(inspector::routes());
+    }
+    table
+}
+
+/// Every route the router serves with `config`, from the table it is built from.
+pub fn routes(config: &Config) -> Vec<RouteSpec> {
+    table(config).into_iter().map(|route| route.spec).collect()
 }
 
 /// All routes. A leading `//` in the path (Python's `env_url + "/oauth/token"` with a trailing
 /// slash in `env_url`) is collapsed before routing.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/oauth/authorize", get(oauth::authorize))
-        .route(
-            "/resources/{resource}/oauth/authorize",
-            get(oauth::authorize_for_resource),
-        )
-        .route("/oauth/token", post(oauth::token))
-        .route("/resources/{resource}/oauth/token", post(oauth::token))
-        .route("/oauth/consent", post(oauth::consent))
-        .route("/oauth/revoke", post(oauth::revoke))
-        .route("/keys", get(wellknown::keys))
-        .route(
-            "/.well-known/openid-configuration",
-            get(wellknown::openid_configuration),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(wellknown::environment_metadata),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server/resources/{resource}",
-            get(wellknown::resource_metadata),
-        )
-        .route(
-            "/resources/{resource}/.well-known/oauth-authorization-server",
-            get(wellknown::resource_metadata),
-        )
-        .route(
-            "/api/v1/resources/{resource}/clients:register",
-            post(api::register_client),
-        )
-        .route(
-            "/api/v1/connections/{connection}/auth-requests/{login_request}/user",
-            post(api::submit_user),
-        )
-        .route("/api/v1/user_consents", get(api::list_consents))
-        .route(
-            "/api/v1/clients/{client}/consents/{consent}",
-            delete(api::revoke_consent),
-        )
-        .route(
-            "/sso/v1/connections/{connection}/partner:callback",
-            get(sso::partner_callback),
-        )
-        .merge(control::routes(&state))
-        .merge(inspector::routes(&state))
-        .fallback(not_found)
-        .with_state(state.clone());
+    let mut routes = Router::new();
+    for Route { spec, handlers } in table(&state.config) {
+        let allowed = spec
+            .methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let edge = spec.edge;
+        let endpoint = spec.endpoint;
+        // axum adds `Allow` to what a method router's fallback answers.
+        let handlers = handlers
+            .fallback(
+                move |method: Method| async move { method_not_allowed(edge, &method, &allowed) },
+            )
+            .layer(middleware::map_response(
+                move |response: Response| async move { facts::attach(endpoint, response) },
+            ));
+        routes = routes.route(spec.path, handlers);
+    }
+    let routes = routes.fallback(not_found).with_state(state.clone());
     let normalised = routes.map_request(collapse_leading_slashes);
     let router = Router::new()
         .fallback_service(normalised.map_err(|never: Infallible| match never {}))
@@ -173,8 +229,30 @@ pub fn router(state: AppState) -> Router {
     inspector::layer(control::layer(router, &state), &state)
 }
 
-async fn not_found() -> impl IntoResponse {
-    ApiError::new(GrpcCode::NotFound, "Not Found")
+/// 405 for a method a route does not serve, in the route's edge shape.
+fn method_not_allowed(edge: Edge, method: &Method, allowed: &str) -> Response {
+    let description = format!("{method} is not allowed here; use {allowed}");
+    match edge {
+        Edge::OAuth => OAuthError::new(OAuthErrorCode::InvalidRequest, description)
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+            .into_response(),
+        Edge::Gateway => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::new(GrpcCode::Unimplemented, "Method Not Allowed"),
+        )
+            .into_response(),
+        Edge::Page => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            HostedErrorPage::new(OAuthErrorCode::InvalidRequest, description),
+        )
+            .into_response(),
+    }
+}
+
+/// What no route serves: a gateway NOT_FOUND, as Scalekit's gateway answers.
+async fn not_found() -> Response {
+    let response = ApiError::new(GrpcCode::NotFound, "Not Found").into_response();
+    facts::attach(Endpoint::Other, response)
 }
 
 fn collapse_leading_slashes(mut request: Request) -> Request {

@@ -1,14 +1,14 @@
 //! `/keys` and the discovery documents.
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::jwk::JwkSet;
 
-use super::AppState;
-use super::error::{ApiError, GrpcCode};
+use super::extract::MetadataResource;
+use crate::management::{ApiError, GrpcCode};
 use crate::metadata::{self, AuthorizationServerMetadata};
+use crate::state::AppState;
 
 pub(super) async fn keys(State(state): State<AppState>) -> Json<JwkSet> {
     Json(state.keys.jwks())
@@ -34,11 +34,8 @@ pub(super) async fn environment_metadata(
 
 pub(super) async fn resource_metadata(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    MetadataResource(resource): MetadataResource,
 ) -> Response {
-    let Ok(Path(resource)) = path else {
-        return ApiError::new(GrpcCode::NotFound, "resource not found").into_response();
-    };
     match state.config.resource(&resource) {
         Some(resource) => Json(metadata::resource_metadata(
             state.environment_url(),

@@ -1,22 +1,26 @@
 //! The lock on the state machine that writes its durable changes to the store on release, and
-//! loads the grant a refresh or a revocation presents from the store before the transition.
+//! presents the refresh token of a refresh or a revocation, its grant read from the store first.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::MutexGuard;
 
 use super::Store;
-use crate::flow::{Flows, IssuedGrant, RefreshRequest, TokenError};
-use crate::ids::IdGenerator;
+use crate::flow::{Flows, PresentedToken};
+use crate::types::RefreshToken;
 
 /// The locked state machine. When it is released, the durable changes the transitions made are
 /// drained and written to the store while the lock is still held, so the database sees them in
-/// the order they happened; then, when grants live in the store (`Flows::evict_grants`, set at
-/// start), the grants and refresh tokens held are trimmed (`Flows::trim_grants`). A write that
-/// fails is logged; what it held is lost once evicted (a full disk: the emulator keeps serving,
-/// the grants of those requests do not survive a restart or an eviction).
+/// the order they happened and an answer is sent only once its changes are stored; then, when
+/// grants live in the store (`Flows::evict_grants`, set at start), the grants and refresh tokens
+/// held are trimmed (`Flows::trim_grants`). A write that fails is logged; what it held is lost
+/// once evicted (a full disk: the emulator keeps serving, the grants of those requests do not
+/// survive a restart or an eviction).
 ///
-/// [`FlowsGuard::refresh`] and [`FlowsGuard::revoke`] shadow the state machine's methods of the
-/// same name: they load the presented refresh token and its grant from the store first.
+/// A refresh or a revocation takes a token presented through [`FlowsGuard::present_refresh_token`],
+/// which reads its grant from the store when the state machine does not hold it. Nothing of the
+/// guard shadows the state machine: `Flows::refresh` and `Flows::revoke` reached through
+/// `DerefMut` take the same presented token, which only `Flows::present` (when nothing is to be
+/// read) and `Flows::presented_from_store` make, so the store read cannot be skipped by mistake.
 pub struct FlowsGuard<'a> {
     flows: MutexGuard<'a, Flows>,
     store: Option<&'a Store>,
@@ -30,45 +34,27 @@ impl<'a> FlowsGuard<'a> {
 }
 
 impl FlowsGuard<'_> {
-    /// [`Flows::refresh`], with the presented token's grant loaded from the store first.
-    pub fn refresh(
-        &mut self,
-        request: RefreshRequest,
-        now: u64,
-        ids: &dyn IdGenerator,
-    ) -> Result<IssuedGrant, TokenError> {
-        self.load_grant_of(&request.refresh_token);
-        self.flows.refresh(request, now, ids)
-    }
-
-    /// [`Flows::revoke`], with the presented token's grant loaded from the store first.
-    pub fn revoke(
-        &mut self,
-        client_id: &str,
-        secret: Option<&str>,
-        token: &str,
-    ) -> Result<(), TokenError> {
-        self.load_grant_of(token);
-        self.flows.revoke(client_id, secret, token)
-    }
-
-    /// Loads the refresh token `token` and its grant when grants live in the store and the token
-    /// is not held yet. A read that fails is logged and the token treated as unknown.
-    fn load_grant_of(&mut self, token: &str) {
-        let Some(store) = self.store else {
-            return;
+    /// Presents `token` for `Flows::refresh` or `Flows::revoke`, with the token and its grant
+    /// read from the store first when grants live there and the token is not held. A read that
+    /// fails is logged and the token treated as unknown.
+    pub fn present_refresh_token(&mut self, token: RefreshToken) -> PresentedToken {
+        let lookup = match self.flows.present(token) {
+            Ok(presented) => return presented,
+            Err(lookup) => lookup,
         };
-        if !self.flows.grants_in_store() || self.flows.holds_refresh_token(token) {
-            return;
-        }
-        match store.grant_of_refresh_token(token) {
-            Ok(Some((grant, token))) => self.flows.import_grant(grant, vec![token]),
-            Ok(None) => {}
-            Err(error) => tracing::error!(
-                error = %error_chain(&error),
-                "cannot read a refresh token's grant from the state database"
-            ),
-        }
+        let stored = match self.store {
+            None => None,
+            Some(store) => store
+                .grant_of_refresh_token(lookup.token())
+                .unwrap_or_else(|error| {
+                    tracing::error!(
+                        error = %error_chain(&error),
+                        "cannot read a refresh token's grant from the state database"
+                    );
+                    None
+                }),
+        };
+        self.flows.presented_from_store(lookup, stored)
     }
 }
 

@@ -25,6 +25,7 @@ use crate::flow::{
     StoredRefreshToken, StoredSignIn, StoredUser,
 };
 use crate::keys::Signer;
+use crate::types::RefreshToken;
 
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "emulator.sqlite3";
@@ -202,7 +203,7 @@ impl Store {
     /// The refresh token `token` and its grant, if the store holds them.
     pub fn grant_of_refresh_token(
         &self,
-        token: &str,
+        token: &RefreshToken,
     ) -> Result<Option<(StoredGrant, StoredRefreshToken)>, StoreError> {
         let connection = self.connection();
         let row = connection
@@ -212,7 +213,7 @@ impl Store {
             )
             .and_then(|mut statement| {
                 statement
-                    .query_row(params![token], |row| {
+                    .query_row(params![token.expose()], |row| {
                         Ok((
                             row.get::<_, String>(0)?,
                             row.get::<_, String>(1)?,
@@ -233,7 +234,7 @@ impl Store {
                 message: format!("grant {grant_id} sign_in: {error}"),
             })?;
         let token = StoredRefreshToken {
-            token: Secret::new(token),
+            token: token.as_secret().clone(),
             grant_id: grant_id.clone(),
             client,
             expires_at: from_sql_seconds(expires_at),

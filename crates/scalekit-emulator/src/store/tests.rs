@@ -1,16 +1,16 @@
 //! Round trips through the state database, in memory and on disk.
 
-use scalekit_wire::UserClaims;
+use scalekit_wire::{Secret, UserClaims};
 use url::Url;
 
 use super::*;
 use crate::config::Config;
 use crate::flow::{
     AuthorizationCodeRequest, AuthorizeRequest, CallbackOutcome, ClientRegistration, Flows,
-    RedirectOutcome, RefreshRequest, TokenError,
+    GrantRefusal, RedirectOutcome, RefreshRequest, TokenError,
 };
 use crate::ids::SequentialIds;
-use crate::types::{ClientId, PkceVerifier, pkce_s256};
+use crate::types::{AuthorizationCode, ClientId, PkceVerifier, RefreshToken, pkce_s256};
 
 const NOW: u64 = 1_800_000_000;
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -488,7 +488,7 @@ fn the_recorded_changes_rebuild_the_state_machine() {
         panic!("no consent page");
     };
     let redirect = flows
-        .decide_consent(prompt.consent_id.as_str(), true, NOW, &ids)
+        .decide_consent(&prompt.consent_id, true, NOW, &ids)
         .unwrap();
     let RedirectOutcome::Code(code) = redirect.outcome else {
         panic!("no code");
@@ -497,8 +497,8 @@ fn the_recorded_changes_rebuild_the_state_machine() {
         .exchange_code(
             AuthorizationCodeRequest {
                 client_id: client.client_id.clone(),
-                code: code.expose().to_owned(),
-                code_verifier: Some(VERIFIER.to_owned()),
+                code: code.clone(),
+                code_verifier: Some(Secret::new(VERIFIER)),
                 redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
                 resource: None,
             },
@@ -508,14 +508,15 @@ fn the_recorded_changes_rebuild_the_state_machine() {
         .unwrap()
         .refresh_token
         .unwrap();
-    let refresh = |token: &str| RefreshRequest {
+    // Grants live in memory here: every token is presented without a store read.
+    let refresh = |flows: &Flows, token: &RefreshToken| RefreshRequest {
         client_id: client.client_id.clone(),
-        refresh_token: token.to_owned(),
+        refresh_token: flows.present(token.clone()).expect("grants live in memory"),
         resource: None,
         scope: None,
     };
     let second = flows
-        .refresh(refresh(first.expose()), NOW + 1, &ids)
+        .refresh(refresh(&flows, &first), NOW + 1, &ids)
         .unwrap()
         .refresh_token
         .unwrap();
@@ -531,13 +532,13 @@ fn the_recorded_changes_rebuild_the_state_machine() {
     restarted.import_durable(loaded);
     restarted.record_durable_changes();
     let third = restarted
-        .refresh(refresh(second.expose()), NOW + 2, &ids)
+        .refresh(refresh(&restarted, &second), NOW + 2, &ids)
         .unwrap();
     assert_eq!(third.client_id, ClientId::new(client.client_id.as_str()));
     assert_eq!(third.claims.sub.as_deref(), Some("ada"));
     assert!(
         restarted
-            .refresh(refresh(first.expose()), NOW + 3, &ids)
+            .refresh(refresh(&restarted, &first), NOW + 3, &ids)
             .is_err()
     );
     store.apply(&restarted.take_durable_changes()).unwrap();
@@ -606,8 +607,8 @@ fn flow_through_guards(
         .exchange_code(
             AuthorizationCodeRequest {
                 client_id: client.clone(),
-                code: code.expose().to_owned(),
-                code_verifier: Some(VERIFIER.to_owned()),
+                code: code.clone(),
+                code_verifier: Some(Secret::new(VERIFIER)),
                 redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
                 resource: None,
             },
@@ -661,13 +662,25 @@ fn grants_kept_in_the_store_are_loaded_on_use_and_answer_as_in_memory() {
     let stored = store.load().unwrap();
     assert_eq!((stored.grants.len(), stored.refresh_tokens.len()), (1, 1));
 
-    let refresh = |token: &str| RefreshRequest {
-        client_id: client.clone(),
-        refresh_token: token.to_owned(),
-        resource: None,
-        scope: None,
+    // The state machine reached through the guard cannot present a token it does not hold
+    // without the store's answer: `Flows::present` asks for the lookup.
+    assert!(guard().present(RefreshToken::new(first.as_str())).is_err());
+    // As the HTTP edge does: the token presented through the guard, its grant read from the store.
+    let refresh = |token: &str, now: u64| {
+        let mut flows = guard();
+        let refresh_token = flows.present_refresh_token(RefreshToken::new(token));
+        flows.refresh(
+            RefreshRequest {
+                client_id: client.clone(),
+                refresh_token,
+                resource: None,
+                scope: None,
+            },
+            now,
+            &ids,
+        )
     };
-    let issued = guard().refresh(refresh(&first), NOW + 1, &ids).unwrap();
+    let issued = refresh(&first, NOW + 1).unwrap();
     assert_eq!(issued.claims.sub.as_deref(), Some("ada"));
     let second = issued.refresh_token.unwrap();
     guard().evict_grants();
@@ -681,20 +694,16 @@ fn grants_kept_in_the_store_are_loaded_on_use_and_answer_as_in_memory() {
     );
 
     // Reusing the rotated token revokes the grant, in the store too.
-    let reused = guard().refresh(refresh(&first), NOW + 2, &ids).unwrap_err();
+    let reused = refresh(&first, NOW + 2).unwrap_err();
     guard().evict_grants();
     assert_eq!(
         reused,
-        TokenError::InvalidGrant(
-            "the refresh token was already used; the grant is revoked".to_owned()
-        )
+        TokenError::InvalidGrant(GrantRefusal::RefreshTokenReused)
     );
-    let gone = guard()
-        .refresh(refresh(second.expose()), NOW + 2, &ids)
-        .unwrap_err();
+    let gone = refresh(second.expose(), NOW + 2).unwrap_err();
     assert_eq!(
         gone,
-        TokenError::InvalidGrant("the refresh token is invalid, expired or revoked".to_owned())
+        TokenError::InvalidGrant(GrantRefusal::RefreshTokenUnknown)
     );
     let stored = store.load().unwrap();
     assert!(stored.grants.is_empty() && stored.refresh_tokens.is_empty());
@@ -704,13 +713,13 @@ fn grants_kept_in_the_store_are_loaded_on_use_and_answer_as_in_memory() {
     guard().evict_grants();
     let late = NOW + config.resources[0].refresh_token_lifetime_secs;
     assert_eq!(
-        guard().refresh(refresh(&third), late, &ids).unwrap_err(),
-        TokenError::InvalidGrant("the refresh token expired".to_owned())
+        refresh(&third, late).unwrap_err(),
+        TokenError::InvalidGrant(GrantRefusal::RefreshTokenExpired)
     );
     guard().evict_grants();
     assert_eq!(
-        guard().refresh(refresh(&third), late, &ids).unwrap_err(),
-        TokenError::InvalidGrant("the refresh token is invalid, expired or revoked".to_owned())
+        refresh(&third, late).unwrap_err(),
+        TokenError::InvalidGrant(GrantRefusal::RefreshTokenUnknown)
     );
 }
 
@@ -746,8 +755,8 @@ fn a_reused_code_revokes_a_grant_kept_in_the_store() {
         .exchange_code(
             AuthorizationCodeRequest {
                 client_id: client.clone(),
-                code,
-                code_verifier: Some(VERIFIER.to_owned()),
+                code: AuthorizationCode::new(code),
+                code_verifier: Some(Secret::new(VERIFIER)),
                 redirect_uri: Some("http://127.0.0.1:5000/cb".to_owned()),
                 resource: None,
             },
@@ -755,10 +764,7 @@ fn a_reused_code_revokes_a_grant_kept_in_the_store() {
             &ids,
         )
         .unwrap_err();
-    assert_eq!(
-        replay,
-        TokenError::InvalidGrant("the authorization code was already used".to_owned())
-    );
+    assert_eq!(replay, TokenError::InvalidGrant(GrantRefusal::CodeReused));
     let stored = store.load().unwrap();
     assert!(stored.grants.is_empty() && stored.refresh_tokens.is_empty());
 }

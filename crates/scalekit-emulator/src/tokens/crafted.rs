@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::AccessTokenClaims;
 use crate::keys::{KeyError, Signer};
+use crate::types::AccessToken;
 
 /// The issuer of a `wrong_issuer` token: another Scalekit environment.
 pub const WRONG_ISSUER: &str = "https://another-environment.scalekit.dev";
@@ -146,7 +147,7 @@ struct JwtHeader<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CraftedToken {
     /// The compact JWS.
-    pub token: String,
+    pub token: AccessToken,
     /// Its header.
     pub header: Map<String, Value>,
     /// Its payload (with `altered_payload`, the altered one).
@@ -245,7 +246,7 @@ pub fn craft(
         _ => Map::new(),
     };
     Ok(CraftedToken {
-        token,
+        token: AccessToken::new(token),
         header,
         claims: payload,
     })
@@ -356,7 +357,7 @@ mod tests {
 
     /// The token, its header and payload as decoded, and the reported ones agree.
     fn consistent(crafted: &CraftedToken) -> (Value, Value, Vec<u8>) {
-        let (header, payload, signature) = parts(&crafted.token);
+        let (header, payload, signature) = parts(crafted.token.expose());
         assert_eq!(header, Value::Object(crafted.header.clone()));
         assert_eq!(payload, Value::Object(crafted.claims.clone()));
         (header, payload, signature)
@@ -377,11 +378,11 @@ mod tests {
     #[test]
     fn without_a_defect_the_token_is_what_the_signer_makes_of_the_same_claims() {
         let crafted = make(None);
-        assert_eq!(crafted.token, signer().sign(&claims()).unwrap());
+        assert_eq!(crafted.token.expose(), signer().sign(&claims()).unwrap());
         let (header, payload, _) = consistent(&crafted);
         assert_eq!(header, standard_header());
         assert_eq!(payload, valid());
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -404,7 +405,7 @@ mod tests {
                 "exp": 5, "iat": lifetime_end - LIFETIME, "nbf": lifetime_end - LIFETIME,
             }))
         );
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -414,7 +415,7 @@ mod tests {
         let (header, payload, _) = consistent(&crafted);
         assert_eq!(header, standard_header());
         assert_eq!(payload, with(json!({"aud": audience})));
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -426,7 +427,7 @@ mod tests {
             payload,
             with(json!({"iss": "https://another-environment.scalekit.dev"}))
         );
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -439,7 +440,7 @@ mod tests {
             payload,
             with(json!({"exp": exp, "iat": exp - LIFETIME, "nbf": exp - LIFETIME}))
         );
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -452,7 +453,7 @@ mod tests {
             payload,
             with(json!({"iat": NOW, "nbf": nbf, "exp": nbf + LIFETIME}))
         );
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -464,22 +465,26 @@ mod tests {
             payload,
             with(json!({"iat": NOW + 600, "nbf": NOW, "exp": NOW + LIFETIME}))
         );
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
     fn alg_none_has_no_kid_and_an_empty_signature() {
         let crafted = make(Some(&Defect::AlgNone));
-        assert!(crafted.token.ends_with('.'), "{}", crafted.token);
+        assert!(
+            crafted.token.expose().ends_with('.'),
+            "{}",
+            crafted.token.expose()
+        );
         let (header, payload, signature) = consistent(&crafted);
         assert_eq!(header, json!({"typ": "JWT", "alg": "none"}));
         assert_eq!(
-            crafted.token.split('.').next().unwrap(),
+            crafted.token.expose().split('.').next().unwrap(),
             URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"none"}"#)
         );
         assert_eq!(payload, valid());
         assert!(signature.is_empty());
-        assert!(!rs256_verifies(&crafted.token));
+        assert!(!rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -501,13 +506,13 @@ mod tests {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         let decoded = jsonwebtoken::decode::<Value>(
-            &crafted.token,
+            crafted.token.expose(),
             &DecodingKey::from_secret(secret.as_bytes()),
             &validation,
         )
         .unwrap();
         assert_eq!(decoded.claims, valid());
-        assert!(!rs256_verifies(&crafted.token));
+        assert!(!rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -521,7 +526,7 @@ mod tests {
             json!({"typ": "JWT", "alg": "RS256", "kid": "snk_100000000000000009"})
         );
         assert_eq!(payload, valid());
-        assert!(rs256_verifies(&crafted.token));
+        assert!(rs256_verifies(crafted.token.expose()));
     }
 
     #[test]
@@ -532,7 +537,7 @@ mod tests {
         let (header, payload, signature) = consistent(&crafted);
         assert_eq!(header, standard_header());
         assert_eq!(payload, with(json!({"sub": "usr_100000000000000008"})));
-        assert!(!rs256_verifies(&crafted.token));
+        assert!(!rs256_verifies(crafted.token.expose()));
         // The signature is the one of the unaltered token.
         let original = signer().sign(&claims()).unwrap();
         let (_, _, original_signature) = parts(&original);

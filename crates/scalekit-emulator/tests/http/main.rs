@@ -18,4 +18,5 @@ mod mint;
 mod pending;
 mod properties;
 mod restart;
+mod routes;
 mod tls;

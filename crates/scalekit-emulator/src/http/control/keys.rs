@@ -5,14 +5,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::super::AppState;
-use super::super::error::{ApiError, GrpcCode};
-use super::parse_optional_body;
+use super::OptionalControlBody;
 use crate::keys::{RetireError, Signer};
+use crate::management::{ApiError, GrpcCode};
+use crate::state::AppState;
 use crate::store::StoreError;
 
 /// `GET /_emulator/keys`.
@@ -31,7 +30,7 @@ struct KeyView {
 /// `POST /_emulator/keys/rotate` takes no fields.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RotateRequest {}
+pub(super) struct RotateRequest {}
 
 #[derive(Debug, Serialize)]
 pub(super) struct RotateResponse {
@@ -43,7 +42,7 @@ pub(super) struct RotateResponse {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RetireRequest {
+pub(super) struct RetireRequest {
     /// The key to drop; absent: every key but the signing one.
     kid: Option<String>,
 }
@@ -72,9 +71,8 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<KeysResponse> {
 /// A new RSA-2048 key signs from now on; every older key stays published.
 pub(super) async fn rotate(
     State(state): State<AppState>,
-    body: Bytes,
+    OptionalControlBody(RotateRequest {}): OptionalControlBody<RotateRequest>,
 ) -> Result<Json<RotateResponse>, ApiError> {
-    let RotateRequest {} = parse_optional_body(&body)?;
     // RSA key generation takes tens of milliseconds: not on a runtime worker.
     let signer = tokio::task::spawn_blocking(Signer::generate)
         .await
@@ -93,9 +91,8 @@ pub(super) async fn rotate(
 /// signed stop verifying.
 pub(super) async fn retire(
     State(state): State<AppState>,
-    body: Bytes,
+    OptionalControlBody(RetireRequest { kid }): OptionalControlBody<RetireRequest>,
 ) -> Result<Json<RetireResponse>, ApiError> {
-    let RetireRequest { kid } = parse_optional_body(&body)?;
     let retired = state
         .keys
         .retire(kid.as_deref(), |keys| save(&state, keys))

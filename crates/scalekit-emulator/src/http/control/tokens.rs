@@ -4,7 +4,6 @@
 //! at a time without running a sign-in.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, PRAGMA};
@@ -14,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::super::AppState;
-use super::super::error::{ApiError, GrpcCode};
-use super::{parse_optional_body, violation};
+use super::OptionalControlBody;
 use crate::config::ResourceConfig;
+use crate::management::{ApiError, GrpcCode, violation};
+use crate::state::AppState;
 use crate::tokens::AccessTokenClaims;
 use crate::tokens::crafted::{self, Defect, DefectKind, FOREIGN_AUDIENCE};
+use crate::types::AccessToken;
 
 /// The longest lifetime a minted token may ask for: a year.
 const MAX_LIFETIME_SECS: u64 = 31_536_000;
@@ -30,7 +30,7 @@ const ID_ATTEMPTS: usize = 8;
 /// The request: every field optional.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MintRequest {
+pub(super) struct MintRequest {
     /// A `res_…` id or a resource's Server URL; default the first resource.
     resource: Option<String>,
     /// Default a fresh `usr_…`.
@@ -55,7 +55,7 @@ struct MintRequest {
 /// The answer: the token and what it carries.
 #[derive(Debug, Serialize)]
 struct MintResponse {
-    access_token: String,
+    access_token: AccessToken,
     token_type: &'static str,
     /// `max(exp - now, 0)`.
     expires_in: u64,
@@ -71,8 +71,10 @@ enum IssuerChoice {
     Resource,
 }
 
-pub(super) async fn mint(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let request: MintRequest = parse_optional_body(&body)?;
+pub(super) async fn mint(
+    State(state): State<AppState>,
+    OptionalControlBody(request): OptionalControlBody<MintRequest>,
+) -> Result<Response, ApiError> {
     let mut violations = Vec::new();
 
     let resource = resolve_resource(&state, request.resource.as_deref(), &mut violations);

@@ -29,6 +29,7 @@ async fn their_app(
     let app = your_app::App::bind(your_app::Config {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         public_url: None,
+        allowed_hosts: Vec::new(),
         environment_url: Url::parse(&format!("http://{environment_listen}"))?,
         client_id: fixtures.environment.api_client.client_id.clone(),
         client_secret: fixtures.environment.api_client.client_secret.clone(),
@@ -165,6 +166,15 @@ async fn each_mistake_of_an_app_is_named_and_a_correct_app_passes() -> anyhow::R
         (
             AppBehaviour::ReuseLoginRequest,
             expected(&[], &["login-request-reused", "flow-completes"]),
+        ),
+        // The app fetches partner:callback itself: without the browser's sign-in cookie the
+        // emulator refuses it (Decisions §9), and the browser never reaches the client.
+        (
+            AppBehaviour::CallbackServerSide,
+            expected(
+                &["callback-without-browser-session", "flow-completes"],
+                &["callback-without-browser-session", "flow-completes"],
+            ),
         ),
     ];
     let mut mismatches = Vec::new();

@@ -1,6 +1,7 @@
 //! The flow inspector in Chromium: `/_emulator/ui` is open while the driver runs a whole flow,
 //! the flow and its hops appear without a reload, a hop opens, and "Copy as curl" shows the
-//! command with the secrets as `<redacted>`. Saves `target/browser/inspector.png`.
+//! command with the secrets as `<redacted>`. Saves `target/browser/inspector.png`. With a
+//! control token the page opens from its `?token=` link and stays live on its cookie.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::harness::{free_port, run, save_screenshot};
-use crate::support::spawn_stack;
+use crate::support::{spawn_stack, spawn_stack_with};
 
 /// Polls `probe` until it returns `Some`, for up to ten seconds.
 async fn eventually<T, Probe, Answer>(what: &str, mut probe: Probe) -> anyhow::Result<T>
@@ -204,6 +205,65 @@ async fn the_inspector_draws_a_running_flow_live_and_copies_a_hop_as_curl() -> a
             .await?;
         let saved = save_screenshot(&browser, "inspector").await?;
         eprintln!("saved {}", saved.display());
+        Ok(())
+    })
+    .await
+}
+
+/// With a control token, a person opens the inspector from its link once: the token moves into
+/// a cookie and out of the address bar, and the page's reads and its event stream carry the
+/// cookie, so a flow still appears live.
+#[tokio::test]
+async fn with_a_control_token_the_inspector_opens_from_its_link_and_stays_live()
+-> anyhow::Result<()> {
+    const TOKEN: &str = "ctl-browser-0123456789";
+    let stack = spawn_stack_with("ada", |config| {
+        config.fixtures.environment.control_token = Some(scalekit_wire::Secret::new(TOKEN));
+    })
+    .await;
+    let environment = stack
+        .environment_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let mcp_url = stack.mcp_url.clone();
+    run("inspector-token", move |browser| async move {
+        let _stack = stack;
+        browser
+            .goto(&format!("{environment}/_emulator/ui?token={TOKEN}"))
+            .await?;
+        eventually("the event stream to connect", || async {
+            Ok((text_of(&browser, "#live").await? == "live").then_some(()))
+        })
+        .await?;
+        let address = browser.current_url().await?;
+        ensure!(
+            address.as_str() == format!("{environment}/_emulator/ui"),
+            "the token stayed in the address bar: {address}"
+        );
+
+        let mut config = DriverConfig::new(mcp_url);
+        config.redirect_uri = Url::parse(&format!("http://127.0.0.1:{}/callback", free_port()?))?;
+        mcp_driver::run_flow(&config)
+            .await
+            .context("the driver's flow")?;
+        let listed: Value = reqwest::Client::new()
+            .get(format!("{environment}/_emulator/flows"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = listed["flows"][0]["id"]
+            .as_str()
+            .context("the flow the driver ran")?
+            .to_owned();
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Id(&format!("flow-{id}")))
+            .await
+            .context("the flow in the list, drawn live")?;
         Ok(())
     })
     .await

@@ -27,6 +27,7 @@ pub(crate) async fn reference_server(environment_listen: SocketAddr, mistake: Mi
     let server = mcp_server::App::bind(mcp_server::Config {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         public_url: None,
+        allowed_hosts: Vec::new(),
         environment_url: Url::parse(&format!("http://{environment_listen}")).unwrap(),
         resource_id: resource.id.clone(),
         scopes_supported: resource.scopes.clone(),

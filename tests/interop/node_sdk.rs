@@ -69,8 +69,11 @@ async fn the_node_sdk_posts_the_user_over_grpc_and_validates_the_issued_access_t
         .as_str()
         .trim_end_matches('/')
         .to_owned();
+    // The MCP client and the browser in one: it keeps the sign-in's cookie from the authorize
+    // redirect for the callback, as a browser does (Decisions §9).
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .build()
         .expect("a client");
 

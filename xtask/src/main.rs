@@ -2,24 +2,32 @@
 //!
 //! - `cargo xtask conformance [ARGS]`: every scenario against the embedded stack (`testbed conformance`).
 //! - `cargo xtask up [ARGS]`: the stack on the fixtures' ports (`testbed up`).
-//! - `cargo xtask ci`: format check, clippy, docs, Node setup for the interop tests, tests, conformance.
+//! - `cargo xtask ci`: format check, clippy, docs, Node setup for the interop tests, tests,
+//!   Schemathesis, conformance.
+//! - `cargo xtask schemathesis [ARGS]`: Schemathesis against the emulator's two OpenAPI documents
+//!   (the control API's and the emulated Scalekit surface's), each on an emulator of its own.
 //! - `cargo xtask bench [ARGS]`: release builds of the emulator and `testbed-bench`, then the
 //!   measurements (`docs/performance.md`); not part of `ci`.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: cargo xtask <conformance|up|ci|bench> [ARGS]
+const USAGE: &str = "usage: cargo xtask <conformance|up|ci|schemathesis|bench> [ARGS]
 
   conformance [ARGS]  run every scenario against the embedded stack; ARGS go to `testbed conformance`
                       (--filter ID, --list, --concurrency N, --report-dir DIR, --fixtures DIR)
   up [ARGS]           start the emulator, Your App and the MCP server on the fixtures' ports;
                       ARGS go to `testbed up` (--auto-login PERSONA, --consent auto|prompt)
   ci                  what CI runs: fmt --check, clippy -D warnings, doc -D warnings, npm ci, tests,
-                      conformance
+                      schemathesis, conformance
+  schemathesis [ARGS] build the emulator, start two on free loopback ports and run Schemathesis
+                      (target/ci-venv, pinned in xtask/requirements-ci.txt) with every check against
+                      the control API's and the Scalekit surface's OpenAPI documents; ARGS go to
+                      `schemathesis run` (--max-examples N, --seed N, --exclude-checks ...)
   bench [ARGS]        release-build the emulator and testbed-bench, then measure flows/s, the token
                       endpoint, cold start, RSS and the signing ceiling with the emulator on core 0
                       and the generator on core 1; ARGS go to `testbed-bench` (--update-baseline,
@@ -37,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         "conformance" => conformance(&root, &rest),
         "up" => testbed(&root, "up", &rest),
         "ci" => ci(&root),
+        "schemathesis" => schemathesis(&root, &rest),
         "bench" => bench(&root, &rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -116,12 +125,213 @@ fn ci(root: &Path) -> anyhow::Result<()> {
         }
     }
     step(root, "tests", cargo(), &["test", "--workspace"])?;
+    schemathesis(root, &[])?;
     conformance(root, &[])?;
     eprintln!(
         "xtask ci: everything passed in {:.0}s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Where `.ci/run` makes the virtual environment with the pinned Python tools.
+const CI_VENV: &str = "target/ci-venv";
+
+/// Test cases per API operation and phase: about a minute for both documents on a debug build
+/// and two shared cores (a run prints its own count and time).
+const SCHEMATHESIS_MAX_EXAMPLES: &str = "100";
+
+/// The two OpenAPI documents, each run against an emulator of its own: the control API's run
+/// resets, arms faults, rotates and retires keys and moves the clock, none of which must reach
+/// the surface's answers (a fault would answer with whatever status it was armed with).
+const SCHEMATHESIS_DOCUMENTS: [(&str, &str); 2] = [
+    ("control API", "/_emulator/openapi.json"),
+    ("Scalekit surface", "/_emulator/scalekit-openapi.json"),
+];
+
+/// Schemathesis (`--checks all`, settings in `xtask/schemathesis.toml`) against the control API's
+/// and the emulated Scalekit surface's OpenAPI documents, each on a fresh emulator built from
+/// this tree. Without the virtual environment `.ci/run` makes, the step is skipped with the
+/// reason, except under `CI=true`, where a suite that cannot run fails.
+fn schemathesis(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let program = root.join(CI_VENV).join("bin/schemathesis");
+    if !program.exists() {
+        let reason = format!(
+            "{} is missing (bash .ci/run makes it; or: python3 -m venv {CI_VENV} && \
+             {CI_VENV}/bin/pip install -r xtask/requirements-ci.txt)",
+            program.display()
+        );
+        if is_ci() {
+            bail!("schemathesis: {reason}");
+        }
+        eprintln!("==> schemathesis: SKIPPED: {reason}");
+        return Ok(());
+    }
+    step(
+        root,
+        "emulator build",
+        cargo(),
+        &[
+            "build",
+            "--package",
+            "scalekit-emulator",
+            "--bin",
+            "scalekit-emulator",
+        ],
+    )?;
+    let binary = root.join("target/debug/scalekit-emulator");
+    let report_root = root.join("target/schemathesis");
+    let mut generated = Vec::new();
+    let mut total = 0;
+    let mut failed = Vec::new();
+    for (name, document) in SCHEMATHESIS_DOCUMENTS {
+        let directory = report_root.join(name.replace(' ', "-").to_lowercase());
+        std::fs::create_dir_all(&directory)
+            .with_context(|| format!("creating {}", directory.display()))?;
+        let emulator = ChildEmulator::start(root, &binary, &directory.join("emulator.log"))?;
+        let url = format!("{}{document}", emulator.url);
+        let mut command = Command::new(&program);
+        command
+            .current_dir(&directory)
+            .arg("--config-file")
+            .arg(root.join("xtask/schemathesis.toml"))
+            .args(["run", &url, "--checks", "all", "--no-color"])
+            .args(["--max-examples", SCHEMATHESIS_MAX_EXAMPLES])
+            .args(["--report", "junit", "--report-dir"])
+            .arg(&directory)
+            .args(rest);
+        eprintln!(
+            "==> schemathesis ({name}): {} {}",
+            program.display(),
+            render_args(&command)
+        );
+        let (status, cases) = run_counting_cases(&mut command)?;
+        drop(emulator);
+        eprintln!("==> schemathesis ({name}): {cases} cases generated");
+        generated.push(format!("{name} {cases}"));
+        total += cases;
+        if !status.success() {
+            failed.push(format!(
+                "{name} ({status}; the emulator's log is {})",
+                directory.join("emulator.log").display()
+            ));
+        }
+    }
+    eprintln!(
+        "==> schemathesis: {total} generated cases ({}) in {:.0}s",
+        generated.join(", "),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        bail!("schemathesis failed: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+/// An emulator started from its binary on a free loopback port (`--listen 127.0.0.1:0`), in
+/// memory, with the control API on; killed on drop.
+struct ChildEmulator {
+    child: Child,
+    url: String,
+}
+
+impl ChildEmulator {
+    /// Starts the emulator with `fixtures/environment.toml`, its output in `log`, and waits for
+    /// the line that names the environment URL.
+    fn start(root: &Path, binary: &Path, log: &Path) -> anyhow::Result<ChildEmulator> {
+        let output =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(binary)
+            .current_dir(root)
+            .arg("--config")
+            .arg(root.join("fixtures/environment.toml"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut emulator = ChildEmulator {
+            child,
+            url: String::new(),
+        };
+        let begin = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(url) = text.lines().find_map(listening_url) {
+                emulator.url = url;
+                return Ok(emulator);
+            }
+            if let Some(status) = emulator.child.try_wait()? {
+                bail!("the emulator exited ({status}) before listening: {text}");
+            }
+            if begin.elapsed() > Duration::from_secs(60) {
+                bail!("the emulator did not listen within 60 s: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ChildEmulator {
+    fn drop(&mut self) {
+        // Only this child, by its own handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment URL of the emulator's "scalekit emulator listening" line
+/// (`… environment_url="http://127.0.0.1:40123"`).
+fn listening_url(line: &str) -> Option<String> {
+    if !line.contains("scalekit emulator listening") {
+        return None;
+    }
+    let after = &line[line.find("environment_url")?..];
+    let start = after.find("http://")?;
+    let url: String = after[start..]
+        .chars()
+        .take_while(|character| {
+            character.is_ascii_alphanumeric() || matches!(character, ':' | '/' | '.' | '[' | ']')
+        })
+        .collect();
+    Some(url.trim_end_matches('/').to_owned())
+}
+
+/// Runs Schemathesis, echoing its output, and returns its status and the number of test cases
+/// its summary says it generated (`  1329 generated, 1329 passed`).
+fn run_counting_cases(command: &mut Command) -> anyhow::Result<(std::process::ExitStatus, u64)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting schemathesis")?;
+    let stdout = child.stdout.take().context("schemathesis's output")?;
+    let mut cases = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((count, _)) = line.trim().split_once(" generated") {
+            cases = count.trim().parse().unwrap_or(cases);
+        }
+    }
+    Ok((child.wait()?, cases))
+}
+
+fn render_args(command: &Command) -> String {
+    command
+        .get_args()
+        .map(|argument| argument.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `CI=true`: a suite that cannot run fails instead of being skipped (as the interop and browser
+/// tests do).
+fn is_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
 }
 
 /// Builds the emulator and the generator in release mode (benchmarks of a debug build measure

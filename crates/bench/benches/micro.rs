@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use divan::Bencher;
 use scalekit_emulator::flow::{
     AuthorizationCodeRequest, AuthorizeRequest, CallbackOutcome, ClientRegistration, Flows,
-    IssuedGrant, LoginRedirect, RedirectOutcome,
+    IssuedGrant, LoginRedirect, PresentedBrowser, RedirectOutcome,
 };
 use scalekit_emulator::tokens::TokenMinter;
 use scalekit_emulator::types::{AuthorizationCode, ClientId, PkceVerifier, pkce_s256};
@@ -109,7 +109,14 @@ impl Fixture {
 
     fn callback(&self, flows: &mut Flows, login: &LoginRedirect) -> String {
         let outcome = flows
-            .partner_callback(self.connection(), login.state.as_str(), NOW, &RandomIds)
+            .partner_callback(
+                self.connection(),
+                login.state.as_str(),
+                // The sign-in's cookie, as the edge hashes it from the request.
+                &PresentedBrowser::of(login.browser_binding.as_ref()),
+                NOW,
+                &RandomIds,
+            )
             .expect("callback accepted");
         match outcome {
             CallbackOutcome::Redirect(redirect) => match redirect.outcome {

@@ -1,11 +1,12 @@
 //! A minimal HTTP/1.1 keep-alive client on hyper: one connection per worker, one request at a
-//! time, no redirects, no cookies, no pool. The load generator must cost far less than the server
-//! it measures, so it does only what the flow needs.
+//! time, no redirects, no pool, no cookie jar. The load generator must cost far less than the
+//! server it measures, so it does only what the flow needs: the one cookie a flow needs (the
+//! sign-in's, Decisions §9) is read from the answer that sets it and sent back by hand.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -21,6 +22,8 @@ pub struct Answer {
     pub status: StatusCode,
     /// The `Location` header, when present and ASCII.
     pub location: Option<String>,
+    /// The `name=value` of the first cookie the answer sets, when it sets one.
+    pub cookie: Option<String>,
     /// The body.
     pub body: Bytes,
 }
@@ -69,8 +72,25 @@ impl Connection {
 
     /// `GET path_and_query`.
     pub async fn get(&mut self, path_and_query: &str) -> Result<Answer, BenchError> {
-        self.send(Method::GET, path_and_query, None, None, Bytes::new())
-            .await
+        self.get_with_cookie(path_and_query, None).await
+    }
+
+    /// `GET path_and_query` with a `Cookie` header (`name=value`), as a browser sends it back.
+    pub async fn get_with_cookie(
+        &mut self,
+        path_and_query: &str,
+        cookie: Option<&str>,
+    ) -> Result<Answer, BenchError> {
+        self.send(
+            Method::GET,
+            path_and_query,
+            Headers {
+                cookie,
+                ..Headers::default()
+            },
+            Bytes::new(),
+        )
+        .await
     }
 
     /// `POST path` with a form body.
@@ -78,8 +98,10 @@ impl Connection {
         self.send(
             Method::POST,
             path,
-            Some("application/x-www-form-urlencoded"),
-            None,
+            Headers {
+                content_type: Some("application/x-www-form-urlencoded"),
+                ..Headers::default()
+            },
             Bytes::from(form),
         )
         .await
@@ -92,27 +114,38 @@ impl Connection {
         bearer: Option<&HeaderValue>,
         json: Bytes,
     ) -> Result<Answer, BenchError> {
-        self.send(Method::POST, path, Some("application/json"), bearer, json)
-            .await
+        self.send(
+            Method::POST,
+            path,
+            Headers {
+                content_type: Some("application/json"),
+                authorization: bearer,
+                cookie: None,
+            },
+            json,
+        )
+        .await
     }
 
     async fn send(
         &mut self,
         method: Method,
         path_and_query: &str,
-        content_type: Option<&'static str>,
-        authorization: Option<&HeaderValue>,
+        headers: Headers<'_>,
         body: Bytes,
     ) -> Result<Answer, BenchError> {
         let mut request = Request::builder()
             .method(method)
             .uri(path_and_query)
             .header(HOST, self.host.clone());
-        if let Some(content_type) = content_type {
+        if let Some(content_type) = headers.content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }
-        if let Some(authorization) = authorization {
+        if let Some(authorization) = headers.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        if let Some(cookie) = headers.cookie {
+            request = request.header(COOKIE, cookie);
         }
         let request = request.body(Full::new(body))?;
         self.sender.ready().await?;
@@ -123,11 +156,26 @@ impl Connection {
             .get(LOCATION)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let cookie = response
+            .headers()
+            .get(SET_COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .map(str::to_owned);
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer {
             status,
             location,
+            cookie,
             body,
         })
     }
+}
+
+/// The request headers `send` may add besides `Host`.
+#[derive(Debug, Default)]
+struct Headers<'a> {
+    content_type: Option<&'static str>,
+    authorization: Option<&'a HeaderValue>,
+    cookie: Option<&'a str>,
 }

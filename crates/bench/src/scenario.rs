@@ -177,6 +177,8 @@ pub async fn run_flow(
     let login = location_query(&answer.location, "authorize")?;
     let login_request_id = find(&login, "login_request_id", "authorize")?;
     let login_state = find(&login, "state", "authorize")?;
+    // The sign-in's cookie (Decisions §9), which the browser brings back on the callback.
+    let sign_in_cookie = answer.cookie;
 
     // 2. "Your App" signs the user in and posts the claims with its cached management token.
     let user = worker % USERS;
@@ -198,10 +200,13 @@ pub async fn run_flow(
     // 3. The browser comes back on partner:callback; consent is auto, so a code redirect follows.
     let state: String = byte_serialize(login_state.as_bytes()).collect();
     let answer = connection
-        .get(&format!(
-            "/sso/v1/connections/{}/partner:callback?state={state}",
-            target.connection_id
-        ))
+        .get_with_cookie(
+            &format!(
+                "/sso/v1/connections/{}/partner:callback?state={state}",
+                target.connection_id
+            ),
+            sign_in_cookie.as_deref(),
+        )
         .await?
         .expect("partner:callback", StatusCode::FOUND)?;
     let back = location_query(&answer.location, "partner:callback")?;

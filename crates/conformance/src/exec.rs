@@ -5,14 +5,13 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use base64::Engine as _;
-use mcp_driver::excerpt;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, LOCATION};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testbed_stack::Stack;
 use url::Url;
 
-use crate::steps::{Action, Param, RedirectTarget, Step, StepExpectation};
+use crate::steps::{Action, Browser, Param, RedirectTarget, Step, StepExpectation};
 
 /// The redirect URI step scenarios register and authorize with. Nothing listens there.
 pub const STEP_REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
@@ -47,9 +46,14 @@ impl Answer {
     }
 }
 
-/// The variables and HTTP client of one step scenario. It reaches the stack only over HTTP.
+/// The variables and HTTP clients of one step scenario. It reaches the stack only over HTTP.
 pub struct StepRunner {
+    /// The MCP client's and Your App's server-side calls, and the harness's: no cookies.
     http: reqwest::Client,
+    /// The browser of the sign-in: it keeps cookies, as every browser does (Decisions §9).
+    browser: reqwest::Client,
+    /// Another browser, with cookies of its own (`browser = "other"`).
+    other_browser: reqwest::Client,
     environment: String,
     persona_claims: Value,
     variables: BTreeMap<String, String>,
@@ -58,11 +62,17 @@ pub struct StepRunner {
 impl StepRunner {
     /// A runner against `stack`, posting `persona_claims` for `post-user` steps by default.
     pub fn new(stack: &Stack, persona_claims: Value) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|error| format!("building the HTTP client: {error}"))?;
+        let client = |cookies: bool| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .cookie_store(cookies)
+                .build()
+                .map_err(|error| format!("building the HTTP client: {error}"))
+        };
+        let http = client(false)?;
+        let browser = client(true)?;
+        let other_browser = client(true)?;
         let environment = stack
             .environment_url
             .as_str()
@@ -82,6 +92,10 @@ impl StepRunner {
             variables.insert(name.to_owned(), value.to_owned());
         };
         set("env", &environment);
+        set(
+            "env_origin",
+            &stack.environment_url.origin().ascii_serialization(),
+        );
         set(
             "issuer",
             &format!("{environment}/resources/{}", resource.id),
@@ -106,6 +120,8 @@ impl StepRunner {
         set("resource_metadata_url", metadata_url.as_str());
         Ok(Self {
             http,
+            browser,
+            other_browser,
             environment,
             persona_claims,
             variables,
@@ -145,7 +161,7 @@ impl StepRunner {
                     .ok_or_else(|| {
                         format!(
                             "capture {name}: no string at {pointer} in {}",
-                            excerpt(&answer.body)
+                            shown_body(&answer.body)
                         )
                     })?;
                 self.set(name, value.to_owned());
@@ -176,7 +192,7 @@ impl StepRunner {
             problems.push(format!(
                 "status {} (expected {status}); body: {}",
                 answer.status,
-                excerpt(&answer.body)
+                shown_body(&answer.body)
             ));
         }
         if let Some(target) = expectation.redirect {
@@ -187,7 +203,9 @@ impl StepRunner {
                     answer
                         .location
                         .as_ref()
-                        .map_or("nowhere".to_owned(), Url::to_string)
+                        .map_or("nowhere".to_owned(), |url| {
+                            scalekit_wire::redact::redact_url(url.as_str())
+                        })
                 ));
             }
         }
@@ -196,9 +214,10 @@ impl StepRunner {
             let expected = self.substitute(expected)?;
             match query.get(name) {
                 Some(actual) if *actual == expected => {}
-                Some(actual) => {
-                    problems.push(format!("query {name}={actual:?} (expected {expected:?})"))
-                }
+                Some(actual) => problems.push(format!(
+                    "query {name}={:?} (expected {expected:?})",
+                    shown_parameter(name, actual)
+                )),
                 None => problems.push(format!("query {name} missing (expected {expected:?})")),
             }
         }
@@ -207,13 +226,17 @@ impl StepRunner {
             match query.get(name) {
                 Some(actual) if actual.starts_with(&prefix) => {}
                 other => problems.push(format!(
-                    "query {name}={other:?} (expected to start with {prefix:?})"
+                    "query {name}={:?} (expected to start with {prefix:?})",
+                    other.map(|actual| shown_parameter(name, actual))
                 )),
             }
         }
         for name in &expectation.absent {
             if let Some(actual) = query.get(name) {
-                problems.push(format!("query {name}={actual:?} must be absent"));
+                problems.push(format!(
+                    "query {name}={:?} must be absent",
+                    shown_parameter(name, actual)
+                ));
             }
         }
         let body = answer.json();
@@ -289,7 +312,7 @@ impl StepRunner {
             if body.as_ref() != Some(&expected) {
                 problems.push(format!(
                     "body {} (expected {expected})",
-                    excerpt(&answer.body)
+                    shown_body(&answer.body)
                 ));
             }
         }
@@ -325,7 +348,7 @@ impl StepRunner {
             if !text.contains(&needle) {
                 problems.push(format!(
                     "body does not contain {needle:?}: {}",
-                    excerpt(text.as_bytes())
+                    shown_body(text.as_bytes())
                 ));
             }
         }
@@ -428,6 +451,37 @@ impl StepRunner {
             .collect()
     }
 
+    /// Whether `url` is the environment's control API (`{env}/_emulator/…`).
+    fn is_control(&self, url: &Url) -> bool {
+        url.as_str()
+            .strip_prefix(self.environment.as_str())
+            .is_some_and(|path| path.starts_with("/_emulator/"))
+    }
+
+    /// The user agent of `step`: its `browser`, else `default` (the browser of the sign-in for the
+    /// steps a browser makes, no cookies for the MCP client's and Your App's calls).
+    fn user_agent(&self, step: &Step, default: Browser) -> &reqwest::Client {
+        match step.browser.unwrap_or(default) {
+            Browser::Main => &self.browser,
+            Browser::Other => &self.other_browser,
+            Browser::Without => &self.http,
+        }
+    }
+
+    /// `request` with the step's `headers` added (values substituted).
+    fn with_headers(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        step: &Step,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        for (name, value) in &step.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|error| format!("header {name:?}: {error}"))?;
+            request = request.header(name, self.substitute(value)?);
+        }
+        Ok(request)
+    }
+
     /// `{env}` + `path`, or `path` itself when it is an absolute URL.
     fn url(&self, path: &str) -> Result<Url, String> {
         let path = self.substitute(path)?;
@@ -439,11 +493,12 @@ impl StepRunner {
         Url::parse(&url).map_err(|error| format!("{url}: {error}"))
     }
 
+    /// Sends `request` with the client that built it (its user agent's cookies included).
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, String> {
-        let request = request.build().map_err(|error| error.to_string())?;
+        let (client, request) = request.build_split();
+        let request = request.map_err(|error| error.to_string())?;
         let url = request.url().clone();
-        let response = self
-            .http
+        let response = client
             .execute(request)
             .await
             .map_err(|error| format!("{url}: {error}"))?;
@@ -500,7 +555,7 @@ impl StepRunner {
             return Err(format!(
                 "the emulator's control API did not move the clock: {} {}",
                 answer.status,
-                excerpt(&answer.body)
+                shown_body(&answer.body)
             ));
         }
         Ok(())
@@ -520,7 +575,13 @@ impl StepRunner {
                 "application_type": "native",
             }),
         )?;
-        let answer = self.send(self.http.post(url).json(&body)).await?;
+        let answer = self
+            .send(
+                self.user_agent(step, Browser::Without)
+                    .post(url)
+                    .json(&body),
+            )
+            .await?;
         if let Some(client_id) = answer
             .json()
             .and_then(|body| body.get("client_id").cloned())
@@ -553,7 +614,9 @@ impl StepRunner {
         )?;
         let mut url = self.url("/oauth/authorize")?;
         url.query_pairs_mut().extend_pairs(&params);
-        let answer = self.send(self.http.get(url)).await?;
+        let answer = self
+            .send(self.with_headers(self.user_agent(step, Browser::Main).get(url), step)?)
+            .await?;
         if self.redirect_target(&answer) == Some(RedirectTarget::LoginEndpoint) {
             let query = answer.query();
             for name in ["login_request_id", "state"] {
@@ -575,7 +638,11 @@ impl StepRunner {
             step,
         )?;
         let answer = self
-            .send(self.http.post(self.url("/oauth/token")?).form(&params))
+            .send(
+                self.user_agent(step, Browser::Without)
+                    .post(self.url("/oauth/token")?)
+                    .form(&params),
+            )
             .await?;
         if let Some(token) = answer
             .json()
@@ -611,8 +678,13 @@ impl StepRunner {
             "/api/v1/connections/{connection}/auth-requests/{login_request}/user"
         ))?;
         let body = self.json_body(step, self.persona_claims.clone())?;
-        let request =
-            self.with_bearer(self.http.post(url).json(&body), step, "{management_token}")?;
+        let request = self.with_bearer(
+            self.user_agent(step, Browser::Without)
+                .post(url)
+                .json(&body),
+            step,
+            "{management_token}",
+        )?;
         self.send(request).await
     }
 
@@ -623,7 +695,9 @@ impl StepRunner {
         ))?;
         let params = self.params(&[("state", "{state}")], step)?;
         url.query_pairs_mut().extend_pairs(&params);
-        let answer = self.send(self.http.get(url)).await?;
+        let answer = self
+            .send(self.with_headers(self.user_agent(step, Browser::Main).get(url), step)?)
+            .await?;
         self.learn_from_client_redirect(&answer);
         if let Some(consent_id) = hidden_input(&answer.text(), "consent_id") {
             self.set("consent_id", consent_id);
@@ -637,7 +711,14 @@ impl StepRunner {
             step,
         )?;
         let answer = self
-            .send(self.http.post(self.url("/oauth/consent")?).form(&params))
+            .send(
+                self.with_headers(
+                    self.user_agent(step, Browser::Main)
+                        .post(self.url("/oauth/consent")?)
+                        .form(&params),
+                    step,
+                )?,
+            )
             .await?;
         self.learn_from_client_redirect(&answer);
         Ok(answer)
@@ -671,7 +752,11 @@ impl StepRunner {
         };
         let params = self.params(defaults, step)?;
         let answer = self
-            .send(self.http.post(self.url("/oauth/token")?).form(&params))
+            .send(
+                self.user_agent(step, Browser::Without)
+                    .post(self.url("/oauth/token")?)
+                    .form(&params),
+            )
             .await?;
         if answer.status == 200
             && let Some(body) = answer.json()
@@ -699,15 +784,19 @@ impl StepRunner {
                 if !params.is_empty() {
                     url.query_pairs_mut().extend_pairs(&params);
                 }
-                self.http.get(url)
+                self.user_agent(step, Browser::Main).get(url)
             }
             "POST" | "PUT" | "PATCH" | "DELETE" => {
                 let method = reqwest::Method::from_bytes(method.as_bytes())
                     .map_err(|error| error.to_string())?;
-                let request = self.http.request(method, url);
+                let control = self.is_control(&url);
+                let request = self.user_agent(step, Browser::Main).request(method, url);
                 match &step.body {
                     Some(_) => request.json(&self.json_body(step, Value::Null)?),
                     None if !params.is_empty() => request.form(&params),
+                    // The control API takes state-changing calls only as JSON (a web page cannot
+                    // send that cross-site without a preflight): a call without a body says so.
+                    None if control => request.header(CONTENT_TYPE, "application/json"),
                     None => request.header(CONTENT_TYPE, "application/x-www-form-urlencoded"),
                 }
             }
@@ -716,11 +805,7 @@ impl StepRunner {
         if step.bearer.is_some() {
             request = self.with_bearer(request, step, "")?;
         }
-        for (name, value) in &step.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|error| format!("header {name:?}: {error}"))?;
-            request = request.header(name, self.substitute(value)?);
-        }
+        let request = self.with_headers(request, step)?;
         self.send(request).await
     }
 }
@@ -733,6 +818,7 @@ fn step_defaults() -> Step {
         body: None,
         bearer: None,
         headers: BTreeMap::new(),
+        browser: None,
         connection: None,
         login_request: None,
         resource: None,
@@ -774,9 +860,44 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(&bytes))
 }
 
+/// An answer's body as a failed step shows it: an excerpt, with the secrets of a JSON body (codes,
+/// tokens, client secrets) cut by the test bed's one redaction rule, since reports and CI logs
+/// keep it.
+fn shown_body(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut value) => {
+            scalekit_wire::redact::redact_json(&mut value);
+            mcp_driver::excerpt(value.to_string().as_bytes())
+        }
+        Err(_) => mcp_driver::excerpt(body),
+    }
+}
+
+/// A query parameter's value as a failed step shows it: cut when the parameter carries a secret
+/// (`code`, tokens).
+fn shown_parameter(name: &str, value: &str) -> String {
+    if scalekit_wire::redact::is_secret_name(name) {
+        scalekit_wire::redact::redact(value)
+    } else {
+        value.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_step_shows_no_secret_of_the_answer() {
+        let body =
+            br#"{"access_token":"eyJhbGciOiJSUzI1NiJ9.payload.signature","token_type":"Bearer"}"#;
+        let shown = shown_body(body);
+        assert!(!shown.contains("payload.signature"), "{shown}");
+        assert!(shown.contains(r#""token_type":"Bearer""#), "{shown}");
+        assert_eq!(shown_body(b"not json"), "not json");
+        assert_eq!(shown_parameter("error", "access_denied"), "access_denied");
+        assert!(!shown_parameter("code", "abcdefghijklmnop").contains("ghijklmnop"));
+    }
 
     #[test]
     fn hidden_inputs_are_read_from_pages() {

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
+// One escaping for the HTML report and JUnit XML: the five characters both escape, with
+// references XML knows too.
+use testbed_web::escape;
 
 use crate::baseline::Baseline;
 use crate::{Check, CheckStatus};
@@ -292,15 +295,15 @@ pub fn render_junit(report: &Report) -> String {
             let _ = write!(
                 out,
                 "    <testcase classname=\"{}\" name=\"{}\">",
-                xml_escape(&result.id),
-                xml_escape(&check.name)
+                escape(&result.id),
+                escape(&check.name)
             );
             match check.status {
                 CheckStatus::Failure if result.status == ScenarioStatus::ExpectedFailure => {
                     let _ = write!(
                         out,
                         "<skipped message=\"expected failure: {}\"/>",
-                        xml_escape(result.baseline_reason.as_deref().unwrap_or_default())
+                        escape(result.baseline_reason.as_deref().unwrap_or_default())
                     );
                 }
                 CheckStatus::Failure => {
@@ -308,13 +311,13 @@ pub fn render_junit(report: &Report) -> String {
                     let _ = write!(
                         out,
                         "<failure message=\"{}\">{}</failure>",
-                        xml_escape(message),
-                        xml_escape(&check.description)
+                        escape(message),
+                        escape(&check.description)
                     );
                 }
                 CheckStatus::Skipped => {
                     let message = check.error_message.as_deref().unwrap_or("skipped");
-                    let _ = write!(out, "<skipped message=\"{}\"/>", xml_escape(message));
+                    let _ = write!(out, "<skipped message=\"{}\"/>", escape(message));
                 }
                 CheckStatus::Success | CheckStatus::Warning | CheckStatus::Info => {}
             }
@@ -324,7 +327,7 @@ pub fn render_junit(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "    <testcase classname=\"{}\" name=\"baseline\"><failure message=\"stale baseline entry: the scenario passes now\"/></testcase>",
-                xml_escape(&result.id)
+                escape(&result.id)
             );
         }
     }
@@ -357,52 +360,34 @@ pub fn render_html(report: &Report) -> String {
         let _ = write!(
             out,
             "<tr><td class=\"{label}\">{label}</td><td><strong>{}</strong><br>{}<br><code>{}</code></td><td>",
-            html_escape(&result.id),
-            html_escape(&result.title),
-            html_escape(&result.path)
+            escape(&result.id),
+            escape(&result.title),
+            escape(&result.path)
         );
         for check in &result.checks {
             let status = format!("{:?}", check.status).to_uppercase();
             let _ = write!(
                 out,
                 "<details><summary>{} <code>{}</code>: {}</summary>",
-                html_escape(&status),
-                html_escape(&check.name),
-                html_escape(&check.description)
+                escape(&status),
+                escape(&check.name),
+                escape(&check.description)
             );
             if let Some(message) = &check.error_message {
-                let _ = write!(out, "<p>{}</p>", html_escape(message));
+                let _ = write!(out, "<p>{}</p>", escape(message));
             }
             if let Some(details) = &check.details {
-                let _ = write!(out, "<pre>{}</pre>", html_escape(&details.to_string()));
+                let _ = write!(out, "<pre>{}</pre>", escape(&details.to_string()));
             }
             let _ = write!(
                 out,
                 "<p>Spec: {}</p></details>",
-                html_escape(&check.spec_references.join(", "))
+                escape(&check.spec_references.join(", "))
             );
         }
         out.push_str("</td></tr>\n");
     }
     out.push_str("</tbody>\n</table>\n</body>\n</html>\n");
-    out
-}
-
-fn xml_escape(text: &str) -> String {
-    html_escape(text).replace('\'', "&apos;")
-}
-
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            other => out.push(other),
-        }
-    }
     out
 }
 

@@ -26,10 +26,12 @@ pub struct Step {
     pub body: Option<toml::Value>,
     /// The bearer token (`post-user`, `request`); `""` sends no `Authorization` header.
     pub bearer: Option<String>,
-    /// Request headers (`request`), e.g. `headers = { origin = "http://evil.example" }`; values
-    /// may use variables.
+    /// Request headers (`request`, `authorize`, `callback`, `consent`), e.g.
+    /// `headers = { origin = "http://evil.example" }`; values may use variables.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Which user agent sends the request (see [`Browser`]); each kind of step has its default.
+    pub browser: Option<Browser>,
     /// The connection id in the path (`post-user`, `callback`).
     pub connection: Option<String>,
     /// The login request id in the path (`post-user`).
@@ -51,6 +53,22 @@ pub struct Step {
     /// What must come back.
     #[serde(default)]
     pub expect: StepExpectation,
+}
+
+/// The user agent a step's request comes from. The step runner plays several parties: the
+/// browser of the sign-in, the MCP client and Your App's server, and another browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Browser {
+    /// The browser that starts the sign-in and keeps its cookies (Decisions §9): the default of
+    /// `authorize`, `callback`, `consent` and `request`.
+    Main,
+    /// A second browser with a cookie jar of its own: a sign-in finished in another browser.
+    Other,
+    /// No cookies at all: a server-side fetch, as the MCP client and Your App's server make
+    /// their calls (the default of every other step).
+    #[serde(rename = "none")]
+    Without,
 }
 
 /// A parameter override: a value, or `false` to leave the parameter out.
@@ -197,5 +215,20 @@ absent = ["code"]
         assert_eq!(step.params["resource"], Param::Omit(false));
         assert_eq!(step.expect.redirect, Some(RedirectTarget::Client));
         assert_eq!(step.expect.absent, ["code"]);
+        assert_eq!(step.browser, None);
+    }
+
+    #[test]
+    fn a_step_names_its_browser() {
+        for (name, browser) in [
+            ("main", Browser::Main),
+            ("other", Browser::Other),
+            ("none", Browser::Without),
+        ] {
+            let step: Step =
+                toml::from_str(&format!("do = \"callback\"\nbrowser = \"{name}\"\n")).unwrap();
+            assert_eq!(step.browser, Some(browser));
+        }
+        assert!(toml::from_str::<Step>("do = \"callback\"\nbrowser = \"chrome\"\n").is_err());
     }
 }

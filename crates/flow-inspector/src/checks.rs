@@ -93,8 +93,17 @@ pub fn passed_on_success(endpoint: Endpoint) -> &'static [Check] {
             Check::LoginRequestPending,
             Check::UserClaimsValid,
         ],
-        Endpoint::PartnerCallback => &[Check::StateMatches, Check::UserPostedBeforeCallback],
-        Endpoint::Consent => &[Check::ConsentRequestValid, Check::PersonAllowedAccess],
+        Endpoint::PartnerCallback => &[
+            Check::StateMatches,
+            Check::BrowserMatches,
+            Check::UserPostedBeforeCallback,
+        ],
+        Endpoint::Consent => &[
+            Check::OriginAllowed,
+            Check::ConsentRequestValid,
+            Check::BrowserMatches,
+            Check::PersonAllowedAccess,
+        ],
         Endpoint::Register => &[Check::ClientMetadataValid],
         Endpoint::Revoke => &[Check::ClientAuthenticated],
         Endpoint::Mcp => &[
@@ -166,11 +175,20 @@ pub fn infer_failed_check(
         Endpoint::SubmitUser if status == 409 => Check::OneUserPerLoginRequest,
         Endpoint::SubmitUser => Check::UserClaimsValid,
 
+        Endpoint::PartnerCallback | Endpoint::Consent
+            if matches!(
+                code,
+                Some(Code::BrowserSessionMissing | Code::BrowserSessionMismatch)
+            ) =>
+        {
+            Check::BrowserMatches
+        }
         Endpoint::PartnerCallback if described("no user was submitted") => {
             Check::UserPostedBeforeCallback
         }
         Endpoint::PartnerCallback => Check::StateMatches,
 
+        Endpoint::Consent if code == Some(Code::ForeignOrigin) => Check::OriginAllowed,
         Endpoint::Consent if code == Some(Code::AccessDenied) => Check::PersonAllowedAccess,
         Endpoint::Consent => Check::ConsentRequestValid,
         Endpoint::Register => Check::ClientMetadataValid,
@@ -580,8 +598,53 @@ mod tests {
             )),
             [
                 ("state matches a sign-in in progress", true),
+                ("browser that started the sign-in", true),
                 ("user posted before the callback", false),
             ]
+        );
+    }
+
+    #[test]
+    fn a_sign_in_finished_outside_its_browser_names_the_browser_check() {
+        let missing = Some((
+            "browser_session_missing",
+            "the request carries no sign-in cookie",
+        ));
+        let expected = [
+            ("state matches a sign-in in progress", true),
+            ("browser that started the sign-in", false),
+        ];
+        assert_eq!(
+            names(&inferred(Endpoint::PartnerCallback, 400, missing)),
+            expected
+        );
+        assert_eq!(
+            names(&with_facts(
+                Endpoint::PartnerCallback,
+                Some(Check::BrowserMatches),
+                400,
+                missing
+            )),
+            expected
+        );
+        assert_eq!(
+            names(&inferred(Endpoint::Consent, 400, missing)),
+            [
+                ("posted from the environment's own origin", true),
+                ("consent request valid", true),
+                ("browser that started the sign-in", false),
+            ]
+        );
+        assert_eq!(
+            names(&inferred(
+                Endpoint::Consent,
+                403,
+                Some((
+                    "foreign_origin",
+                    "the consent form was posted from http://evil.example"
+                ))
+            )),
+            [("posted from the environment's own origin", false)]
         );
     }
 

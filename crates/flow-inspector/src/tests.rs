@@ -574,7 +574,17 @@ fn the_consent_pages_id_ties_the_decision_to_the_flow() {
         decision.checks,
         [
             CheckOutcome {
+                check: Check::OriginAllowed,
+                passed: true,
+                detail: None,
+            },
+            CheckOutcome {
                 check: Check::ConsentRequestValid,
+                passed: true,
+                detail: None,
+            },
+            CheckOutcome {
+                check: Check::BrowserMatches,
                 passed: true,
                 detail: None,
             },
@@ -958,6 +968,7 @@ fn an_error_summary_gives_the_hosted_error_pages_error_whatever_its_title() {
             .collect::<Vec<_>>(),
         [
             (Check::StateMatches, true),
+            (Check::BrowserMatches, true),
             (Check::UserPostedBeforeCallback, false)
         ]
     );

@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::Ipv6Addr;
 use std::sync::Mutex;
 
 use axum::Json;
@@ -20,7 +19,6 @@ use http::header::{AUTHORIZATION, CACHE_CONTROL, ORIGIN, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use scalekit_wire::{Check, Endpoint, ErrorSummary, HopFacts, OAuthErrorBody, OAuthErrorCode};
 use serde::{Deserialize, Serialize};
-use url::Url;
 
 use crate::auth::AuthError;
 use crate::{AppState, Mistake};
@@ -78,97 +76,9 @@ fn with_error(mut response: Response, code: OAuthErrorCode, message: &str) -> Re
     response
 }
 
-/// The origin of a web page (RFC 6454 §7) as browsers send it in `Origin`: `scheme://host[:port]`,
-/// nothing more. Compared by scheme, host (case-insensitively) and port, the default port of
-/// `http` and `https` filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-}
-
-impl Origin {
-    /// Parses `scheme://host[:port]` strictly: no path (not even `/`), query, fragment or user
-    /// info; the host a DNS name, an IPv4 address or a bracketed IPv6 address; `null` (the
-    /// opaque origin) is not an origin.
-    pub fn parse(text: &str) -> Option<Origin> {
-        let (scheme, authority) = text.split_once("://")?;
-        let mut scheme_characters = scheme.chars();
-        if !scheme_characters.next()?.is_ascii_alphabetic()
-            || !scheme_characters
-                .all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character))
-        {
-            return None;
-        }
-        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-            let (address, rest) = bracketed.split_once(']')?;
-            // In its canonical form, so that `[::0001]` is `[::1]`.
-            let address = address.parse::<Ipv6Addr>().ok()?;
-            let port = match rest {
-                "" => None,
-                rest => Some(rest.strip_prefix(':')?),
-            };
-            (Cow::Owned(format!("[{address}]")), port)
-        } else {
-            let (host, port) = match authority.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            };
-            let host_ok = !host.is_empty()
-                && host
-                    .chars()
-                    .all(|character| character.is_ascii_alphanumeric() || "-.".contains(character));
-            if !host_ok {
-                return None;
-            }
-            (Cow::Borrowed(host), port)
-        };
-        let port = match port {
-            None => None,
-            Some(digits) => {
-                if digits.is_empty()
-                    || digits.len() > 5
-                    || !digits.bytes().all(|byte| byte.is_ascii_digit())
-                {
-                    return None;
-                }
-                Some(digits.parse::<u16>().ok()?)
-            }
-        };
-        let scheme = scheme.to_ascii_lowercase();
-        let port = port.or_else(|| default_port(&scheme));
-        Some(Origin {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
-
-    /// The origin of a URL (`None` for a URL without a host).
-    pub fn of_url(url: &Url) -> Option<Origin> {
-        let host = url.host_str()?;
-        let serialized = match url.port() {
-            Some(port) => format!("{}://{host}:{port}", url.scheme()),
-            None => format!("{}://{host}", url.scheme()),
-        };
-        Origin::parse(&serialized)
-    }
-
-    /// An `http` or `https` origin on `localhost`, `127.0.0.1` or `[::1]`, any port.
-    pub fn is_loopback(&self) -> bool {
-        matches!(self.scheme.as_str(), "http" | "https")
-            && matches!(self.host.as_str(), "localhost" | "127.0.0.1" | "[::1]")
-    }
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
-    }
-}
+/// The origin of a web page as browsers send it in `Origin` (shared with the emulator's control
+/// API: `testbed_web::origin`).
+pub use testbed_web::Origin;
 
 /// Refuses a request to `/mcp` from a browser page of a foreign origin with 403, before its token
 /// is looked at (DNS rebinding protection; MCP Streamable HTTP 2025-11-25, "Security Warning").
@@ -525,91 +435,6 @@ mod tests {
         assert_eq!(bearer_token(&headers("Bearer ")), None);
         assert_eq!(bearer_token(&headers("Bearer")), None);
         assert_eq!(bearer_token(&headers("Bearer a b")), None);
-    }
-
-    #[test]
-    fn origins_parse_strictly() {
-        let parsed = Origin::parse("HTTPS://App.Example.com").expect("an origin");
-        assert_eq!(
-            parsed,
-            Origin::parse("https://app.example.com:443").expect("an origin")
-        );
-        assert_ne!(
-            parsed,
-            Origin::parse("https://app.example.com:8443").expect("an origin")
-        );
-        assert_ne!(
-            parsed,
-            Origin::parse("http://app.example.com").expect("an origin")
-        );
-        assert!(
-            Origin::parse("http://[::1]:6274")
-                .expect("an origin")
-                .is_loopback()
-        );
-        assert!(
-            Origin::parse("http://[0::0001]")
-                .expect("an origin")
-                .is_loopback()
-        );
-        assert!(Origin::parse("chrome-extension://abcdef").is_some());
-        for malformed in [
-            "null",
-            "",
-            "http://",
-            "http://host/",
-            "http://host?x",
-            "http://host#x",
-            "http://user@host",
-            "http://host:",
-            "http://host:65536",
-            "http://host:+80",
-            "http://ho st",
-            "http://[::1",
-            "http://[not-v6]",
-            "http://[::1]6274",
-            "1http://host",
-            "//host",
-        ] {
-            assert_eq!(Origin::parse(malformed), None, "{malformed:?}");
-        }
-    }
-
-    #[test]
-    fn loopback_origins_are_http_or_https_on_localhost_127_0_0_1_or_v6_loopback() {
-        for loopback in [
-            "http://localhost:6274",
-            "https://LOCALHOST",
-            "http://127.0.0.1:1",
-            "https://[::1]",
-        ] {
-            assert!(
-                Origin::parse(loopback).expect("an origin").is_loopback(),
-                "{loopback}"
-            );
-        }
-        for foreign in [
-            "http://127.0.0.2",
-            "http://localhost.example",
-            "ws://localhost",
-            "http://0.0.0.0",
-        ] {
-            assert!(
-                !Origin::parse(foreign).expect("an origin").is_loopback(),
-                "{foreign}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_origin_of_a_url_drops_the_path_and_the_default_port() {
-        let url = Url::parse("https://mcp.example.com:443/tenant/mcp").expect("a URL");
-        assert_eq!(
-            Origin::of_url(&url),
-            Origin::parse("https://mcp.example.com")
-        );
-        let url = Url::parse("http://[::1]:8402/mcp").expect("a URL");
-        assert_eq!(Origin::of_url(&url), Origin::parse("http://[::1]:8402"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use scalekit_wire::prefix;
+use testbed_web::{AllowedHost, AllowedHosts, Bound};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -43,6 +44,9 @@ pub struct Config {
     /// The base URL clients use, when it is not `http://{local_addr}` (e.g. behind a proxy). The
     /// MCP endpoint, and the Server URL registered with Scalekit, is `{base}/mcp`.
     pub public_url: Option<Url>,
+    /// Host names the server answers for besides loopback and its base URL's host (a container
+    /// or proxy name); a request for any other host is refused before routing (DNS rebinding).
+    pub allowed_hosts: Vec<AllowedHost>,
     /// The Scalekit environment URL, e.g. `https://acme.scalekit.dev`.
     pub environment_url: Url,
     /// The MCP server resource id, `res_…`.
@@ -69,12 +73,8 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The listener could not be bound or inspected.
-    #[error("cannot listen on {address}")]
-    Listen {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] testbed_web::BindError),
     /// The resource id does not look like a Scalekit resource id.
     #[error("the resource id {0:?} does not start with {prefix}", prefix = prefix::RESOURCE)]
     ResourceId(String),
@@ -102,6 +102,9 @@ struct Inner {
     required_scopes: Vec<String>,
     /// The server's own origin and the configured ones (loopback origins are always allowed).
     allowed_origins: Vec<Origin>,
+    /// Loopback, the base URL's host and the configured ones: the listener guard's list, and
+    /// rmcp's own Host check on `/mcp`.
+    allowed_hosts: AllowedHosts,
     mistake: Mistake,
     authenticator: Authenticator,
     clock: Clock,
@@ -187,6 +190,7 @@ impl AppState {
                 metadata,
                 required_scopes: without_offline_access(&config.required_scopes),
                 allowed_origins,
+                allowed_hosts: AllowedHosts::new(base_url, &config.allowed_hosts),
                 mistake: config.mistake,
                 authenticator: Authenticator::new(policy, jwks_policy, jwks_url, http),
                 clock,
@@ -219,6 +223,12 @@ impl AppState {
     /// origin (any port; MCP Inspector runs on `http://localhost:6274`) or a configured one.
     pub fn origin_allowed(&self, origin: &Origin) -> bool {
         origin.is_loopback() || self.inner.allowed_origins.contains(origin)
+    }
+
+    /// The hosts the server answers for: loopback names, its base URL's host and the configured
+    /// ones.
+    pub fn allowed_hosts(&self) -> &AllowedHosts {
+        &self.inner.allowed_hosts
     }
 
     /// The mistake this server makes on purpose, if any.
@@ -283,14 +293,15 @@ fn without_offline_access(scopes: &[String]) -> Vec<String> {
 /// endpoint behind the `Origin` check and then the token check.
 pub fn router(state: AppState) -> Router {
     let mut mcp_config = StreamableHttpServerConfig::default();
-    // rmcp refuses Host headers other than loopback by default (DNS rebinding); a server behind a
-    // public URL must also accept that URL's host.
-    if let Some(host) = state.mcp_url().host_str() {
-        let host = host.to_owned();
-        if !mcp_config.allowed_hosts.contains(&host) {
-            mcp_config.allowed_hosts.push(host);
-        }
-    }
+    // rmcp refuses Host headers other than loopback by default (DNS rebinding); the listener
+    // guard in front of the whole server (`App::serve`) makes the same check on every path, and
+    // rmcp's list is kept the same so that neither refuses what the other admits.
+    mcp_config.allowed_hosts = state
+        .allowed_hosts()
+        .as_slice()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mcp_service: StreamableHttpService<TestbedServer, LocalSessionManager> =
         StreamableHttpService::new(
             || Ok(TestbedServer::default()),
@@ -333,32 +344,19 @@ pub struct App {
 impl App {
     /// Binds `config.listen` and builds the server.
     pub async fn bind(config: Config) -> Result<App, StartError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    address: config.listen.to_string(),
-                    source,
-                })?;
-        App::from_listener(listener, config)
+        let bound = Bound::bind(config.listen, config.public_url.as_ref()).await?;
+        App::from_bound(bound, &config)
     }
 
     /// Builds the server on a listener bound by the caller (`config.listen` is then ignored).
     pub fn from_listener(listener: TcpListener, config: Config) -> Result<App, StartError> {
-        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            address: config.listen.to_string(),
-            source,
-        })?;
-        let base_url = match &config.public_url {
-            Some(public_url) => public_url.clone(),
-            None => {
-                Url::parse(&format!("http://{local_addr}")).map_err(|_| StartError::BaseUrl {
-                    which: "the listen address",
-                    url: local_addr.to_string(),
-                })?
-            }
-        };
-        let state = AppState::new(&config, &base_url)?;
+        let bound = Bound::from_listener(listener, config.public_url.as_ref())?;
+        App::from_bound(bound, &config)
+    }
+
+    fn from_bound(bound: Bound, config: &Config) -> Result<App, StartError> {
+        let (listener, local_addr, base_url) = bound.into_parts();
+        let state = AppState::new(config, &base_url)?;
         Ok(App {
             listener,
             local_addr,
@@ -382,20 +380,22 @@ impl App {
         self.state.mcp_url().clone()
     }
 
-    /// Serves until the listener fails.
+    /// Serves until the listener fails, refusing requests for a host the server does not answer
+    /// for (421) before routing, the metadata included.
     pub fn serve(self) -> impl Future<Output = std::io::Result<()>> {
         self.serve_with(std::convert::identity)
     }
 
     /// The same, with the router passed through `wrap` first (testbed-stack adds the emulator's
-    /// flow-inspector recording layer this way).
+    /// flow-inspector recording layer this way); the listener guard stays outermost.
     pub fn serve_with(
         self,
         wrap: impl FnOnce(Router) -> Router,
     ) -> impl Future<Output = std::io::Result<()>> {
         tracing::info!(mcp_url = %self.state.mcp_url(), "MCP server listening");
+        let allowed_hosts = self.state.allowed_hosts().clone();
         let router = wrap(router(self.state));
-        async move { axum::serve(self.listener, router).await }
+        testbed_web::serve(self.listener, router, allowed_hosts)
     }
 }
 
@@ -407,6 +407,7 @@ mod tests {
         Config {
             listen: "127.0.0.1:0".parse().expect("an address"),
             public_url: None,
+            allowed_hosts: Vec::new(),
             environment_url: Url::parse("http://127.0.0.1:9000/").expect("a URL"),
             resource_id: "res_1".to_owned(),
             scopes_supported: vec![

@@ -22,6 +22,11 @@ struct Args {
     /// The base URL clients use, when it is not `http://{listen}`; the MCP endpoint is `{base}/mcp`.
     #[arg(long)]
     public_url: Option<Url>,
+    /// A host name (or `host:port`) to answer for besides `localhost`, `127.0.0.1`, `[::1]` and
+    /// the base URL's host, e.g. a container or proxy name (repeatable). Requests for any other
+    /// host get 421 before routing (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<testbed_web::AllowedHost>,
     /// A scope a token needs to call tools (repeatable).
     #[arg(long = "required-scope", default_values = ["mcp:read"])]
     required_scopes: Vec<String>,
@@ -66,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let config = mcp_server::Config {
         listen: args.listen,
         public_url: args.public_url,
+        allowed_hosts: args.allowed_hosts,
         environment_url: args.environment_url,
         resource_id: args.resource_id,
         scopes_supported,

@@ -47,6 +47,15 @@ pub struct Config {
     /// locally. Off, a document URL must be `https` and resolve to a public address.
     #[serde(default)]
     pub cimd_allow_insecure_loopback: bool,
+    /// Host names the emulator answers for besides `localhost`, `127.0.0.1`, `[::1]` and the
+    /// environment URL's host (`host` or `host:port`: a container or proxy name); a request for
+    /// any other host gets 421 before routing, gRPC included (DNS rebinding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<testbed_web::AllowedHost>,
+    /// When set, every control API and inspector request needs `Authorization: Bearer <token>`
+    /// (the inspector page in a browser: open `/_emulator/ui?token=<token>` once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_token: Option<Secret>,
 }
 
 fn default_control() -> bool {
@@ -54,6 +63,10 @@ fn default_control() -> bool {
 }
 
 fn default_client_id_metadata_documents() -> bool {
+    true
+}
+
+fn default_browser_binding() -> bool {
     true
 }
 
@@ -128,6 +141,11 @@ pub struct ResourceConfig {
     pub authorization_code_lifetime_secs: u64,
     /// Lifetime of a login request (and its `state`).
     pub login_request_lifetime_secs: u64,
+    /// Binds each sign-in to the browser that started it (Decisions §9): `/oauth/authorize` sets
+    /// a cookie, and `partner:callback` and the consent form require it. Off, a sign-in can be
+    /// finished from anywhere its `state` (or consent id) is known.
+    #[serde(default = "default_browser_binding")]
+    pub browser_binding: bool,
 }
 
 /// A client registered ahead of time.
@@ -201,6 +219,16 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_pending_login_requests == 0 {
             return Err("max_pending_login_requests must be at least 1".to_owned());
+        }
+        // A header value and a cookie value (RFC 6265 §4.1.1 cookie-octets), so that the
+        // inspector page can carry it in its cookie.
+        if self.control_token.as_ref().is_some_and(|token| {
+            token.expose().is_empty()
+                || !token.expose().bytes().all(|byte| {
+                    byte.is_ascii_graphic() && !matches!(byte, b'"' | b',' | b';' | b'\\')
+                })
+        }) {
+            return Err("control_token must be printable ASCII without spaces, quotes, commas, semicolons or backslashes".to_owned());
         }
         check_prefix(
             "api_client.client_id",
@@ -338,6 +366,51 @@ mod tests {
     }
 
     #[test]
+    fn allowed_hosts_and_the_control_token_are_top_level_keys() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        assert!(config.allowed_hosts.is_empty());
+        assert!(config.control_token.is_none());
+        let text = FIXTURE.replace(
+            "listen =",
+            "allowed_hosts = [\"emulator\", \"proxy.internal:443\"]\ncontrol_token = \"ctl-1\"\nlisten =",
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        let hosts: Vec<String> = config
+            .allowed_hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(hosts, ["emulator", "proxy.internal:443"]);
+        assert!(
+            config
+                .control_token
+                .as_ref()
+                .is_some_and(|token| token.matches("ctl-1"))
+        );
+        assert!(!format!("{config:?}").contains("ctl-1"));
+        let text = FIXTURE.replace(
+            "listen =",
+            "allowed_hosts = [\"http://emulator\"]\nlisten =",
+        );
+        assert!(Config::from_toml_str(&text).is_err());
+    }
+
+    #[test]
+    fn a_control_token_that_cannot_be_a_cookie_value_is_refused() {
+        for token in ["", "two words", "semi;colon", "quo\"te"] {
+            let text = FIXTURE.replace(
+                "listen =",
+                &format!("control_token = {:?}\nlisten =", token),
+            );
+            assert_eq!(
+                Config::from_toml_str(&text).unwrap_err().to_string(),
+                "configuration: control_token must be printable ASCII without spaces, quotes, commas, semicolons or backslashes",
+                "{token:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_resource_naming_an_unknown_connection_is_refused() {
         let text = FIXTURE.replace(
             "connection = \"conn_81920374650192838\"",
@@ -380,6 +453,16 @@ mod tests {
             "dynamic_client_registration = true\nclient_id_metadata_documents = false",
         );
         assert!(!Config::from_toml_str(&text).unwrap().resources[0].client_id_metadata_documents);
+    }
+
+    #[test]
+    fn browser_binding_defaults_to_on_and_can_be_turned_off_per_resource() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        assert!(config.resources[0].browser_binding);
+        let text = FIXTURE.replace("browser_binding = true", "browser_binding = false");
+        assert!(!Config::from_toml_str(&text).unwrap().resources[0].browser_binding);
+        let text = FIXTURE.replace("browser_binding = true", "");
+        assert!(Config::from_toml_str(&text).unwrap().resources[0].browser_binding);
     }
 
     #[test]

@@ -11,6 +11,12 @@ pub trait IdGenerator: Send + Sync + 'static {
     fn id(&self, prefix: &str) -> String;
     /// A new unguessable secret, base64url without padding.
     fn secret(&self) -> String;
+    /// A new browser-binding id: the value of a sign-in's cookie (Decisions §9), a secret like
+    /// [`IdGenerator::secret`]. Its own method so that [`SequentialIds`] can count these apart:
+    /// every other id and secret keeps the number it had before sign-ins were bound to a browser.
+    fn browser_binding(&self) -> String {
+        self.secret()
+    }
 }
 
 /// Random ids: prefix + 18 decimal digits, the first non-zero (snowflake-like, as Scalekit's
@@ -42,10 +48,12 @@ fn fill_random(bytes: &mut [u8]) {
     aws_lc_rs::rand::fill(bytes).expect("the system random number generator failed");
 }
 
-/// Deterministic ids for tests: a shared counter, still prefixed.
+/// Deterministic ids for tests: a shared counter, still prefixed; browser-binding ids have a
+/// counter of their own.
 #[derive(Debug, Default)]
 pub struct SequentialIds {
     counter: AtomicU64,
+    browser_bindings: AtomicU64,
 }
 
 impl SequentialIds {
@@ -66,6 +74,11 @@ impl IdGenerator for SequentialIds {
 
     fn secret(&self) -> String {
         format!("secret{:037}", self.next())
+    }
+
+    fn browser_binding(&self) -> String {
+        let number = self.browser_bindings.fetch_add(1, Ordering::SeqCst) + 1;
+        format!("browser{number:036}")
     }
 }
 
@@ -95,5 +108,15 @@ mod tests {
         assert_eq!(ids.id("usr_"), "usr_100000000000000001");
         assert_eq!(ids.id("usr_"), "usr_100000000000000002");
         assert_eq!(ids.secret().len(), 43);
+    }
+
+    #[test]
+    fn sequential_browser_bindings_count_apart_from_the_other_ids() {
+        let ids = SequentialIds::new();
+        assert_eq!(ids.id("lri_"), "lri_100000000000000001");
+        assert_eq!(ids.browser_binding().len(), 43);
+        assert_eq!(ids.secret(), format!("secret{:037}", 2));
+        assert_ne!(ids.browser_binding(), ids.browser_binding());
+        assert_ne!(RandomIds.browser_binding(), RandomIds.browser_binding());
     }
 }

@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 
 use scalekit_wire::Secret;
+use testbed_web::{AllowedHosts, BindError, Bound};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -96,18 +97,11 @@ impl std::fmt::Debug for Deps {
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The listen address could not be bound or read.
-    #[error("cannot listen on {address}")]
-    Listen {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] BindError),
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The bound address does not make a URL (cannot happen for IP addresses).
-    #[error("{0} does not make an environment URL")]
-    BaseUrl(String),
     /// The signing key could not be made.
     #[error("signing key")]
     Key(#[from] keys::KeyError),
@@ -122,16 +116,16 @@ pub struct App {
     listener: TcpListener,
     local_addr: SocketAddr,
     base_url: Url,
+    /// Loopback, the environment URL's host and `config.allowed_hosts`: the listener guard's list.
+    allowed_hosts: AllowedHosts,
     state: AppState,
 }
 
 impl App {
     /// Binds `config.listen`.
     pub async fn bind(config: Config) -> Result<App, AppError> {
-        let address = config.listen;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| AppError::Listen { address, source })?;
+        let bound = Bound::bind(config.listen, None).await?;
+        let (listener, _, _) = bound.into_parts();
         Self::from_listener(listener, config)
     }
 
@@ -149,15 +143,12 @@ impl App {
         deps: Deps,
     ) -> Result<App, AppError> {
         config.validate().map_err(AppError::Config)?;
-        let local_addr = listener.local_addr().map_err(|source| AppError::Listen {
-            address: config.listen,
-            source,
-        })?;
-        let base_url = match &config.public_url {
-            Some(public_url) => public_url.clone(),
-            None => Url::parse(&format!("http://{local_addr}"))
-                .map_err(|_| AppError::BaseUrl(local_addr.to_string()))?,
-        };
+        let (listener, local_addr, base_url) =
+            Bound::from_listener(listener, config.public_url.as_ref())?.into_parts();
+        let allowed_hosts = AllowedHosts::new(&base_url, &config.allowed_hosts);
+        if let Some(warning) = exposed_control_warning(local_addr, &config) {
+            tracing::warn!("{warning}");
+        }
         let store = deps
             .state_dir
             .as_deref()
@@ -190,6 +181,7 @@ impl App {
             listener,
             local_addr,
             base_url,
+            allowed_hosts,
             state,
         })
     }
@@ -211,16 +203,42 @@ impl App {
     }
 
     /// Serves HTTP/1.1, h2c and gRPC on the listener until the future is dropped, sweeping
-    /// expired entries every 30 seconds (see [`serve`]).
+    /// expired entries every 30 seconds (see [`serve`]). A request for a host the emulator does
+    /// not answer for is refused first (421), gRPC included.
     pub fn serve(self) -> impl Future<Output = std::io::Result<()>> {
-        serve::serve(self.listener, self.state, None)
+        serve::serve(self.listener, self.state, self.allowed_hosts, None)
     }
 
     /// The same over TLS (ALPN `h2` and `http/1.1`) with the certificate of `tls`. The
     /// environment URL should then be `https://…`: set `public_url` before binding.
     pub fn serve_tls(self, tls: TlsSetup) -> impl Future<Output = std::io::Result<()>> {
-        serve::serve(self.listener, self.state, Some(serve::acceptor(&tls)))
+        let acceptor = serve::acceptor(&tls);
+        serve::serve(
+            self.listener,
+            self.state,
+            self.allowed_hosts,
+            Some(acceptor),
+        )
     }
+}
+
+/// The warning to print at start when the control API answers beyond this machine without a
+/// control token: anyone who reaches the address can then reset the emulator, move its clock,
+/// arm faults, read the request log and mint tokens its keys sign. `None` when the control API
+/// is off, has a token, or `local_addr` is a loopback address.
+pub fn exposed_control_warning(local_addr: SocketAddr, config: &Config) -> Option<String> {
+    if !config.control
+        || config.control_token.is_some()
+        || local_addr.ip().to_canonical().is_loopback()
+    {
+        return None;
+    }
+    Some(format!(
+        "the control API (/_emulator/: reset, clock, faults, the request log, minting tokens the \
+         environment's keys sign) listens on {local_addr}, beyond this machine, without a control \
+         token: anyone who reaches this address can use it. Set --control-token (or control_token \
+         in environment.toml), listen on 127.0.0.1, or turn the control API off (--no-control)"
+    ))
 }
 
 /// The state directory's key ring, in its order; a fresh key (saved) when it holds none. The
@@ -244,4 +262,39 @@ fn stored_key_ring(store: &Store) -> Result<KeyRing, AppError> {
         store.save_key_ring(&ring.keys())?;
     }
     Ok(ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../../fixtures/environment.toml");
+
+    fn warning(listen: &str, edit: impl FnOnce(&mut Config)) -> Option<String> {
+        let mut config = Config::from_toml_str(FIXTURE).expect("the fixture");
+        edit(&mut config);
+        exposed_control_warning(listen.parse().expect("an address"), &config)
+    }
+
+    #[test]
+    fn a_control_api_beyond_loopback_without_a_token_is_warned_about() {
+        for exposed in ["0.0.0.0:8400", "[::]:8400", "192.168.1.20:8400"] {
+            let warning = warning(exposed, |_| {}).expect("a warning");
+            assert!(warning.contains(exposed), "{warning}");
+            assert!(warning.contains("--control-token"), "{warning}");
+        }
+    }
+
+    #[test]
+    fn loopback_a_token_or_no_control_api_is_not_warned_about() {
+        for loopback in ["127.0.0.1:8400", "[::1]:8400", "[::ffff:127.0.0.1]:8400"] {
+            assert_eq!(warning(loopback, |_| {}), None, "{loopback}");
+        }
+        let with_token = warning("0.0.0.0:8400", |config| {
+            config.control_token = Some(Secret::new("s3cret-token"));
+        });
+        assert_eq!(with_token, None);
+        let without_control = warning("0.0.0.0:8400", |config| config.control = false);
+        assert_eq!(without_control, None);
+    }
 }

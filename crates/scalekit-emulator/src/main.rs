@@ -1,5 +1,6 @@
 //! `scalekit-emulator --config fixtures/environment.toml [--listen ADDR] [--public-url URL]
-//! [--tls [--tls-dir DIR]] [--state-dir DIR] [--no-control]`.
+//! [--tls [--tls-dir DIR]] [--state-dir DIR] [--no-control] [--allowed-host HOST]…
+//! [--control-token TOKEN]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use scalekit_emulator::{App, Config, Deps, TlsOptions, TlsSetup};
+use scalekit_wire::Secret;
+use testbed_web::AllowedHost;
 use url::Url;
 
 /// An emulator of Scalekit's MCP authorization server with BYOA connections.
@@ -38,6 +41,26 @@ struct Arguments {
     /// inspector); its paths then answer 404.
     #[arg(long)]
     no_control: bool,
+    /// A host name (or `host:port`) to answer for besides `localhost`, `127.0.0.1`, `[::1]` and
+    /// the environment URL's host, e.g. a container or proxy name (repeatable; added to
+    /// `allowed_hosts`). Requests for any other host get 421 before routing (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<AllowedHost>,
+    /// Requires `Authorization: Bearer <TOKEN>` on every control API and inspector request
+    /// (overrides `control_token`; a browser opens `/_emulator/ui?token=<TOKEN>` once).
+    #[arg(
+        long,
+        env = "TESTBED_CONTROL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = secret
+    )]
+    control_token: Option<Secret>,
+}
+
+/// A secret argument, kept out of `Debug`.
+fn secret(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(text))
 }
 
 #[tokio::main]
@@ -58,6 +81,14 @@ async fn main() -> anyhow::Result<()> {
     }
     if arguments.no_control {
         config.control = false;
+    }
+    for host in arguments.allowed_hosts {
+        if !config.allowed_hosts.contains(&host) {
+            config.allowed_hosts.push(host);
+        }
+    }
+    if let Some(token) = arguments.control_token {
+        config.control_token = Some(token);
     }
     let tls = if arguments.tls {
         if config.public_url.is_none() {

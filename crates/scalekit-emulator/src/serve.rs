@@ -2,6 +2,10 @@
 //! clear, ALPN `h2`/`http/1.1` under TLS), gRPC requests to tonic and everything else to the axum
 //! router, the way Scalekit serves REST and gRPC on one origin (reference: scalekit.md
 //! "Emulator implications" §1).
+//!
+//! Before either, the listener guard every piece shares (`testbed_web::AllowedHosts::check`)
+//! refuses a request for a host the emulator does not answer for: 421 (400 when no host or a
+//! malformed one is named), as a gRPC status for gRPC and in the gateway shape otherwise.
 
 pub mod tls;
 
@@ -18,6 +22,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use testbed_web::{AllowedHosts, HostRefusal};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -48,11 +53,13 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest body the emulator reads (axum's default limit for its extractors).
 const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
-/// Serves `listener` until the future is dropped, with TLS when `tls` is given, sweeping expired
-/// entries every 30 seconds. Dropping the future stops the sweeper and every open connection.
+/// Serves `listener` until the future is dropped, with TLS when `tls` is given, answering only
+/// requests for `allowed_hosts` and sweeping expired entries every 30 seconds. Dropping the future
+/// stops the sweeper and every open connection.
 pub(crate) async fn serve(
     mut listener: TcpListener,
     state: AppState,
+    allowed_hosts: AllowedHosts,
     tls: Option<TlsAcceptor>,
 ) -> std::io::Result<()> {
     let sweeper_state = state.clone();
@@ -65,6 +72,7 @@ pub(crate) async fn serve(
         }
     });
     let dispatch = Dispatch {
+        allowed_hosts: Arc::new(allowed_hosts),
         grpc: AuthService::new(state.clone()).into_server(),
         http: router(state),
     };
@@ -131,15 +139,20 @@ where
     }
 }
 
-/// Routes a request by its content type: `application/grpc…` to tonic, the rest to axum.
+/// Refuses a request for a foreign host, then routes it by its content type: `application/grpc…`
+/// to tonic, the rest to axum.
 #[derive(Clone)]
 struct Dispatch {
+    allowed_hosts: Arc<AllowedHosts>,
     grpc: AuthServiceServer<AuthService>,
     http: Router,
 }
 
 impl Dispatch {
     async fn call(self, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        if let Err(refusal) = self.allowed_hosts.check(request.uri(), request.headers()) {
+            return Ok(refused_host(&refusal, is_grpc(&request)));
+        }
         if is_grpc(&request) {
             let response = self.grpc.oneshot(request).await?;
             return Ok(response.map(Body::new));
@@ -153,6 +166,24 @@ impl Dispatch {
             .oneshot(Request::from_parts(parts, Body::from(body)))
             .await
     }
+}
+
+/// The answer to a request for a host the emulator does not answer for, before routing, through
+/// the emulator's edge types: the gateway body, or for gRPC the same error as a gRPC status in
+/// the headers (a trailers-only answer, which gRPC clients read whatever the HTTP status). Either
+/// way the HTTP status is the refusal's: 421 for a foreign host, 400 for a missing or malformed one.
+fn refused_host(refusal: &HostRefusal, grpc: bool) -> Response<Body> {
+    let code = match refusal {
+        HostRefusal::Foreign { .. } => GrpcCode::FailedPrecondition,
+        HostRefusal::Missing | HostRefusal::Malformed(_) => GrpcCode::InvalidArgument,
+    };
+    let error = ApiError::new(code, refusal.to_string());
+    if grpc {
+        let mut response = tonic::Status::from(error).into_http::<Body>();
+        *response.status_mut() = refusal.status();
+        return response;
+    }
+    (refusal.status(), error).into_response()
 }
 
 /// The whole body of a request, read within [`BODY_TIMEOUT`] and up to [`MAX_BODY_BYTES`]; a

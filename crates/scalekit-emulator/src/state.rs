@@ -1,13 +1,13 @@
 //! The state every edge shares (the HTTP routes, the gRPC service and the sweeper): the
 //! configuration, the state machine behind its lock, the keys, the clock, the id generator, the
-//! store and the control API's request log and faults.
+//! store, the request log and the flow inspector. It names no edge: what only the HTTP edge keeps
+//! (the armed faults, the metadata document cache) is `http`'s own.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::flow::Flows;
-use crate::http::{cimd, control};
 use crate::ids::IdGenerator;
 use crate::keys::KeyRing;
 use crate::request_log::RequestLog;
@@ -37,10 +37,6 @@ pub struct AppState {
     pub key_store: Option<Arc<Store>>,
     /// The last requests served, HTTP and gRPC (read by the control API).
     pub requests: Arc<RequestLog>,
-    /// The control API's armed faults.
-    pub control: Arc<control::ControlState>,
-    /// The Client ID Metadata Document fetcher and its cache.
-    pub metadata_documents: Arc<cimd::MetadataDocuments>,
     /// The flow inspector's recent flows (recorded only when the control API is on).
     pub inspector: flow_inspector::Inspector,
 }
@@ -65,9 +61,7 @@ impl AppState {
         ids: Arc<dyn IdGenerator>,
     ) -> AppState {
         let flows = Flows::new(&config, environment_url);
-        let metadata_documents = cimd::MetadataDocuments::new(config.cimd_allow_insecure_loopback);
         AppState {
-            metadata_documents: Arc::new(metadata_documents),
             minter: Arc::new(TokenMinter::new(environment_url.as_str())),
             config: Arc::new(config),
             flows: Arc::new(Mutex::new(flows)),
@@ -77,7 +71,6 @@ impl AppState {
             store: None,
             key_store: None,
             requests: Arc::default(),
-            control: Arc::default(),
             inspector: flow_inspector::Inspector::new(),
         }
     }

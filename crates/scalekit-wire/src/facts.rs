@@ -10,7 +10,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// An OAuth error code: RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 8707 §2,
-/// and the two Scalekit names (`invalid_state`, `invalid_client_metadata_url`). One enum for every
+/// the two Scalekit names (`invalid_state`, `invalid_client_metadata_url`), and the hosted error
+/// page's names for a sign-in finished outside the browser that started it (Decisions §9:
+/// `browser_session_missing`, `browser_session_mismatch`, `foreign_origin`). One enum for every
 /// place that writes or reads one: JSON error bodies, error redirects, the hosted error page, and
 /// the flow inspector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -50,11 +52,20 @@ pub enum OAuthErrorCode {
     InvalidToken,
     /// `insufficient_scope` (RFC 6750, a resource server's challenge).
     InsufficientScope,
+    /// `browser_session_missing`: the hosted error page for a callback or consent decision that
+    /// came without the sign-in's cookie (a server-side fetch, a user agent that drops cookies).
+    BrowserSessionMissing,
+    /// `browser_session_mismatch`: the same for one whose sign-in cookies are not this
+    /// sign-in's (another browser).
+    BrowserSessionMismatch,
+    /// `foreign_origin`: the hosted error page (403) for a consent form posted from another
+    /// origin than the environment's own.
+    ForeignOrigin,
 }
 
 impl OAuthErrorCode {
     /// Every code.
-    pub const ALL: [OAuthErrorCode; 17] = [
+    pub const ALL: [OAuthErrorCode; 20] = [
         Self::InvalidRequest,
         Self::InvalidClient,
         Self::InvalidGrant,
@@ -72,6 +83,9 @@ impl OAuthErrorCode {
         Self::InvalidState,
         Self::InvalidToken,
         Self::InsufficientScope,
+        Self::BrowserSessionMissing,
+        Self::BrowserSessionMismatch,
+        Self::ForeignOrigin,
     ];
 
     /// The wire code.
@@ -94,6 +108,9 @@ impl OAuthErrorCode {
             Self::InvalidState => "invalid_state",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::BrowserSessionMissing => "browser_session_missing",
+            Self::BrowserSessionMismatch => "browser_session_mismatch",
+            Self::ForeignOrigin => "foreign_origin",
         }
     }
 
@@ -201,6 +218,11 @@ pub enum Check {
     StateMatches,
     /// The user was posted before the callback.
     UserPostedBeforeCallback,
+    /// The request came from the browser that started the sign-in: it carries the sign-in's
+    /// cookie (Decisions §9).
+    BrowserMatches,
+    /// The consent form was posted from the environment's own origin (or without `Origin`).
+    OriginAllowed,
     /// The consent decision is for a pending consent page.
     ConsentRequestValid,
     /// The person allowed access.
@@ -245,6 +267,8 @@ impl Check {
             Self::OneUserPerLoginRequest => "one user per login request",
             Self::StateMatches => "state matches a sign-in in progress",
             Self::UserPostedBeforeCallback => "user posted before the callback",
+            Self::BrowserMatches => "browser that started the sign-in",
+            Self::OriginAllowed => "posted from the environment's own origin",
             Self::ConsentRequestValid => "consent request valid",
             Self::PersonAllowedAccess => "person allowed access",
             Self::ClientMetadataValid => "client metadata valid",

@@ -18,6 +18,7 @@ use url::Url;
 
 pub use fixtures::{FixtureError, Fixtures};
 pub use scalekit_emulator::{ConsentMode, ResourceConfig};
+pub use testbed_web::AllowedHost;
 pub use your_app::Behaviour as AppBehaviour;
 
 /// The scopes the reference MCP server requires for its tools.
@@ -62,6 +63,9 @@ pub struct StackConfig {
     pub signing_key_pem: Option<scalekit_wire::Secret>,
     /// Whose MCP server the first resource's Server URL is.
     pub mcp: McpPlacement,
+    /// Host names every piece the stack starts answers for besides loopback and its own URL's
+    /// host (added to the environment's `allowed_hosts`), for containers and proxies.
+    pub allowed_hosts: Vec<AllowedHost>,
 }
 
 /// Whose MCP server the first resource's Server URL points at.
@@ -116,6 +120,7 @@ impl StackConfig {
             environment_listen: None,
             signing_key_pem: None,
             mcp: McpPlacement::Reference,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -228,6 +233,7 @@ impl Stack {
             environment_listen,
             signing_key_pem,
             mcp: mcp_placement,
+            allowed_hosts,
         } = config;
         // The resource the reference MCP server serves: the first, or with an external MCP
         // server the second.
@@ -299,6 +305,11 @@ impl Stack {
                     consent,
                 },
             );
+            for host in &allowed_hosts {
+                if !fixtures.environment.allowed_hosts.contains(host) {
+                    fixtures.environment.allowed_hosts.push(host.clone());
+                }
+            }
             let (emulator, manual) = start_emulator(
                 emulator_listener,
                 &fixtures.environment,
@@ -327,6 +338,7 @@ impl Stack {
                 },
                 auto_login,
                 app_behaviour,
+                allowed_hosts.clone(),
             )?;
             let wrap = recording(inspector.as_ref(), Actor::YourApp, &app_url);
             tasks.spawn(async move { (Piece::YourApp, app.serve_with(wrap).await) });
@@ -338,6 +350,7 @@ impl Stack {
             &mcp_base_url,
             &environment_url,
             required_scopes,
+            allowed_hosts,
         )?;
         let wrap = recording(
             inspector.as_ref(),
@@ -502,11 +515,13 @@ fn start_your_app(
     addresses: AppAddresses<'_>,
     auto_login: Option<String>,
     behaviour: your_app::Behaviour,
+    allowed_hosts: Vec<AllowedHost>,
 ) -> Result<your_app::App, StackError> {
     let listen = local_address(&listener)?;
     let config = your_app::Config {
         listen,
         public_url: Some(addresses.app_url.clone()),
+        allowed_hosts,
         environment_url: addresses.environment_url.clone(),
         client_id: fixtures.environment.api_client.client_id.clone(),
         client_secret: fixtures.environment.api_client.client_secret.clone(),
@@ -525,11 +540,13 @@ fn start_mcp_server(
     base_url: &Url,
     environment_url: &Url,
     required_scopes: Vec<String>,
+    allowed_hosts: Vec<AllowedHost>,
 ) -> Result<mcp_server::App, StackError> {
     let listen = local_address(&listener)?;
     let config = mcp_server::Config {
         listen,
         public_url: Some(base_url.clone()),
+        allowed_hosts,
         environment_url: environment_url.clone(),
         resource_id: resource.id.clone(),
         resource_name: resource.name.clone(),

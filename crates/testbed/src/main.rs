@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use testbed_stack::{ConsentMode, Fixtures, Ports, Stack, StackConfig};
+use scalekit_wire::Secret;
+use testbed_stack::{AllowedHost, ConsentMode, Fixtures, Ports, Stack, StackConfig};
 
 /// Exit code when a scenario failed.
 const EXIT_FAILED: u8 = 1;
@@ -43,6 +44,8 @@ enum Command {
         /// Keep everything in memory instead.
         #[arg(long, conflicts_with = "state_dir")]
         in_memory: bool,
+        #[command(flatten)]
+        guard: GuardArgs,
     },
     /// Run the conformance scenarios (against the embedded stack unless --target says otherwise).
     Conformance(Box<ConformanceRun>),
@@ -61,7 +64,48 @@ enum Command {
         /// rotation, minted tokens, the flow inspector).
         #[arg(long)]
         no_control: bool,
+        #[command(flatten)]
+        guard: GuardArgs,
     },
+}
+
+/// Who may reach the pieces: the listener guard's extra hosts and the control token.
+#[derive(Debug, clap::Args)]
+struct GuardArgs {
+    /// A host name (or `host:port`) every piece answers for besides `localhost`, `127.0.0.1`,
+    /// `[::1]` and its own URL's host, e.g. a container or proxy name (repeatable). Requests for
+    /// any other host get 421 before routing (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<AllowedHost>,
+    /// Requires `Authorization: Bearer <TOKEN>` on every request to the emulator's control API and
+    /// flow inspector (a browser opens `/_emulator/ui?token=<TOKEN>` once).
+    #[arg(
+        long,
+        env = "TESTBED_CONTROL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        value_parser = secret
+    )]
+    control_token: Option<Secret>,
+}
+
+/// A secret argument, kept out of `Debug`.
+fn secret(text: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(text))
+}
+
+impl GuardArgs {
+    /// Adds the hosts to the emulator's configuration and sets its token.
+    fn apply(&self, environment: &mut scalekit_emulator::Config) {
+        for host in &self.allowed_hosts {
+            if !environment.allowed_hosts.contains(host) {
+                environment.allowed_hosts.push(host.clone());
+            }
+        }
+        if let Some(token) = &self.control_token {
+            environment.control_token = Some(token.clone());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -112,9 +156,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             consent,
             state_dir,
             in_memory,
+            guard,
         } => {
             let state_dir = (!in_memory).then_some(state_dir);
-            up(fixtures, auto_login, consent, state_dir).await
+            up(fixtures, auto_login, consent, state_dir, guard).await
         }
         Command::Conformance(run) => conformance(*run).await,
         Command::Emulator {
@@ -122,7 +167,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             state_dir,
             no_control,
-        } => emulator(config, listen, state_dir, no_control).await,
+            guard,
+        } => emulator(config, listen, state_dir, no_control, guard).await,
     }
 }
 
@@ -138,8 +184,10 @@ async fn up(
     auto_login: Option<String>,
     consent: Option<ConsentArg>,
     state_dir: Option<PathBuf>,
+    guard: GuardArgs,
 ) -> anyhow::Result<ExitCode> {
-    let fixtures = load_fixtures(fixtures)?;
+    let mut fixtures = load_fixtures(fixtures)?;
+    guard.apply(&mut fixtures.environment);
     if let Some(name) = &auto_login
         && fixtures.persona(name).is_none()
     {
@@ -149,6 +197,7 @@ async fn up(
     config.ports = Ports::FromFixtures;
     config.consent = consent.map(ConsentMode::from);
     config.state_dir = state_dir.clone();
+    config.allowed_hosts = guard.allowed_hosts;
     let stack = Stack::spawn(config).await.context("starting the stack")?;
     println!("{}", describe_stack(&stack, auto_login.as_deref()));
     match &state_dir {
@@ -180,8 +229,13 @@ fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
         trim(&stack.environment_url)
     ));
     if environment.control {
+        // The token itself is never printed: the person who set it knows it.
+        let token = match environment.control_token {
+            Some(_) => "?token=<your control token>",
+            None => "",
+        };
         out.push_str(&format!(
-            "  Flow inspector:                         {}/_emulator/ui\n",
+            "  Flow inspector:                         {}/_emulator/ui{token}\n",
             trim(&stack.environment_url)
         ));
     }
@@ -316,8 +370,7 @@ fn scalekit_target(fixtures: &mut Fixtures) -> anyhow::Result<url::Url> {
         .context("SCALEKIT_ENVIRONMENT_URL is not a URL")?;
     let environment = &mut fixtures.environment;
     environment.api_client.client_id = variable("SCALEKIT_CLIENT_ID")?;
-    environment.api_client.client_secret =
-        scalekit_wire::Secret::new(variable("SCALEKIT_CLIENT_SECRET")?);
+    environment.api_client.client_secret = Secret::new(variable("SCALEKIT_CLIENT_SECRET")?);
     let connection_id = variable("SCALEKIT_CONNECTION_ID")?;
     let resource_id = variable("SCALEKIT_RESOURCE_ID")?;
     let connection = environment
@@ -497,6 +550,7 @@ async fn emulator(
     listen: Option<std::net::SocketAddr>,
     state_dir: Option<PathBuf>,
     no_control: bool,
+    guard: GuardArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut config = scalekit_emulator::Config::from_file(&config)?;
     if let Some(listen) = listen {
@@ -505,6 +559,7 @@ async fn emulator(
     if no_control {
         config.control = false;
     }
+    guard.apply(&mut config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use scalekit_wire::{Secret, UserClaims};
 use serde::Deserialize;
+use testbed_web::AllowedHost;
 use url::Url;
 
 /// Everything Your App needs to run. Plain data: `main.rs` fills it from the command line, tests
@@ -16,6 +17,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The public base URL, when it differs from `http://{bound address}`.
     pub public_url: Option<Url>,
+    /// Host names the app answers for besides loopback and its public URL's host (a container
+    /// or proxy name); a request for any other host is refused before routing (DNS rebinding).
+    pub allowed_hosts: Vec<AllowedHost>,
     /// The Scalekit environment URL. A trailing slash is tolerated.
     pub environment_url: Url,
     /// The environment API client (`skc_…`) used for the management token.
@@ -60,6 +64,10 @@ pub enum Behaviour {
     /// Keep the first login request id it was given and post every later user to that one (a
     /// value cached across sign-ins), then redirect with the current state.
     ReuseLoginRequest,
+    /// Post the user, then fetch `partner:callback` itself with its own HTTP client (so without
+    /// the browser's cookies) and send the browser where that answer pointed, or to its own
+    /// landing page.
+    CallbackServerSide,
 }
 
 impl std::str::FromStr for Behaviour {
@@ -80,11 +88,12 @@ impl std::str::FromStr for Behaviour {
             "login-failed" => Self::LoginFailed,
             "bad-bearer" => Self::BadBearer,
             "reuse-login-request" => Self::ReuseLoginRequest,
+            "callback-server-side" => Self::CallbackServerSide,
             other => {
                 return Err(format!(
                     "unknown behaviour {other:?}: expected correct, alter-state, drop-state, \
                      redirect-before-post, omit-email, phone-not-e164, login-failed, bad-bearer, \
-                     reuse-login-request or wrong-connection=<id>"
+                     reuse-login-request, callback-server-side or wrong-connection=<id>"
                 ));
             }
         })

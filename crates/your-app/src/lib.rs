@@ -18,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use testbed_web::{AllowedHosts, Bound};
 use url::Url;
 
 pub use config::{Behaviour, Config, ConfigError, Persona, load_personas, personas_from_toml_str};
@@ -40,14 +41,8 @@ pub enum AppError {
     #[error("cannot build the http client for scalekit")]
     HttpClient(#[source] reqwest::Error),
     /// The listen address could not be bound or read.
-    #[error("cannot listen on {address}")]
-    Listen {
-        /// The address.
-        address: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] testbed_web::BindError),
 }
 
 /// Shared state of the handlers. Cheap to clone.
@@ -150,19 +145,16 @@ pub struct App {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     base_url: Url,
+    /// Loopback, the base URL's host and `config.allowed_hosts`: the listener guard's list.
+    allowed_hosts: AllowedHosts,
     state: AppState,
 }
 
 impl App {
     /// Binds `config.listen`.
     pub async fn bind(config: Config) -> Result<Self, AppError> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| AppError::Listen {
-                address: config.listen.to_string(),
-                source,
-            })?;
-        Self::from_listener(listener, config)
+        let bound = Bound::bind(config.listen, config.public_url.as_ref()).await?;
+        Self::from_bound(bound, config)
     }
 
     /// Uses an already bound listener (tests bind `127.0.0.1:0`); `config.listen` is ignored.
@@ -170,20 +162,19 @@ impl App {
         listener: tokio::net::TcpListener,
         config: Config,
     ) -> Result<Self, AppError> {
-        let local_addr = listener.local_addr().map_err(|source| AppError::Listen {
-            address: config.listen.to_string(),
-            source,
-        })?;
-        let base_url = match &config.public_url {
-            Some(public_url) => public_url.clone(),
-            None => Url::parse(&format!("http://{local_addr}/"))
-                .expect("a socket address always makes a valid http url"),
-        };
+        let bound = Bound::from_listener(listener, config.public_url.as_ref())?;
+        Self::from_bound(bound, config)
+    }
+
+    fn from_bound(bound: Bound, config: Config) -> Result<Self, AppError> {
+        let (listener, local_addr, base_url) = bound.into_parts();
+        let allowed_hosts = AllowedHosts::new(&base_url, &config.allowed_hosts);
         let state = AppState::new(&config)?;
         Ok(Self {
             listener,
             local_addr,
             base_url,
+            allowed_hosts,
             state,
         })
     }
@@ -207,19 +198,20 @@ impl App {
         url
     }
 
-    /// Serves until the listener fails.
+    /// Serves until the listener fails, refusing requests for a host the app does not answer
+    /// for (421) before routing.
     pub fn serve(self) -> impl Future<Output = std::io::Result<()>> {
         self.serve_with(std::convert::identity)
     }
 
     /// The same, with the router passed through `wrap` first (testbed-stack adds the emulator's
-    /// flow-inspector recording layer this way).
+    /// flow-inspector recording layer this way); the listener guard stays outermost.
     pub fn serve_with(
         self,
         wrap: impl FnOnce(axum::Router) -> axum::Router,
     ) -> impl Future<Output = std::io::Result<()>> {
         let router = wrap(router(self.state));
-        async move { axum::serve(self.listener, router).await }
+        testbed_web::serve(self.listener, router, self.allowed_hosts)
     }
 }
 
@@ -234,6 +226,7 @@ mod tests {
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             public_url: None,
+            allowed_hosts: Vec::new(),
             environment_url: Url::parse("http://127.0.0.1:9").unwrap(),
             client_id: "skc_1".into(),
             client_secret: Secret::new("test_sk_must_not_print"),

@@ -58,6 +58,11 @@ struct ServeArgs {
     /// The public base URL, when it differs from `http://{listen}`.
     #[arg(long)]
     public_url: Option<Url>,
+    /// A host name (or `host:port`) to answer for besides `localhost`, `127.0.0.1`, `[::1]` and
+    /// the public URL's host, e.g. a container or proxy name (repeatable). Requests for any
+    /// other host get 421 before routing (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<testbed_web::AllowedHost>,
     /// Sign this persona in without a form (headless runs).
     #[arg(long)]
     auto_login: Option<String>,
@@ -120,6 +125,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
         public_url: args.public_url,
+        allowed_hosts: args.allowed_hosts,
         environment_url,
         client_id,
         client_secret: Secret::new(client_secret),

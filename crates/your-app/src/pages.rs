@@ -3,25 +3,10 @@
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use testbed_web::escape;
 
 use crate::config::Persona;
 use crate::scalekit::{ErrorBody, LoginRequestId, LoginState, ScalekitError};
-
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#x27;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
 
 /// The one stylesheet of Your App's pages. Inline, because the CSP allows no other source; teal
 /// so that a person can tell Your App's pages from the emulator's (indigo) during a sign-in.
@@ -367,14 +352,6 @@ mod tests {
         assert!(
             page.contains(r#"value="ada" aria-describedby="persona_0">"#),
             "{page}"
-        );
-    }
-
-    #[test]
-    fn escape_covers_markup_and_both_quotes() {
-        assert_eq!(
-            escape(r#"<a href="x" onclick='y'>&</a>"#),
-            "&lt;a href=&quot;x&quot; onclick=&#x27;y&#x27;&gt;&amp;&lt;/a&gt;"
         );
     }
 }

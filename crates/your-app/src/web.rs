@@ -188,7 +188,10 @@ pub async fn hand_off(app: &AppState, persona: &Persona, login: &LoginContinuati
     let behaviour = app.behaviour();
     let scalekit = app.scalekit();
     let submitted = match behaviour {
-        Behaviour::Correct | Behaviour::AlterState | Behaviour::DropState => {
+        Behaviour::Correct
+        | Behaviour::AlterState
+        | Behaviour::DropState
+        | Behaviour::CallbackServerSide => {
             scalekit
                 .submit_user(&login.login_request_id, &persona.claims)
                 .await
@@ -262,6 +265,7 @@ pub async fn hand_off(app: &AppState, persona: &Persona, login: &LoginContinuati
                         .append_pair("state", &altered);
                 }
                 Behaviour::DropState => callback.set_query(None),
+                Behaviour::CallbackServerSide => return callback_server_side(callback).await,
                 _ => {}
             }
             redirect(callback)
@@ -275,6 +279,36 @@ pub async fn hand_off(app: &AppState, persona: &Persona, login: &LoginContinuati
             );
             pages::scalekit_error(&error)
         }
+    }
+}
+
+/// [`Behaviour::CallbackServerSide`]: Your App fetches `partner:callback` itself, with an HTTP
+/// client of its own and so without the browser's cookies, then sends the browser where that
+/// answer redirected (the client's `redirect_uri`, when the authorization server does not bind a
+/// sign-in to its browser), or to its own landing page when it did not redirect.
+async fn callback_server_side(callback: Url) -> Response {
+    tracing::warn!("misbehaving on purpose: fetching partner:callback server-side");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build();
+    let answer = match client {
+        Ok(client) => client.get(callback).send().await.ok(),
+        Err(_) => None,
+    };
+    let forwarded = answer
+        .filter(|answer| answer.status().is_redirection())
+        .and_then(|answer| {
+            let location = answer.headers().get(LOCATION)?.to_str().ok()?;
+            Url::parse(location).ok()
+        });
+    match forwarded {
+        Some(location) => redirect(location),
+        None => (
+            StatusCode::FOUND,
+            [(LOCATION, "/"), (CACHE_CONTROL, "no-store")],
+        )
+            .into_response(),
     }
 }
 

@@ -138,6 +138,9 @@ pub enum Mistake {
     StateDropped,
     /// The browser reached `partner:callback` before the user was posted.
     RedirectBeforePost,
+    /// `partner:callback` came without the sign-in's cookie: not from the browser that started
+    /// the sign-in (the app fetched it server-side, or its user agent dropped the cookie).
+    CallbackWithoutBrowserSession,
     /// The user object lacked `sub` or `email`.
     RequiredClaimsMissing,
     /// `phone_number` was not E.164.
@@ -169,6 +172,7 @@ impl Mistake {
             Self::StateAltered => "state-altered",
             Self::StateDropped => "state-dropped",
             Self::RedirectBeforePost => "redirect-before-post",
+            Self::CallbackWithoutBrowserSession => "callback-without-browser-session",
             Self::RequiredClaimsMissing => "required-claims-missing",
             Self::PhoneNotE164 => "phone-not-e164",
             Self::InvalidClaims => "invalid-claims",
@@ -190,6 +194,9 @@ impl Mistake {
             Self::StateDropped => "your app redirected to partner:callback without the state",
             Self::RedirectBeforePost => {
                 "your app redirected to partner:callback before posting the user"
+            }
+            Self::CallbackWithoutBrowserSession => {
+                "partner:callback was not reached by the browser that started the sign-in (without its sign-in cookie): your app called it server-side"
             }
             Self::RequiredClaimsMissing => "the user your app posted lacks a required claim",
             Self::PhoneNotE164 => "the phone number your app posted is not E.164",
@@ -227,6 +234,9 @@ impl Mistake {
             }
             Self::RedirectBeforePost => {
                 "wait for the user-details POST to succeed (200) before redirecting to partner:callback"
+            }
+            Self::CallbackWithoutBrowserSession => {
+                "answer the login page's request with a redirect (302/303) that sends the user's browser to {env}/sso/v1/connections/{conn_id}/partner:callback?state=<state>; do not fetch that URL from your server, whose HTTP client does not carry the cookie Scalekit set in the browser"
             }
             Self::RequiredClaimsMissing => {
                 "post a user object with at least `sub` and `email` (or `login_failed: true` when the login failed)"
@@ -389,6 +399,14 @@ fn callback_mistake(
         });
     }
     let error = record.error.as_ref()?;
+    // The emulator binds a sign-in to the browser that started it (Decisions §9): a callback
+    // without that browser's sign-in cookie is named whatever else is right about it.
+    if matches!(
+        error.code.as_str(),
+        "browser_session_missing" | "browser_session_mismatch"
+    ) {
+        return Some(Mistake::CallbackWithoutBrowserSession);
+    }
     if error.code != "invalid_state" {
         return None;
     }
@@ -514,6 +532,44 @@ mod tests {
             Some("no user was submitted for this sign-in request"),
         )];
         assert_eq!(mistakes(&records, &[]), [Mistake::RedirectBeforePost]);
+    }
+
+    #[test]
+    fn a_callback_without_the_browsers_cookie_is_named() {
+        for code in ["browser_session_missing", "browser_session_mismatch"] {
+            let mut record = callback(Some("state=nowsta…"), 400, None);
+            record.error = Some(error(
+                code,
+                "the request carries no sign-in cookie: a sign-in must be finished by the browser that started it",
+                &[],
+            ));
+            let records = [user_post("lri_now", 200, None), record];
+            let current = issued("lri_now", "nowstate12345");
+            let context = SignInContext {
+                connection_id: CONN,
+                current: Some(&current),
+                earlier: &[],
+            };
+            let diagnostics = diagnose(&records, &context);
+            assert_eq!(
+                diagnostics
+                    .iter()
+                    .map(|diagnostic| diagnostic.mistake)
+                    .collect::<Vec<_>>(),
+                [Mistake::CallbackWithoutBrowserSession],
+                "{code}"
+            );
+            let shown = diagnostics[0].to_string();
+            assert!(
+                shown.starts_with("callback-without-browser-session: "),
+                "{shown}"
+            );
+            assert!(shown.contains(&format!("→ 400 {code}: ")), "{shown}");
+            assert!(
+                shown.contains("do not fetch that URL from your server"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn base_config(environment_url: Url) -> mcp_server::Config {
     mcp_server::Config {
         listen: "127.0.0.1:0".parse().expect("a socket address"),
         public_url: None,
+        allowed_hosts: Vec::new(),
         environment_url,
         resource_id: RESOURCE_ID.to_owned(),
         scopes_supported: ["openid", "offline_access", "mcp:read", "mcp:write"]

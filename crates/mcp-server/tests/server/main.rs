@@ -3,6 +3,7 @@
 mod challenges;
 mod facts;
 mod helpers;
+mod hosts;
 mod jwks;
 mod mcp;
 mod metadata;

@@ -3,6 +3,7 @@
 
 use url::Url;
 
+use super::browser::BrowserBinding;
 use super::cimd::{ClientMetadata, MetadataError};
 use super::redirect::{ClientRedirect, RedirectOutcome, RedirectRefusal};
 use super::{Client, Flows, LoginRequest, PendingAuthorization};
@@ -37,7 +38,8 @@ pub struct AuthorizeRequest {
     pub resource: Option<String>,
 }
 
-/// Where to send the browser: "Your App"'s login endpoint with `login_request_id` and `state`.
+/// Where to send the browser: "Your App"'s login endpoint with `login_request_id` and `state`,
+/// and the cookie that binds the sign-in to that browser.
 #[derive(Debug, Clone)]
 pub struct LoginRedirect {
     /// The connection's login endpoint.
@@ -46,6 +48,12 @@ pub struct LoginRedirect {
     pub login_request_id: LoginRequestId,
     /// The Scalekit-minted `state`.
     pub state: LoginState,
+    /// The value of the sign-in's cookie (Decisions §9); `None` when the resource does not bind
+    /// sign-ins to a browser.
+    pub browser_binding: Option<BrowserBinding>,
+    /// How long the sign-in may still need its cookie, in seconds: its login request's lifetime,
+    /// then as long again for the consent page it may become.
+    pub binding_lifetime_secs: u64,
 }
 
 impl LoginRedirect {
@@ -325,6 +333,9 @@ impl Flows {
 
         let login_request_id = LoginRequestId::new(ids.id(prefix::LOGIN_REQUEST));
         let state = LoginState::new(ids.secret());
+        let browser_binding = resource
+            .browser_binding
+            .then(|| BrowserBinding::new(ids.browser_binding()));
         let login_endpoint = connection.login_endpoint.clone();
         self.login_requests.insert(
             login_request_id.clone(),
@@ -343,6 +354,7 @@ impl Flows {
                 },
                 expires_at: now + resource.login_request_lifetime_secs,
                 submitted: None,
+                browser: browser_binding.as_ref().map(BrowserBinding::digest),
             },
         );
         self.login_states
@@ -351,6 +363,8 @@ impl Flows {
             login_endpoint,
             login_request_id,
             state,
+            browser_binding,
+            binding_lifetime_secs: resource.login_request_lifetime_secs.saturating_mul(2),
         })
     }
 }

@@ -267,7 +267,7 @@ mod flow_tests {
     use crate::config::Config;
     use crate::flow::{
         AuthorizationCodeRequest, AuthorizeError, AuthorizeRequest, CallbackOutcome, Flows,
-        RedirectOutcome, RefreshRequest, TokenError,
+        PresentedBrowser, RedirectOutcome, RefreshRequest, TokenError,
     };
     use crate::ids::SequentialIds;
     use crate::types::{ClientId, PkceVerifier, pkce_s256};
@@ -385,7 +385,13 @@ mod flow_tests {
             .submit_user(connection, login.login_request_id.as_str(), user, NOW, &ids)
             .unwrap();
         let outcome = flows
-            .partner_callback(connection, login.state.as_str(), NOW, &ids)
+            .partner_callback(
+                connection,
+                login.state.as_str(),
+                &PresentedBrowser::of(login.browser_binding.as_ref()),
+                NOW,
+                &ids,
+            )
             .unwrap();
         let CallbackOutcome::Redirect(redirect) = outcome else {
             panic!("consent is auto in the fixture")

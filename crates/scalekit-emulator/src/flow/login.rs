@@ -1,8 +1,10 @@
 //! The BYOA leg: "Your App" posts the user (Decisions §5), the browser comes back on
-//! `partner:callback` (Decisions §6), and the consent page decides (Decisions §8).
+//! `partner:callback` (Decisions §6), and the consent page decides (Decisions §8); both of the
+//! browser's steps must come from the browser that started the sign-in (Decisions §9).
 
 use scalekit_wire::{Check, FieldViolation, UserClaims, prefix};
 
+use super::browser::{BrowserRefusal, PresentedBrowser};
 use super::redirect::{ClientRedirect, RedirectOutcome, RedirectRefusal};
 use super::{
     CodeRecord, DurableChange, Flows, PendingConsent, RememberedConsent, SignIn, StoredConsent,
@@ -92,13 +94,19 @@ pub struct ConsentPrompt {
     pub user: String,
 }
 
-/// Why the partner callback failed: always the hosted error page `invalid_state`, never a
-/// redirect, because the client's redirect URI is not trusted yet.
+/// Why the partner callback failed: always the hosted error page, never a redirect, because the
+/// client's redirect URI is not trusted yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
-    /// Unknown, expired, other-connection or reused `state`, or no user submitted yet.
+    /// Unknown, expired, other-connection or reused `state`, or no user submitted yet:
+    /// `invalid_state`.
     #[error("{0}")]
     InvalidState(CallbackRefusal),
+    /// Not the browser that started the sign-in: `browser_session_missing` or
+    /// `browser_session_mismatch` ([`BrowserRefusal::code`]). The sign-in stays pending, so the
+    /// browser that started it can still finish it.
+    #[error("{0}")]
+    Browser(BrowserRefusal),
 }
 
 /// Why the `state` brought back does not finish a sign-in.
@@ -126,16 +134,31 @@ impl CallbackError {
                 Check::UserPostedBeforeCallback
             }
             CallbackError::InvalidState(_) => Check::StateMatches,
+            CallbackError::Browser(_) => Check::BrowserMatches,
         }
     }
 }
 
-/// Why a consent decision failed: hosted error page `invalid_request`.
+/// Why a consent decision failed: the hosted error page.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsentError {
-    /// The consent id is unknown, expired or already decided.
+    /// The consent id is unknown, expired or already decided: `invalid_request`.
     #[error("this consent request is unknown, expired or already decided")]
     UnknownConsent,
+    /// Not the browser that started the sign-in ([`BrowserRefusal::code`]). The consent page
+    /// stays pending.
+    #[error("{0}")]
+    Browser(BrowserRefusal),
+}
+
+impl ConsentError {
+    /// The check that failed.
+    pub fn failed_check(&self) -> Check {
+        match self {
+            ConsentError::UnknownConsent => Check::ConsentRequestValid,
+            ConsentError::Browser(_) => Check::BrowserMatches,
+        }
+    }
 }
 
 impl Flows {
@@ -198,11 +221,33 @@ impl Flows {
         Ok(auth_request_id)
     }
 
-    /// The browser's return from "Your App": consumes the login request (single use).
+    /// The sign-in a `state` names, while its login request is held and bound to a browser: the
+    /// edge names the sign-in's cookie by it, to clear the cookie when the sign-in ends.
+    pub fn sign_in_of_state(&self, state: &str) -> Option<LoginRequestId> {
+        let id = self.login_states.get(&LoginState::new(state))?;
+        self.login_requests
+            .get(id)
+            .filter(|request| request.browser.is_some())
+            .map(|_| id.clone())
+    }
+
+    /// The sign-in a pending consent page belongs to, when it is bound to a browser (see
+    /// [`Flows::sign_in_of_state`]).
+    pub fn sign_in_of_consent(&self, consent_id: &ConsentId) -> Option<LoginRequestId> {
+        self.consents
+            .get(consent_id)
+            .filter(|consent| consent.browser.is_some())
+            .map(|consent| consent.login_request.clone())
+    }
+
+    /// The browser's return from "Your App": consumes the login request (single use). `browser`
+    /// is the sign-in cookies the request carried; a request without this sign-in's is refused
+    /// and leaves the login request as it was.
     pub fn partner_callback(
         &mut self,
         connection_id: &str,
         state: &str,
+        browser: &PresentedBrowser,
         now: u64,
         ids: &dyn IdGenerator,
     ) -> Result<CallbackOutcome, CallbackError> {
@@ -224,6 +269,9 @@ impl Flows {
         if request.connection.as_str() != connection_id {
             return Err(invalid(CallbackRefusal::OtherConnection));
         }
+        browser
+            .check(request.browser.as_ref())
+            .map_err(CallbackError::Browser)?;
         let Some(submitted) = request.submitted else {
             return Err(invalid(CallbackRefusal::NoUserSubmitted));
         };
@@ -302,6 +350,8 @@ impl Flows {
                 PendingConsent {
                     sign_in,
                     expires_at: now + lifetime,
+                    browser: request.browser,
+                    login_request: login_request_id,
                 },
             );
             return Ok(CallbackOutcome::NeedsConsent(prompt));
@@ -311,21 +361,32 @@ impl Flows {
         ))
     }
 
-    /// The consent form's answer: approve issues a code, deny sends `access_denied`.
+    /// The consent form's answer: approve issues a code, deny sends `access_denied`. `browser` is
+    /// the sign-in cookies the form post carried; a post without the sign-in's is refused and
+    /// leaves the consent page pending.
     pub fn decide_consent(
         &mut self,
         consent_id: &ConsentId,
         approve: bool,
+        browser: &PresentedBrowser,
         now: u64,
         ids: &dyn IdGenerator,
     ) -> Result<ClientRedirect, ConsentError> {
+        let pending = self
+            .consents
+            .get(consent_id)
+            .ok_or(ConsentError::UnknownConsent)?;
+        if pending.expires_at <= now {
+            self.consents.remove(consent_id);
+            return Err(ConsentError::UnknownConsent);
+        }
+        browser
+            .check(pending.browser.as_ref())
+            .map_err(ConsentError::Browser)?;
         let consent = self
             .consents
             .remove(consent_id)
             .ok_or(ConsentError::UnknownConsent)?;
-        if consent.expires_at <= now {
-            return Err(ConsentError::UnknownConsent);
-        }
         let sign_in = consent.sign_in;
         let iss = self.resource_issuer(&sign_in.authorization.resource);
         if !approve {

@@ -6,6 +6,7 @@
 //! error they become at the HTTP edge.
 
 mod authorize;
+mod browser;
 pub mod cimd;
 mod consents;
 mod durable;
@@ -28,6 +29,7 @@ use url::Url;
 pub use authorize::{
     AuthorizeError, AuthorizeRequest, LoginRedirect, RedirectUriRefusal, TargetRefusal,
 };
+pub use browser::{BrowserBinding, BrowserRefusal, PresentedBrowser};
 pub use consents::{ConsentView, RevokeConsentError};
 pub use durable::{
     DurableChange, DurableState, RESIDENT_GRANTS, RESIDENT_REFRESH_TOKENS, StoredClient,
@@ -71,6 +73,8 @@ struct Resource {
     authorization_code_lifetime_secs: u64,
     refresh_token_lifetime_secs: u64,
     login_request_lifetime_secs: u64,
+    /// Sign-ins are finished only by the browser that started them (Decisions §9).
+    browser_binding: bool,
 }
 
 /// A registered client (from the configuration or DCR).
@@ -93,6 +97,9 @@ struct LoginRequest {
     authorization: PendingAuthorization,
     expires_at: u64,
     submitted: Option<SubmittedUser>,
+    /// The digest of the sign-in cookie's value; `None` when the resource does not bind sign-ins
+    /// to a browser.
+    browser: Option<browser::BindingDigest>,
 }
 
 /// The client's side of a flow: everything the authorization code will be bound to.
@@ -144,6 +151,10 @@ struct RememberedConsent {
 struct PendingConsent {
     sign_in: SignIn,
     expires_at: u64,
+    /// The login request's browser binding, which the decision must come with too.
+    browser: Option<browser::BindingDigest>,
+    /// The login request the sign-in started as (it names the sign-in's cookie).
+    login_request: LoginRequestId,
 }
 
 /// An issued authorization code, kept until it is redeemed or its lifetime ends.
@@ -266,6 +277,7 @@ impl Flows {
                 authorization_code_lifetime_secs: resource.authorization_code_lifetime_secs,
                 refresh_token_lifetime_secs: resource.refresh_token_lifetime_secs,
                 login_request_lifetime_secs: resource.login_request_lifetime_secs,
+                browser_binding: resource.browser_binding,
             })
             .collect();
         let clients = config

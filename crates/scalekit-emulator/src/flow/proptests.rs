@@ -431,6 +431,9 @@ struct Run {
     used_refresh_tokens: HashSet<String>,
     completed_logins: HashSet<String>,
     completed_flows: usize,
+    /// The sign-in cookies of every flow started: one browser starts them all and carries them
+    /// on each callback and consent decision, as the HTTP property's cookie jar does.
+    browser_cookies: Vec<String>,
 }
 
 fn pick(index: &Index, length: usize) -> usize {
@@ -460,6 +463,7 @@ impl Run {
             used_refresh_tokens: HashSet::new(),
             completed_logins: HashSet::new(),
             completed_flows: 0,
+            browser_cookies: Vec::new(),
         }
     }
 
@@ -605,6 +609,9 @@ impl Run {
         let login = result.map_err(|error| {
             TestCaseError::fail(format!("an honest authorization failed: {error:?}"))
         })?;
+        if let Some(binding) = &login.browser_binding {
+            self.browser_cookies.push(binding.expose().to_owned());
+        }
         let resource_model = &RESOURCES[resource];
         prop_assert_eq!(
             login.login_endpoint.as_str(),
@@ -642,6 +649,11 @@ impl Run {
             expired: false,
         });
         Ok(())
+    }
+
+    /// The browser every flow was started in.
+    fn browser(&self) -> PresentedBrowser {
+        PresentedBrowser::new(self.browser_cookies.iter().map(String::as_str))
     }
 
     fn persona_of(&self, flow: usize) -> usize {
@@ -735,9 +747,10 @@ impl Run {
             _ => self.model[flow].resource().connection,
         };
         let state = self.model[owner].login_state.clone();
+        let browser = self.browser();
         let result = self
             .flows
-            .partner_callback(connection, &state, self.now, &self.ids);
+            .partner_callback(connection, &state, &browser, self.now, &self.ids);
 
         // The state decides whose flow this is: whatever comes back belongs to `owner`.
         let now = self.now;
@@ -775,7 +788,7 @@ impl Run {
                 prop_assert_eq!(prompt.scopes.as_slice(), owner_model.scopes.as_slice());
                 prop_assert_eq!(prompt.redirect_host.as_str(), "127.0.0.1");
                 self.flows
-                    .decide_consent(&prompt.consent_id, true, self.now, &self.ids)
+                    .decide_consent(&prompt.consent_id, true, &browser, self.now, &self.ids)
                     .map_err(|error| TestCaseError::fail(format!("consent: {error:?}")))?
             }
             Err(error) => {
@@ -1429,6 +1442,8 @@ proptest! {
             )?,
             login_request_id: LoginRequestId::new(code.clone()),
             state: LoginState::new(state.clone()),
+            browser_binding: None,
+            binding_lifetime_secs: 0,
         };
         let location = login.location();
         let query: Vec<(String, String)> = location.query_pairs().into_owned().collect();

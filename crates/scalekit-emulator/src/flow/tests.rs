@@ -1,6 +1,6 @@
 //! Unit tests of every transition and error variant, on a manual `now` and sequential ids.
 
-use scalekit_wire::{FieldViolation, OAuthErrorCode, UserClaims};
+use scalekit_wire::{Check, FieldViolation, OAuthErrorCode, UserClaims};
 use url::Url;
 
 use super::*;
@@ -116,6 +116,11 @@ fn presented(flows: &Flows, token: &str) -> PresentedToken {
         .expect("grants live in memory")
 }
 
+/// The browser that started `login`'s sign-in: it carries that sign-in's cookie.
+fn browser_of(login: &LoginRedirect) -> PresentedBrowser {
+    PresentedBrowser::of(login.browser_binding.as_ref())
+}
+
 fn error_of(redirect: &ClientRedirect) -> Option<(OAuthErrorCode, String)> {
     match &redirect.outcome {
         RedirectOutcome::Error { error, reason } => Some((*error, reason.to_string())),
@@ -143,13 +148,24 @@ impl Fixture {
         )
     }
 
+    /// The callback from the browser that started `login`'s sign-in.
     fn callback(
         &mut self,
         connection: &str,
         login: &LoginRedirect,
     ) -> Result<CallbackOutcome, CallbackError> {
+        self.callback_from(connection, login, &browser_of(login))
+    }
+
+    /// The callback from a browser that carries `browser`'s sign-in cookies.
+    fn callback_from(
+        &mut self,
+        connection: &str,
+        login: &LoginRedirect,
+        browser: &PresentedBrowser,
+    ) -> Result<CallbackOutcome, CallbackError> {
         self.flows
-            .partner_callback(connection, login.state.as_str(), NOW, &self.ids)
+            .partner_callback(connection, login.state.as_str(), browser, NOW, &self.ids)
     }
 
     /// Authorize, submit Ada and come back: the redirect with a code.
@@ -593,9 +609,13 @@ mod partner_callback {
     #[test]
     fn unknown_expired_foreign_and_unsubmitted_states_are_invalid_state() {
         let mut fixture = fixture();
-        let unknown = fixture
-            .flows
-            .partner_callback("conn_1", "nope", NOW, &fixture.ids);
+        let unknown = fixture.flows.partner_callback(
+            "conn_1",
+            "nope",
+            &PresentedBrowser::none(),
+            NOW,
+            &fixture.ids,
+        );
         assert!(matches!(unknown, Err(CallbackError::InvalidState(_))));
 
         let login = fixture.authorize(request("public-1")).unwrap();
@@ -608,10 +628,13 @@ mod partner_callback {
             panic!()
         };
         assert_eq!(why, CallbackRefusal::OtherConnection);
-        let expired =
-            fixture
-                .flows
-                .partner_callback("conn_1", login.state.as_str(), NOW + 600, &fixture.ids);
+        let expired = fixture.flows.partner_callback(
+            "conn_1",
+            login.state.as_str(),
+            &browser_of(&login),
+            NOW + 600,
+            &fixture.ids,
+        );
         assert_eq!(
             expired.unwrap_err(),
             CallbackError::InvalidState(CallbackRefusal::Expired)
@@ -645,13 +668,14 @@ mod partner_callback {
 mod decide_consent {
     use super::*;
 
-    fn prompt(fixture: &mut Fixture) -> ConsentPrompt {
+    /// A consent page, and the browser that started its sign-in.
+    fn prompt(fixture: &mut Fixture) -> (ConsentPrompt, PresentedBrowser) {
         let mut authorize = request("public-2");
         authorize.scope = Some("mcp:read".to_owned());
         let login = fixture.authorize(authorize).unwrap();
         fixture.submit("conn_2", &login, ada()).unwrap();
         match fixture.callback("conn_2", &login).unwrap() {
-            CallbackOutcome::NeedsConsent(prompt) => prompt,
+            CallbackOutcome::NeedsConsent(prompt) => (prompt, browser_of(&login)),
             CallbackOutcome::Redirect(redirect) => panic!("unexpected redirect {redirect:?}"),
         }
     }
@@ -659,19 +683,20 @@ mod decide_consent {
     #[test]
     fn prompt_mode_asks_and_approval_issues_a_code_and_is_remembered() {
         let mut fixture = fixture();
-        let consent = prompt(&mut fixture);
+        let (consent, browser) = prompt(&mut fixture);
         assert_eq!(consent.resource_name, "Two");
         assert_eq!(consent.client_name, "Second");
         assert_eq!(consent.redirect_host, "127.0.0.1");
         assert_eq!(consent.user, "ada@example.com");
         let redirect = fixture
             .flows
-            .decide_consent(&consent.consent_id, true, NOW, &fixture.ids)
+            .decide_consent(&consent.consent_id, true, &browser, NOW, &fixture.ids)
             .unwrap();
         assert!(matches!(redirect.outcome, RedirectOutcome::Code(_)));
-        let again = fixture
-            .flows
-            .decide_consent(&consent.consent_id, true, NOW, &fixture.ids);
+        let again =
+            fixture
+                .flows
+                .decide_consent(&consent.consent_id, true, &browser, NOW, &fixture.ids);
         assert_eq!(again.unwrap_err(), ConsentError::UnknownConsent);
 
         let mut authorize = request("public-2");
@@ -687,10 +712,10 @@ mod decide_consent {
     #[test]
     fn denial_redirects_with_access_denied() {
         let mut fixture = fixture();
-        let consent = prompt(&mut fixture);
+        let (consent, browser) = prompt(&mut fixture);
         let redirect = fixture
             .flows
-            .decide_consent(&consent.consent_id, false, NOW, &fixture.ids)
+            .decide_consent(&consent.consent_id, false, &browser, NOW, &fixture.ids)
             .unwrap();
         assert_eq!(
             error_of(&redirect).map(|(error, _)| error),
@@ -701,11 +726,149 @@ mod decide_consent {
     #[test]
     fn an_expired_consent_is_unknown() {
         let mut fixture = fixture();
-        let consent = prompt(&mut fixture);
-        let late = fixture
-            .flows
-            .decide_consent(&consent.consent_id, true, NOW + 600, &fixture.ids);
+        let (consent, browser) = prompt(&mut fixture);
+        let late = fixture.flows.decide_consent(
+            &consent.consent_id,
+            true,
+            &browser,
+            NOW + 600,
+            &fixture.ids,
+        );
         assert_eq!(late.unwrap_err(), ConsentError::UnknownConsent);
+    }
+}
+
+mod browser_binding {
+    use super::*;
+
+    #[test]
+    fn a_callback_without_the_sign_in_cookie_is_refused_and_leaves_the_sign_in_pending() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        assert!(login.browser_binding.is_some());
+        assert_eq!(login.binding_lifetime_secs, 1200);
+        fixture.submit("conn_1", &login, ada()).unwrap();
+
+        let refused = fixture.callback_from("conn_1", &login, &PresentedBrowser::none());
+        assert_eq!(
+            refused.unwrap_err(),
+            CallbackError::Browser(BrowserRefusal::Missing)
+        );
+        assert_eq!(
+            CallbackError::Browser(BrowserRefusal::Missing).failed_check(),
+            Check::BrowserMatches
+        );
+        assert_eq!(fixture.flows.pending_counts(), (1, 0, 0));
+        assert!(matches!(
+            fixture.callback("conn_1", &login),
+            Ok(CallbackOutcome::Redirect(_))
+        ));
+    }
+
+    #[test]
+    fn another_browsers_cookie_is_a_mismatch_and_two_sign_ins_in_one_browser_both_finish() {
+        let mut fixture = fixture();
+        let first = fixture.authorize(request("public-1")).unwrap();
+        let second = fixture.authorize(request("public-1")).unwrap();
+        fixture.submit("conn_1", &first, ada()).unwrap();
+        fixture.submit("conn_1", &second, ada()).unwrap();
+
+        let other_browser = browser_of(&second);
+        let refused = fixture.callback_from("conn_1", &first, &other_browser);
+        assert_eq!(
+            refused.unwrap_err(),
+            CallbackError::Browser(BrowserRefusal::Mismatch)
+        );
+        let forged = PresentedBrowser::new(["forged"]);
+        assert_eq!(
+            fixture
+                .callback_from("conn_1", &first, &forged)
+                .unwrap_err(),
+            CallbackError::Browser(BrowserRefusal::Mismatch)
+        );
+
+        // One browser, two tabs: it carries both sign-ins' cookies.
+        let both = PresentedBrowser::new(
+            [&first, &second].map(|login| login.browser_binding.as_ref().unwrap().expose()),
+        );
+        for login in [&first, &second] {
+            assert!(matches!(
+                fixture.callback_from("conn_1", login, &both),
+                Ok(CallbackOutcome::Redirect(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_consent_decision_without_the_sign_in_cookie_is_refused_and_the_page_stays() {
+        let mut fixture = fixture();
+        let mut authorize = request("public-2");
+        authorize.scope = Some("mcp:read".to_owned());
+        let login = fixture.authorize(authorize).unwrap();
+        fixture.submit("conn_2", &login, ada()).unwrap();
+        let Ok(CallbackOutcome::NeedsConsent(prompt)) = fixture.callback("conn_2", &login) else {
+            panic!("a consent page");
+        };
+        for (browser, refusal) in [
+            (PresentedBrowser::none(), BrowserRefusal::Missing),
+            (PresentedBrowser::new(["other"]), BrowserRefusal::Mismatch),
+        ] {
+            let refused =
+                fixture
+                    .flows
+                    .decide_consent(&prompt.consent_id, true, &browser, NOW, &fixture.ids);
+            assert_eq!(refused.unwrap_err(), ConsentError::Browser(refusal));
+        }
+        assert_eq!(
+            ConsentError::Browser(BrowserRefusal::Missing).failed_check(),
+            Check::BrowserMatches
+        );
+        assert_eq!(fixture.flows.pending_consents(), 1);
+        let approved = fixture.flows.decide_consent(
+            &prompt.consent_id,
+            true,
+            &browser_of(&login),
+            NOW,
+            &fixture.ids,
+        );
+        assert!(matches!(
+            approved.unwrap().outcome,
+            RedirectOutcome::Code(_)
+        ));
+    }
+
+    #[test]
+    fn a_resource_without_browser_binding_sets_no_cookie_and_requires_none() {
+        let text = ENVIRONMENT.replace(
+            "login_request_lifetime_secs = 600\n\n[[resources]]",
+            "login_request_lifetime_secs = 600\nbrowser_binding = false\n\n[[resources]]",
+        );
+        let config = Config::from_toml_str(&text).unwrap();
+        assert!(!config.resources[0].browser_binding);
+        let mut fixture = Fixture {
+            flows: Flows::new(&config, &Url::parse("http://env.test").unwrap()),
+            ids: SequentialIds::new(),
+        };
+        let login = fixture.authorize(request("public-1")).unwrap();
+        assert!(login.browser_binding.is_none());
+        fixture.submit("conn_1", &login, ada()).unwrap();
+        assert!(matches!(
+            fixture.callback_from("conn_1", &login, &PresentedBrowser::none()),
+            Ok(CallbackOutcome::Redirect(_))
+        ));
+    }
+
+    #[test]
+    fn the_state_machine_keeps_no_cookie_value() {
+        let mut fixture = fixture();
+        let login = fixture.authorize(request("public-1")).unwrap();
+        let value = login.browser_binding.as_ref().unwrap().expose().to_owned();
+        let held = format!(
+            "{:?} {:?}",
+            fixture.flows,
+            fixture.flows.pending_login_requests()
+        );
+        assert!(!held.contains(&value), "{held}");
     }
 }
 

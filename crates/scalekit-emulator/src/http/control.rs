@@ -2,35 +2,37 @@
 //! clock, reset the state, read the pending login requests and the last requests served, arm
 //! one-shot faults, rotate and retire the signing keys ([`keys`]) and mint access tokens with or
 //! without a deliberate defect ([`tokens`]). It is described by the OpenAPI document at
-//! `/_emulator/openapi.json`.
+//! `/_emulator/openapi.json`; the emulated Scalekit surface by the one at
+//! `/_emulator/scalekit-openapi.json`.
 //!
 //! The request log and the fault injection are one middleware around the whole router (see
-//! `layer`); `/_emulator/*` itself is neither logged nor faultable. gRPC calls, which bypass the
+//! `layer`); `/_emulator/*` itself is neither logged nor faultable, and passes the defences
+//! against web pages and the control token first (`guard`). gRPC calls, which bypass the
 //! router, are logged by the gRPC service. An error answer's code, message and violated fields
 //! come from the [`ErrorSummary`] every error type attaches to its response, so the log never
 //! reads a body. Nothing here prints a credential: query parameters that carry one are cut to a
 //! short prefix and `…`.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json, Router};
 use scalekit_wire::ErrorSummary;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::de::{DeserializeOwned, Error as _, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Number, Value};
 use url::Url;
 
-use super::{BodyKind, Edge, Route};
+use super::extract::JsonObject;
+use super::{BodyKind, Edge, EdgeState, Route};
 use crate::clock::ClockError;
 use crate::flow::Flows;
 use crate::management::{ApiError, GrpcCode, violation};
@@ -38,6 +40,7 @@ use crate::request_log::{REQUEST_LOG_CAPACITY, RequestRecord, truncate, wall_clo
 use crate::state::AppState;
 use flow_inspector::redact::redact_query;
 
+pub(super) mod guard;
 pub mod keys;
 pub mod tokens;
 
@@ -220,10 +223,12 @@ impl Serialize for ArmedFault {
     }
 }
 
-/// The control routes (served only when the control API is on).
+/// The control routes (served only when the control API is on); their state-changing calls take
+/// JSON only (`guard::json_calls`).
 pub(super) fn routes() -> Vec<Route> {
-    vec![
+    let routes = vec![
         Route::new("/_emulator/openapi.json", Edge::Gateway).get(openapi),
+        Route::new("/_emulator/scalekit-openapi.json", Edge::Gateway).get(scalekit_openapi),
         Route::new("/_emulator/clock", Edge::Gateway).get(clock),
         Route::new("/_emulator/clock/advance", Edge::Gateway)
             .post(advance_clock)
@@ -249,30 +254,41 @@ pub(super) fn routes() -> Vec<Route> {
             .post(arm_fault)
             .delete(clear_faults)
             .takes(BodyKind::Json),
-    ]
+    ];
+    routes.into_iter().map(guard::json_calls).collect()
 }
 
 /// Wraps the whole router in the request log and the fault injection, when the control API is
 /// on. Outermost, so that a fault answers before routing and the log sees injected answers too.
-pub(super) fn layer(router: Router, state: &AppState) -> Router {
+pub(super) fn layer(router: Router, state: &AppState, edge: Arc<EdgeState>) -> Router {
     if !state.config.control {
         return router;
     }
-    router.layer(middleware::from_fn_with_state(state.clone(), observe))
+    router.layer(middleware::from_fn_with_state(
+        (state.clone(), edge),
+        observe,
+    ))
 }
 
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn observe(
+    State((state, edge)): State<(AppState, Arc<EdgeState>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let raw_path = request.uri().path().to_owned();
     // Routing collapses a leading `//`; faults match what routing sees.
     let path = format!("/{}", raw_path.trim_start_matches('/'));
     if path.starts_with(PREFIX) {
+        if let Some(answer) = guard::screen(&state, &path, &request) {
+            return answer;
+        }
         return next.run(request).await;
     }
     let started = Instant::now();
     let at = wall_clock_millis();
     let method = request.method().clone();
     let query = request.uri().query().map(redact_query);
-    let fault = state.control.take_fault(&method, &path);
+    let fault = edge.control.take_fault(&method, &path);
     let response = match fault {
         None => next.run(request).await,
         Some(fault) => {
@@ -310,6 +326,49 @@ async fn openapi() -> Response {
         .into_response()
 }
 
+/// The OpenAPI document of the emulated Scalekit surface (every route of the table outside
+/// `/_emulator/`), served beside the control API's own.
+async fn scalekit_openapi() -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        include_str!("scalekit-openapi.json"),
+    )
+        .into_response()
+}
+
+/// A JSON number with no fractional part from 0 to `u64::MAX`, written as an integer or not
+/// (`600` or `600.0`): JSON Schema's `integer`, which the OpenAPI document promises. serde reads
+/// `600.0` only into a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct WholeNumber(pub u64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = Number::deserialize(deserializer)?;
+        whole_number(&number).map(WholeNumber).ok_or_else(|| {
+            D::Error::invalid_value(
+                Unexpected::Other(&number.to_string()),
+                &"an integer from 0 to 18446744073709551615",
+            )
+        })
+    }
+}
+
+/// The value of a JSON number with no fractional part from 0 to `u64::MAX`.
+pub(super) fn whole_number(number: &Number) -> Option<u64> {
+    if let Some(whole) = number.as_u64() {
+        return Some(whole);
+    }
+    // 2^64 is the first float past `u64::MAX`: a float from 0 to below it with no fractional
+    // part converts exactly.
+    const TWO_TO_THE_64: f64 = 18_446_744_073_709_551_616.0;
+    let float = number.as_f64()?;
+    if float.fract() != 0.0 || !(0.0..TWO_TO_THE_64).contains(&float) {
+        return None;
+    }
+    Some(float as u64)
+}
+
 #[derive(Debug, Serialize)]
 struct ClockResponse {
     now: u64,
@@ -325,12 +384,14 @@ async fn clock(State(state): State<AppState>) -> Json<ClockResponse> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClockStep {
-    seconds: u64,
+    seconds: WholeNumber,
 }
 
 async fn advance_clock(
     State(state): State<AppState>,
-    ControlBody(ClockStep { seconds }): ControlBody<ClockStep>,
+    ControlBody(ClockStep {
+        seconds: WholeNumber(seconds),
+    }): ControlBody<ClockStep>,
 ) -> Result<Json<ClockResponse>, ApiError> {
     state.clock.advance(seconds).map_err(clock_error)?;
     Ok(Json(ClockResponse {
@@ -342,7 +403,9 @@ async fn advance_clock(
 /// the emulator's clock was moved, e.g. past its lifetime.
 async fn rewind_clock(
     State(state): State<AppState>,
-    ControlBody(ClockStep { seconds }): ControlBody<ClockStep>,
+    ControlBody(ClockStep {
+        seconds: WholeNumber(seconds),
+    }): ControlBody<ClockStep>,
 ) -> Result<Json<ClockResponse>, ApiError> {
     state.clock.rewind(seconds).map_err(clock_error)?;
     Ok(Json(ClockResponse {
@@ -367,7 +430,10 @@ fn clock_error(error: ClockError) -> ApiError {
 /// directory is emptied of the same. The request log and the armed faults are cleared too.
 /// Management tokens are self-contained JWTs and stay valid until they expire or their key is
 /// retired.
-async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+async fn reset(
+    State(state): State<AppState>,
+    Extension(edge): Extension<Arc<EdgeState>>,
+) -> Result<StatusCode, ApiError> {
     let environment_url = Url::parse(state.environment_url()).map_err(|error| {
         ApiError::new(
             GrpcCode::Internal,
@@ -378,8 +444,8 @@ async fn reset(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     // With a store, the guard writes the recorded reset when it is released.
     state.flows().reset_to(fresh);
     state.requests.clear();
-    state.control.faults().clear();
-    state.metadata_documents.clear();
+    edge.control.faults().clear();
+    edge.metadata_documents.clear();
     state.inspector.clear();
     tracing::info!("state reset through the control API");
     Ok(StatusCode::NO_CONTENT)
@@ -474,18 +540,22 @@ async fn requests(
 struct FaultRequest {
     method: Option<String>,
     path: String,
-    status: Option<u16>,
+    status: Option<WholeNumber>,
     body: Option<Value>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
-    delay_ms: u64,
+    #[serde(default = "zero")]
+    delay_ms: WholeNumber,
     #[serde(default = "one")]
-    times: u32,
+    times: WholeNumber,
 }
 
-fn one() -> u32 {
-    1
+fn zero() -> WholeNumber {
+    WholeNumber(0)
+}
+
+fn one() -> WholeNumber {
+    WholeNumber(1)
 }
 
 #[derive(Debug, Serialize)]
@@ -500,6 +570,7 @@ struct FaultsResponse {
 
 async fn arm_fault(
     State(state): State<AppState>,
+    Extension(edge): Extension<Arc<EdgeState>>,
     ControlBody(request): ControlBody<FaultRequest>,
 ) -> Result<(StatusCode, Json<FaultCreated>), ApiError> {
     let mut violations = Vec::new();
@@ -522,9 +593,11 @@ async fn arm_fault(
     } else if request.path.contains('?') {
         violations.push(violation("path", "must not have a query"));
     }
+    let WholeNumber(delay_ms) = request.delay_ms;
+    let WholeNumber(times) = request.times;
     let status = match request.status {
-        Some(status) => match StatusCode::from_u16(status) {
-            Ok(status) if (200..=599).contains(&status.as_u16()) => Some(status),
+        Some(WholeNumber(status)) => match u16::try_from(status).map(StatusCode::from_u16) {
+            Ok(Ok(status)) if (200..=599).contains(&status.as_u16()) => Some(status),
             _ => {
                 violations.push(violation("status", "must be from 200 to 599"));
                 None
@@ -537,7 +610,7 @@ async fn arm_fault(
             if !request.headers.is_empty() {
                 violations.push(violation("headers", "need a status"));
             }
-            if request.delay_ms == 0 {
+            if delay_ms == 0 {
                 violations.push(violation("status", "a fault needs a status or a delay_ms"));
             }
             None
@@ -549,6 +622,13 @@ async fn arm_fault(
             HeaderName::from_bytes(armed_name.as_bytes()),
             HeaderValue::from_str(&value),
         ) {
+            // The message's framing (RFC 9112 §6) is the emulator's: a `Content-Length` that does
+            // not match the body made hyper drop the connection without an answer.
+            (Ok(name), Ok(_)) if name == CONTENT_LENGTH || name == TRANSFER_ENCODING => violations
+                .push(violation(
+                    "headers",
+                    format!("{armed_name:?} frames the answer: the emulator sets it"),
+                )),
             (Ok(name), Ok(value)) => headers.push(FaultHeader {
                 armed_name,
                 name,
@@ -560,22 +640,26 @@ async fn arm_fault(
             )),
         }
     }
-    if request.delay_ms > MAX_FAULT_DELAY_MS {
+    if delay_ms > MAX_FAULT_DELAY_MS {
         violations.push(violation(
             "delay_ms",
             format!("must be at most {MAX_FAULT_DELAY_MS}"),
         ));
     }
-    if !(1..=MAX_FAULT_TIMES).contains(&request.times) {
+    let remaining = u32::try_from(times)
+        .ok()
+        .filter(|times| (1..=MAX_FAULT_TIMES).contains(times));
+    let Some(remaining) = remaining else {
         violations.push(violation(
             "times",
             format!("must be from 1 to {MAX_FAULT_TIMES}"),
         ));
-    }
+        return Err(ApiError::invalid_argument("invalid request", violations));
+    };
     if !violations.is_empty() {
         return Err(ApiError::invalid_argument("invalid request", violations));
     }
-    let mut faults = state.control.faults();
+    let mut faults = edge.control.faults();
     if faults.len() >= MAX_ARMED_FAULTS {
         return Err(ApiError::new(
             GrpcCode::ResourceExhausted,
@@ -592,25 +676,25 @@ async fn arm_fault(
         status,
         body: request.body,
         headers,
-        delay_ms: request.delay_ms,
-        remaining: request.times,
+        delay_ms,
+        remaining,
     });
     Ok((StatusCode::CREATED, Json(FaultCreated { id })))
 }
 
-async fn list_faults(State(state): State<AppState>) -> Json<FaultsResponse> {
-    let faults = state.control.faults().clone();
+async fn list_faults(Extension(edge): Extension<Arc<EdgeState>>) -> Json<FaultsResponse> {
+    let faults = edge.control.faults().clone();
     Json(FaultsResponse { faults })
 }
 
-async fn clear_faults(State(state): State<AppState>) -> StatusCode {
-    state.control.faults().clear();
+async fn clear_faults(Extension(edge): Extension<Arc<EdgeState>>) -> StatusCode {
+    edge.control.faults().clear();
     StatusCode::NO_CONTENT
 }
 
-/// A control request's JSON body, whatever its content type (`curl -d` sends a form type). One
-/// that does not parse is INVALID_ARGUMENT with a violation on the field serde names, else on
-/// `body`.
+/// A control request's JSON body (its `Content-Type: application/json` was required before
+/// routing, see `guard`). One that does not parse is INVALID_ARGUMENT with a violation on the
+/// field serde names, else on `body`.
 #[derive(Debug)]
 pub(super) struct ControlBody<T>(pub T);
 
@@ -652,7 +736,8 @@ async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes
 }
 
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| {
+    let parsed = serde_json::from_slice::<JsonObject<T>>(body);
+    parsed.map(|JsonObject(value)| value).map_err(|error| {
         let message = error.to_string();
         let field = named_field(&message).unwrap_or("body").to_owned();
         ApiError::invalid_argument("invalid request", vec![violation(&field, message)])

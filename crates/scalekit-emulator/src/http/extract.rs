@@ -5,18 +5,52 @@
 //! The extractors that also parse (the token and revocation forms, the consent decision, the
 //! control API's JSON bodies) live beside their handlers.
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use scalekit_wire::UserClaims;
-use serde::de::DeserializeOwned;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use scalekit_wire::{Check, OAuthErrorCode};
 
 use super::error::{HostedErrorPage, OAuthError};
 use crate::management::{ApiError, GrpcCode, authenticate_management, bearer};
 use crate::state::AppState;
+
+/// A JSON body that must be an object. serde's derived structs also read a JSON array, field by
+/// field in declaration order (`["u1", "a@b.c"]` is a user with `sub` and `email`), which no
+/// document describes and the gateway refuses; this reads only an object into `T`, with serde's
+/// messages (and their positions) for everything else unchanged.
+#[derive(Debug)]
+pub(super) struct JsonObject<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectVisitor(PhantomData))
+            .map(JsonObject)
+    }
+}
 
 /// Path parameters of a gateway route; a malformed one is NOT_FOUND.
 #[derive(Debug)]
@@ -98,7 +132,7 @@ impl<S: Send + Sync> FromRequest<S> for UserBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(claims) = Json::<UserClaims>::from_request(request, state)
+        let Json(JsonObject(claims)) = Json::<JsonObject<UserClaims>>::from_request(request, state)
             .await
             .map_err(|rejection| {
                 ApiError::new(
@@ -140,7 +174,7 @@ where
     type Rejection = OAuthError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, OAuthError> {
-        let Json(value) = Json::<T>::from_request(request, state)
+        let Json(JsonObject(value)) = Json::<JsonObject<T>>::from_request(request, state)
             .await
             .map_err(|rejection| {
                 OAuthError::new(

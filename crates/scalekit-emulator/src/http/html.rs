@@ -1,9 +1,11 @@
-//! The emulator's hosted pages: the consent page and the error page, their one stylesheet, and
-//! HTML escaping. Plain HTML, no JavaScript; everything interpolated is escaped.
+//! The emulator's hosted pages: the consent page and the error page, and their one stylesheet.
+//! Plain HTML, no JavaScript; everything interpolated is escaped (`testbed_web::escape`, the
+//! test bed's one HTML escaping).
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, X_FRAME_OPTIONS};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use testbed_web::escape;
 
 use crate::flow::ConsentPrompt;
 
@@ -50,22 +52,6 @@ pub fn page(status: StatusCode, body: String) -> Response {
         ),
     );
     response
-}
-
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#x27;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 /// A whole document. `title` and `main` must already be safe HTML.
@@ -153,14 +139,6 @@ pub fn error_page(error: &str, description: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_covers_markup_and_quotes() {
-        assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;&#x27;&lt;/a&gt;"
-        );
-    }
 
     #[test]
     fn the_error_page_names_the_error_in_its_title_before_the_stylesheet() {

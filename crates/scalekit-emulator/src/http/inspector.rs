@@ -4,6 +4,10 @@
 //! `GET /_emulator/ui/events` (a server-sent event per new or changed flow, so the page redraws
 //! while a flow runs) — and the recording layer around the emulator's own router.
 //!
+//! They are control routes: the control API's defences (no foreign `Origin`, the control token)
+//! apply to them too. With a control token the page is opened once as `/_emulator/ui?token=…`,
+//! which sets the cookie its reads and its event stream then carry (`http::control::guard`).
+//!
 //! The emulator records itself when the control API is on; testbed-stack puts the same layer
 //! around Your App and the MCP server when they run in its process, so one inspector sees every
 //! hop. Calls from Your App or the MCP server to the emulator are recorded once, by the emulator.

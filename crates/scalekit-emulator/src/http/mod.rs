@@ -2,6 +2,7 @@
 //! Routing and rendering live here; `serve` only hands it the requests that are not gRPC.
 
 mod api;
+mod browser;
 pub mod cimd;
 pub mod control;
 pub mod error;
@@ -17,14 +18,15 @@ mod wellknown;
 mod tests;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use axum::{Extension, Router};
 use scalekit_wire::{Endpoint, OAuthErrorCode};
 use tower::ServiceExt as _;
 use tower_http::trace::TraceLayer;
@@ -198,9 +200,30 @@ pub fn routes(config: &Config) -> Vec<RouteSpec> {
     table(config).into_iter().map(|route| route.spec).collect()
 }
 
+/// What only the HTTP edge keeps, beside the [`AppState`] every edge shares: the control API's
+/// armed faults and the Client ID Metadata Document fetcher with its cache. One per router,
+/// reached by handlers as an `Extension`, so that `state` names nothing of `http`.
+#[derive(Debug)]
+pub(crate) struct EdgeState {
+    /// The armed faults.
+    pub(crate) control: control::ControlState,
+    /// The metadata document fetcher and its cache.
+    pub(crate) metadata_documents: cimd::MetadataDocuments,
+}
+
+impl EdgeState {
+    fn new(config: &Config) -> EdgeState {
+        EdgeState {
+            control: control::ControlState::default(),
+            metadata_documents: cimd::MetadataDocuments::new(config.cimd_allow_insecure_loopback),
+        }
+    }
+}
+
 /// All routes. A leading `//` in the path (Python's `env_url + "/oauth/token"` with a trailing
 /// slash in `env_url`) is collapsed before routing.
 pub fn router(state: AppState) -> Router {
+    let edge = Arc::new(EdgeState::new(&state.config));
     let mut routes = Router::new();
     for Route { spec, handlers } in table(&state.config) {
         let allowed = spec
@@ -221,12 +244,15 @@ pub fn router(state: AppState) -> Router {
             ));
         routes = routes.route(spec.path, handlers);
     }
-    let routes = routes.fallback(not_found).with_state(state.clone());
+    let routes = routes
+        .fallback(not_found)
+        .layer(Extension(Arc::clone(&edge)))
+        .with_state(state.clone());
     let normalised = routes.map_request(collapse_leading_slashes);
     let router = Router::new()
         .fallback_service(normalised.map_err(|never: Infallible| match never {}))
         .layer(TraceLayer::new_for_http());
-    inspector::layer(control::layer(router, &state), &state)
+    inspector::layer(control::layer(router, &state, edge), &state)
 }
 
 /// 405 for a method a route does not serve, in the route's edge shape.

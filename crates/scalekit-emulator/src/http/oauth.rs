@@ -1,24 +1,28 @@
 //! `/oauth/authorize`, `/oauth/consent` and `/oauth/token`.
 
-use axum::Form;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, LOCATION, PRAGMA};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 use scalekit_wire::{Check, Endpoint, OAuthErrorCode, Secret};
 
+use super::EdgeState;
+use super::browser::{OwnOrigin, ending_sign_in, presented_browser, with_sign_in_cookie};
 use super::error::{HostedErrorPage, OAuthError};
 use super::extract::{AuthorizeParams, AuthorizePathResource};
 use super::facts::{FailedCheck, ServedEndpoint};
 use crate::flow::cimd::is_document_url;
 use crate::flow::{
-    AuthorizationCodeRequest, AuthorizeError, AuthorizeRequest, ClientRedirect, IssuedGrant,
-    RedirectOutcome, RefreshRequest,
+    AuthorizationCodeRequest, AuthorizeError, AuthorizeRequest, ClientRedirect, ConsentError,
+    IssuedGrant, RedirectOutcome, RefreshRequest,
 };
 use crate::state::AppState;
 use crate::tokens::TokenResponse;
@@ -38,8 +42,11 @@ pub(super) struct AuthorizeQuery {
     resource: Option<String>,
 }
 
-impl From<AuthorizeQuery> for AuthorizeRequest {
-    fn from(query: AuthorizeQuery) -> Self {
+impl AuthorizeQuery {
+    /// The state machine's request (a method here rather than a `From` on the flow's type, so
+    /// that the edge's query type stays the edge's).
+    fn into_request(self) -> AuthorizeRequest {
+        let query = self;
         AuthorizeRequest {
             client_id: query.client_id,
             redirect_uri: query.redirect_uri,
@@ -84,23 +91,29 @@ pub(super) fn redirect_to(redirect: &ClientRedirect) -> Response {
 
 pub(super) async fn authorize(
     State(state): State<AppState>,
+    Extension(edge): Extension<Arc<EdgeState>>,
     AuthorizeParams(query): AuthorizeParams<AuthorizeQuery>,
 ) -> Response {
-    authorize_request(&state, query.into()).await
+    authorize_request(&state, &edge, query.into_request()).await
 }
 
 /// `/resources/{res}/oauth/authorize`: the path's resource is the default `resource`.
 pub(super) async fn authorize_for_resource(
     State(state): State<AppState>,
+    Extension(edge): Extension<Arc<EdgeState>>,
     AuthorizePathResource(resource): AuthorizePathResource,
     AuthorizeParams(query): AuthorizeParams<AuthorizeQuery>,
 ) -> Response {
-    let mut request: AuthorizeRequest = query.into();
+    let mut request = query.into_request();
     request.resource = request.resource.or(Some(resource));
-    authorize_request(&state, request).await
+    authorize_request(&state, &edge, request).await
 }
 
-async fn authorize_request(state: &AppState, request: AuthorizeRequest) -> Response {
+async fn authorize_request(
+    state: &AppState,
+    edge: &EdgeState,
+    request: AuthorizeRequest,
+) -> Response {
     // A URL `client_id` names a Client ID Metadata Document: fetch it (IO, outside the lock)
     // unless no resource accepts such clients, then let the state machine check the request.
     let metadata_client = request
@@ -124,7 +137,7 @@ async fn authorize_request(state: &AppState, request: AuthorizeRequest) -> Respo
                 .failed(Check::ClientKnown)
                 .into_response();
             }
-            let fetched = state
+            let fetched = edge
                 .metadata_documents
                 .get(&client_id, state.clock.now())
                 .await;
@@ -151,7 +164,9 @@ async fn authorize_request(state: &AppState, request: AuthorizeRequest) -> Respo
         None => state.flows().authorize(request, now, ids),
     };
     let error = match result {
-        Ok(login) => return found(login.location().as_str()),
+        Ok(login) => {
+            return with_sign_in_cookie(found(login.location().as_str()), &login, state);
+        }
         Err(error) => error,
     };
     // The client and its redirect URI are not trusted yet: the hosted error page, never a
@@ -215,21 +230,35 @@ impl<S: Send + Sync> FromRequest<S> for ConsentDecision {
     }
 }
 
+/// `POST /oauth/consent`: from the environment's own origin ([`OwnOrigin`], checked before the
+/// form is read) and the browser that started the sign-in (its sign-in cookie, Decisions §9).
 pub(super) async fn consent(
     State(state): State<AppState>,
+    _origin: OwnOrigin,
+    headers: HeaderMap,
     ConsentDecision {
         consent_id,
         approve,
     }: ConsentDecision,
 ) -> Response {
+    let browser = presented_browser(&headers);
     let now = state.clock.now();
-    let result = state
-        .flows()
-        .decide_consent(&consent_id, approve, now, state.ids.as_ref());
+    let (sign_in, result) = {
+        let mut flows = state.flows();
+        let sign_in = flows.sign_in_of_consent(&consent_id);
+        let result = flows.decide_consent(&consent_id, approve, &browser, now, state.ids.as_ref());
+        (sign_in, result)
+    };
     match result {
-        Ok(redirect) => redirect_to(&redirect),
+        Ok(redirect) => ending_sign_in(redirect_to(&redirect), sign_in.as_ref(), &state),
         Err(error) => {
-            HostedErrorPage::new(OAuthErrorCode::InvalidRequest, error.to_string()).into_response()
+            let code = match &error {
+                ConsentError::UnknownConsent => OAuthErrorCode::InvalidRequest,
+                ConsentError::Browser(refusal) => refusal.code(),
+            };
+            HostedErrorPage::new(code, error.to_string())
+                .failed(error.failed_check())
+                .into_response()
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::response::Response;
 use scalekit_wire::{Check, Endpoint, HopFacts, Secret};
@@ -30,10 +30,12 @@ const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 /// The emulator's router over a fresh state: the fixtures plus one confidential client, a manual
-/// clock, sequential ids and the contract tests' key.
+/// clock, sequential ids and the contract tests' key. Its requests carry the cookies its answers
+/// set, as the browser of a sign-in does (Decisions §9).
 struct Harness {
     state: AppState,
     router: Router,
+    cookies: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Harness {
@@ -57,14 +59,43 @@ impl Harness {
             Arc::new(SequentialIds::new()),
         );
         let router = crate::router(state.clone());
-        Harness { state, router }
+        Harness {
+            state,
+            router,
+            cookies: std::sync::Mutex::default(),
+        }
     }
 
-    async fn send(&self, request: Request<Body>) -> Response {
-        match self.router.clone().oneshot(request).await {
+    async fn send(&self, mut request: Request<Body>) -> Response {
+        let cookie = self
+            .cookies
+            .lock()
+            .expect("the cookie jar")
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !cookie.is_empty() {
+            request
+                .headers_mut()
+                .insert(COOKIE, cookie.parse().expect("a header"));
+        }
+        let response = match self.router.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
+        };
+        let mut cookies = self.cookies.lock().expect("the cookie jar");
+        for set in response.headers().get_all(SET_COOKIE) {
+            let set = set.to_str().expect("an ASCII cookie");
+            let (pair, attributes) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').expect("name=value");
+            cookies.retain(|(kept, _)| kept != name);
+            if !attributes.contains("Max-Age=0") {
+                cookies.push((name.to_owned(), value.to_owned()));
+            }
         }
+        drop(cookies);
+        response
     }
 
     async fn get(&self, path_and_query: &str) -> Response {
@@ -373,6 +404,15 @@ async fn no_secret_of_a_flow_shows_in_debug() {
     let login = harness.get(&Harness::authorize_uri(&[])).await;
     let login_request = location_param(&login, "login_request_id");
     let login_state = location_param(&login, "state");
+    // The sign-in cookie's value.
+    secrets.extend(
+        harness
+            .cookies
+            .lock()
+            .expect("the cookie jar")
+            .iter()
+            .map(|(_, value)| value.clone()),
+    );
     let user = format!("/api/v1/connections/{CONNECTION}/auth-requests/{login_request}/user");
     let ada = json!({"sub": "ada-1", "email": "ada@example.com"}).to_string();
     assert_eq!(

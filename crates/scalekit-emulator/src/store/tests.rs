@@ -7,7 +7,7 @@ use super::*;
 use crate::config::Config;
 use crate::flow::{
     AuthorizationCodeRequest, AuthorizeRequest, CallbackOutcome, ClientRegistration, Flows,
-    GrantRefusal, RedirectOutcome, RefreshRequest, TokenError,
+    GrantRefusal, PresentedBrowser, RedirectOutcome, RefreshRequest, TokenError,
 };
 use crate::ids::SequentialIds;
 use crate::types::{AuthorizationCode, ClientId, PkceVerifier, RefreshToken, pkce_s256};
@@ -482,13 +482,25 @@ fn the_recorded_changes_rebuild_the_state_machine() {
         )
         .unwrap();
     let CallbackOutcome::NeedsConsent(prompt) = flows
-        .partner_callback(&connection, login.state.as_str(), NOW, &ids)
+        .partner_callback(
+            &connection,
+            login.state.as_str(),
+            &PresentedBrowser::of(login.browser_binding.as_ref()),
+            NOW,
+            &ids,
+        )
         .unwrap()
     else {
         panic!("no consent page");
     };
     let redirect = flows
-        .decide_consent(&prompt.consent_id, true, NOW, &ids)
+        .decide_consent(
+            &prompt.consent_id,
+            true,
+            &PresentedBrowser::of(login.browser_binding.as_ref()),
+            NOW,
+            &ids,
+        )
         .unwrap();
     let RedirectOutcome::Code(code) = redirect.outcome else {
         panic!("no code");
@@ -595,7 +607,13 @@ fn flow_through_guards(
         )
         .unwrap();
     let CallbackOutcome::Redirect(redirect) = guard()
-        .partner_callback(&connection, login.state.as_str(), NOW, ids)
+        .partner_callback(
+            &connection,
+            login.state.as_str(),
+            &PresentedBrowser::of(login.browser_binding.as_ref()),
+            NOW,
+            ids,
+        )
         .unwrap()
     else {
         panic!("consent is auto in the fixture");

@@ -209,8 +209,10 @@ impl Stack {
         let app = App::from_listener_with(listener, config, deps)?;
         let address = format!("http://{}", app.local_addr());
         tokio::spawn(app.serve());
+        // The browser of every sign-in: it keeps the sign-in's cookie (Decisions §9).
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
             .build()?;
         Ok(Stack {
             address,

@@ -133,6 +133,7 @@ async fn the_default_clock_runs_ahead_by_what_was_advanced() -> Result<()> {
     let before = before["now"].as_u64().context("now")?;
     let after: Value = http
         .post(format!("{base}/_emulator/clock/advance"))
+        .header("content-type", "application/json")
         .body(r#"{"seconds": 86400}"#)
         .send()
         .await?
@@ -159,6 +160,7 @@ async fn the_default_clock_rewinds_behind_the_system_time_and_advances_back() ->
         .as_secs();
     let rewound: Value = http
         .post(format!("{base}/_emulator/clock/rewind"))
+        .header("content-type", "application/json")
         .body(r#"{"seconds": 7200}"#)
         .send()
         .await?
@@ -171,6 +173,7 @@ async fn the_default_clock_rewinds_behind_the_system_time_and_advances_back() ->
     );
     let back: Value = http
         .post(format!("{base}/_emulator/clock/advance"))
+        .header("content-type", "application/json")
         .body(r#"{"seconds": 7200}"#)
         .send()
         .await?
@@ -282,6 +285,7 @@ async fn the_system_clock_cannot_be_advanced_or_rewound() -> Result<()> {
     tokio::spawn(app.serve());
     let response = reqwest::Client::new()
         .post(format!("{base}/_emulator/clock/advance"))
+        .header("content-type", "application/json")
         .body(r#"{"seconds": 1}"#)
         .send()
         .await?;
@@ -295,6 +299,7 @@ async fn the_system_clock_cannot_be_advanced_or_rewound() -> Result<()> {
     );
     let response = reqwest::Client::new()
         .post(format!("{base}/_emulator/clock/rewind"))
+        .header("content-type", "application/json")
         .body(r#"{"seconds": 1}"#)
         .send()
         .await?;
@@ -417,7 +422,11 @@ async fn reset_also_empties_the_state_directory() -> Result<()> {
         .as_str()
         .context("client_id")?
         .to_owned();
-    let reset = http.post(format!("{base}/_emulator/reset")).send().await?;
+    let reset = http
+        .post(format!("{base}/_emulator/reset"))
+        .header("content-type", "application/json")
+        .send()
+        .await?;
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
     first.abort();
     let _ = first.await;
@@ -791,6 +800,7 @@ async fn the_openapi_document_lists_every_control_route_and_each_one_answers() -
     }
     let expected: BTreeSet<(String, String)> = [
         ("GET", "/_emulator/openapi.json"),
+        ("GET", "/_emulator/scalekit-openapi.json"),
         ("GET", "/_emulator/clock"),
         ("POST", "/_emulator/clock/advance"),
         ("POST", "/_emulator/clock/rewind"),
@@ -841,6 +851,7 @@ async fn with_control_off_the_control_routes_are_not_found() -> Result<()> {
         (Method::GET, "/_emulator/clock"),
         (Method::POST, "/_emulator/reset"),
         (Method::GET, "/_emulator/openapi.json"),
+        (Method::GET, "/_emulator/scalekit-openapi.json"),
         (Method::POST, "/_emulator/tokens"),
         (Method::POST, "/_emulator/keys/rotate"),
         (Method::GET, "/_emulator/keys"),

@@ -12,6 +12,7 @@ use scalekit_emulator::grpc::proto::scalekit::v1::errdetails::{
 };
 use serde_json::{Value, json};
 use tonic::transport::Channel;
+use url::Url;
 
 use crate::helpers::{CONNECTION, RESOURCE, TestEnv, VERIFIER, location, query_param};
 
@@ -310,5 +311,72 @@ async fn rest_answers_over_h2c_on_the_same_port() -> Result<()> {
     assert_eq!(response.status(), StatusCode::OK);
     let keys: Value = response.json().await?;
     assert!(keys["keys"][0]["kid"].is_string(), "{keys}");
+    Ok(())
+}
+
+/// A tonic client whose calls name `authority` in `:authority` (a page's rebound name, or an
+/// allowed one) while connecting to the emulator's loopback address.
+async fn client_for(env: &TestEnv, authority: &str) -> Result<AuthServiceClient<Channel>> {
+    let channel = Channel::from_shared(env.base.clone())?
+        .origin(format!("http://{authority}").parse()?)
+        .connect()
+        .await?;
+    Ok(AuthServiceClient::new(channel))
+}
+
+#[tokio::test]
+async fn a_grpc_call_for_a_foreign_authority_is_refused_before_the_service_and_posts_nothing()
+-> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let management = env.management_token().await?;
+    let (lri, _) = env.start_login().await?;
+    let status = client_for(&env, "evil.example:8400")
+        .await?
+        .update_login_user_details(request(&lri, ada(), Some(&management))?)
+        .await
+        .err()
+        .context("the call succeeded")?;
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status
+            .message()
+            .starts_with("this server does not answer for the host evil.example:8400"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("--allowed-host evil.example"),
+        "{}",
+        status.message()
+    );
+    let (_, info) = error_info(&status)?;
+    assert_eq!(info.error_code, "FAILED_PRECONDITION");
+    let (_, pending) = env
+        .control(reqwest::Method::GET, "/_emulator/login-requests", None)
+        .await?;
+    assert_eq!(pending["login_requests"][0]["user_submitted"], false);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_grpc_call_for_localhost_or_an_allowed_host_is_served() -> Result<()> {
+    let env = TestEnv::spawn_with(|config| {
+        config.allowed_hosts = vec!["emulator.internal".parse().expect("a host")];
+    })
+    .await?;
+    let management = env.management_token().await?;
+    let port = Url::parse(&env.base)?.port().context("a port")?;
+    for authority in [
+        format!("localhost:{port}"),
+        format!("emulator.internal:{port}"),
+    ] {
+        let (lri, _) = env.start_login().await?;
+        let response = client_for(&env, &authority)
+            .await?
+            .update_login_user_details(request(&lri, ada(), Some(&management))?)
+            .await
+            .with_context(|| format!("as {authority}"))?;
+        assert!(response.into_inner().auth_request_id.starts_with("req_"));
+    }
     Ok(())
 }

@@ -87,18 +87,20 @@ impl TestEnv {
     }
 
     /// Sends a control request with an optional raw JSON body; returns the status and the JSON
-    /// body (`Value::Null` when empty).
+    /// body (`Value::Null` when empty). Every state-changing call says it is JSON, body or not, as
+    /// the control API requires.
     pub async fn control(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<&str>,
     ) -> Result<(StatusCode, Value)> {
-        let mut request = self.http.request(method, self.url(path));
+        let mut request = self.http.request(method.clone(), self.url(path));
+        if method != reqwest::Method::GET && method != reqwest::Method::HEAD {
+            request = request.header("content-type", "application/json");
+        }
         if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_owned());
+            request = request.body(body.to_owned());
         }
         let response = request.send().await?;
         let status = response.status();

@@ -302,7 +302,12 @@ async fn reset_forgets_every_flow_and_an_unknown_flow_is_not_found() -> Result<(
     let listed = get_json(&env, "/_emulator/flows").await?;
     assert_eq!(listed["flows"][0]["id"], lri.as_str());
 
-    let reset = env.http.post(env.url("/_emulator/reset")).send().await?;
+    let reset = env
+        .http
+        .post(env.url("/_emulator/reset"))
+        .header("content-type", "application/json")
+        .send()
+        .await?;
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         get_json(&env, "/_emulator/flows").await?,

@@ -2,19 +2,23 @@
 
 mod helpers;
 
+mod browser_binding;
 mod cimd;
 mod client_credentials;
 mod consent;
 mod consents;
 mod control;
+mod cross_site;
 mod dcr;
 mod errors;
 mod flow;
 mod grpc;
 mod inspector;
 mod keys;
+mod listener_guard;
 mod metadata;
 mod mint;
+mod openapi;
 mod pending;
 mod properties;
 mod restart;

@@ -131,7 +131,12 @@ async fn a_minted_token_has_the_shape_of_a_real_flow_token_and_verifies() -> Res
 #[tokio::test]
 async fn without_a_body_the_token_is_for_the_first_resource_with_every_scope() -> Result<()> {
     let env = TestEnv::spawn().await?;
-    let response = env.http.post(env.url("/_emulator/tokens")).send().await?;
+    let response = env
+        .http
+        .post(env.url("/_emulator/tokens"))
+        .header("content-type", "application/json")
+        .send()
+        .await?;
     assert_eq!(response.status(), StatusCode::OK);
     let minted: Value = response.json().await?;
     let claims = &minted["claims"];

@@ -120,7 +120,13 @@ struct Emulator {
 }
 
 impl Emulator {
-    async fn start(state_dir: &Path, clock: &ManualClock) -> Result<Emulator> {
+    /// Starts serving; `browser` is the one cookie jar of every flow (a browser keeps its
+    /// sign-in cookies across a restart of the server).
+    async fn start(
+        state_dir: &Path,
+        clock: &ManualClock,
+        browser: &Arc<reqwest::cookie::Jar>,
+    ) -> Result<Emulator> {
         let config = Config::from_toml_str(FIXTURE)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let deps = Deps {
@@ -134,6 +140,7 @@ impl Emulator {
         let task = tokio::spawn(app.serve());
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(browser.clone())
             .build()?;
         let env = TestEnv {
             base,
@@ -304,6 +311,8 @@ enum LoginView {
 struct Run {
     state_dir: StateDir,
     clock: ManualClock,
+    /// The cookies of the one browser every flow runs in (Decisions §9).
+    browser: Arc<reqwest::cookie::Jar>,
     emulator: Emulator,
     personas: Vec<Persona>,
     clients: Vec<String>,
@@ -325,10 +334,12 @@ impl Run {
         let resource = &config.resources[0];
         let state_dir = StateDir::new();
         let clock = ManualClock::now();
-        let emulator = Emulator::start(&state_dir.0, &clock).await?;
+        let browser = Arc::new(reqwest::cookie::Jar::default());
+        let emulator = Emulator::start(&state_dir.0, &clock, &browser).await?;
         let mut run = Run {
             state_dir,
             clock,
+            browser,
             emulator,
             personas: personas()?,
             clients: Vec::new(),
@@ -855,7 +866,7 @@ impl Run {
     async fn restart(&mut self) -> Result<()> {
         // Stop first: the new emulator opens the same database.
         self.emulator.stop().await;
-        self.emulator = Emulator::start(&self.state_dir.0, &self.clock).await?;
+        self.emulator = Emulator::start(&self.state_dir.0, &self.clock, &self.browser).await?;
         for model in &mut self.flows {
             if model.login.take().is_some() {
                 model.lost = true;

@@ -254,10 +254,11 @@ pub fn pkce_s256(verifier: &str) -> String {
 }
 
 /// A client that does not follow redirects and gives up on an answer after 20 s (a lost answer
-/// must not hang the test).
+/// must not hang the test). It keeps cookies, as the browser of a sign-in does (Decisions §9).
 pub fn http_client() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .timeout(Duration::from_secs(20))
         .build()?)
 }

@@ -3,5 +3,6 @@
 mod binary;
 mod form_login;
 mod handoff;
+mod hosts;
 mod pages;
 mod support;

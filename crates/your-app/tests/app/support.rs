@@ -172,6 +172,7 @@ pub fn config(environment_url: &Url, auto_login: Option<&str>) -> anyhow::Result
     Ok(Config {
         listen: "127.0.0.1:0".parse()?,
         public_url: None,
+        allowed_hosts: Vec::new(),
         environment_url: environment_url.clone(),
         client_id: CLIENT_ID.to_owned(),
         client_secret: Secret::new(CLIENT_SECRET),

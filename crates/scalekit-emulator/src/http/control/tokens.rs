@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::OptionalControlBody;
+use super::{OptionalControlBody, whole_number};
 use crate::config::ResourceConfig;
 use crate::management::{ApiError, GrpcCode, violation};
 use crate::state::AppState;
@@ -95,7 +95,7 @@ pub(super) async fn mint(
     };
     let lifetime_secs = match &request.lifetime_secs {
         None => resource.map(|resource| resource.access_token_lifetime_secs),
-        Some(value) => match value.as_u64() {
+        Some(value) => match value.as_number().and_then(whole_number) {
             Some(lifetime) if (1..=MAX_LIFETIME_SECS).contains(&lifetime) => Some(lifetime),
             _ => {
                 violations.push(violation(

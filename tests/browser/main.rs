@@ -21,6 +21,7 @@
 mod support;
 
 mod app_check;
+mod app_check_sdk;
 mod conformance;
 mod driver;
 mod flow;

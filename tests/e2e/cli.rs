@@ -233,6 +233,98 @@ async fn an_app_check_with_nothing_at_the_login_url_exits_2_before_any_browser()
     );
 }
 
+#[tokio::test]
+async fn an_app_check_under_tls_prints_the_https_url_and_the_trust_variables_first() {
+    let folder = scratch("app-tls", &[]);
+    let profile = folder.join("profile.toml");
+    let environment_port = free_port();
+    std::fs::write(
+        &profile,
+        format!(
+            "[login]\nusername = \"ada\"\npassword = \"ada-password\"\n\n[environment]\nlisten = \"127.0.0.1:{environment_port}\"\n"
+        ),
+    )
+    .unwrap();
+    let login_url = format!("http://127.0.0.1:{}/login", free_port());
+    let tls_dir = folder.join("tls");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["conformance", "--app-login-url", &login_url, "--tls"])
+        .arg("--tls-dir")
+        .arg(&tls_dir)
+        .arg("--app-profile")
+        .arg(&profile)
+        .arg("--report-dir")
+        .arg(folder.join("reports"))
+        .output()
+        .await
+        .expect("testbed runs");
+
+    // Nothing answers at the login URL: exit 2, after the settings.
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let printed = stdout(&output);
+    let ca = tls_dir.join("ca.pem");
+    let bundle = tls_dir.join("trust-bundle.pem");
+    assert!(
+        ca.is_file() && bundle.is_file(),
+        "the CA is made in --tls-dir"
+    );
+    let mut expected = vec![format!(
+        "SCALEKIT_ENVIRONMENT_URL=https://127.0.0.1:{environment_port}\n"
+    )];
+    for (name, path) in [
+        ("TESTBED_CA_CERT", &ca),
+        ("NODE_EXTRA_CA_CERTS", &ca),
+        ("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", &bundle),
+        ("REQUESTS_CA_BUNDLE", &bundle),
+        ("SSL_CERT_FILE", &bundle),
+    ] {
+        expected.push(format!("\n{name}={}\n", path.display()));
+    }
+    expected.push(format!(
+        "TLS: the emulator serves HTTPS and gRPC over TLS with a certificate from the development CA\n  {}\n",
+        ca.display()
+    ));
+    for line in expected {
+        assert!(printed.contains(&line), "missing {line:?} in\n{printed}");
+    }
+}
+
+#[tokio::test]
+async fn tls_is_refused_with_the_mcp_server_check_and_without_an_app_login_url() {
+    let with_server = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args([
+            "conformance",
+            "--mcp-server-url",
+            "http://127.0.0.1:9/mcp",
+            "--tls",
+        ])
+        .output()
+        .await
+        .expect("testbed runs");
+    assert_eq!(with_server.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&with_server.stderr);
+    assert!(
+        stderr.contains(
+            "error: the argument '--mcp-server-url <MCP_SERVER_URL>' cannot be used with '--tls'"
+        ),
+        "{stderr}"
+    );
+
+    let alone = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["conformance", "--tls"])
+        .output()
+        .await
+        .expect("testbed runs");
+    assert_eq!(alone.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        stderr.contains("the following required arguments were not provided")
+            && stderr.contains("--app-login-url <APP_LOGIN_URL>"),
+        "{stderr}"
+    );
+}
+
 /// A profile for the MCP server check whose emulator listens on a free port.
 fn server_profile(folder: &Path, environment_port: u16) -> PathBuf {
     let profile = folder.join("server-profile.toml");

@@ -19,6 +19,7 @@ fn driver_config(mcp_url: &Url, extra_scopes: &[&str]) -> DriverConfig {
             .collect(),
         timeout: Duration::from_secs(10),
         user_agent: mcp_driver::UserAgent::Http,
+        ca_cert_pem: None,
     }
 }
 

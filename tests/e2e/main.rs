@@ -3,8 +3,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agents;
 mod cli;
 mod flow;
 mod harness;
 mod server_check;
+mod up;
 mod url_target;

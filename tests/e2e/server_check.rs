@@ -37,6 +37,7 @@ pub(crate) async fn reference_server(environment_listen: SocketAddr, mistake: Mi
         allowed_origins: Vec::new(),
         jwks_refetch_cooldown: mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN,
         mistake,
+        ca_cert_pem: None,
     })
     .await
     .expect("the reference MCP server starts");

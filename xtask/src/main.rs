@@ -2,16 +2,21 @@
 //!
 //! - `cargo xtask conformance [ARGS]`: every scenario against the embedded stack (`testbed conformance`).
 //! - `cargo xtask up [ARGS]`: the stack on the fixtures' ports (`testbed up`).
-//! - `cargo xtask ci`: format check, clippy, docs, Node setup for the interop tests, tests,
-//!   Schemathesis, conformance.
+//! - `cargo xtask ci`: first the prerequisites of every suite (`ci::plan`), then format check,
+//!   clippy, docs, the workspace's tests, the testbed's e2e, interop and browser suites (with
+//!   `TESTBED_REQUIRE_SETUP=1`, so none of their tests can skip for a missing setup),
+//!   Schemathesis and conformance, each run to its end, and a table of what passed, failed or
+//!   was skipped and why (`ci`).
 //! - `cargo xtask schemathesis [ARGS]`: Schemathesis against the emulator's two OpenAPI documents
 //!   (the control API's and the emulated Scalekit surface's), each on an emulator of its own.
 //! - `cargo xtask bench [ARGS]`: release builds of the emulator and `testbed-bench`, then the
 //!   measurements (`docs/performance.md`); not part of `ci`.
 
+mod ci;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -21,9 +26,23 @@ const USAGE: &str = "usage: cargo xtask <conformance|up|ci|schemathesis|bench> [
   conformance [ARGS]  run every scenario against the embedded stack; ARGS go to `testbed conformance`
                       (--filter ID, --list, --concurrency N, --report-dir DIR, --fixtures DIR)
   up [ARGS]           start the emulator, Your App and the MCP server on the fixtures' ports;
-                      ARGS go to `testbed up` (--auto-login PERSONA, --consent auto|prompt)
-  ci                  what CI runs: fmt --check, clippy -D warnings, doc -D warnings, npm ci, tests,
-                      schemathesis, conformance
+                      ARGS go to `testbed up` (--auto-login PERSONA, --consent auto|prompt,
+                      --tls [--tls-dir DIR] for HTTPS and gRPC over TLS from a local development
+                      CA, --env-file PATH to write a dotenv file with what a login service or MCP
+                      server needs once it is up, --in-memory, --state-dir DIR, --fixtures DIR;
+                      all of them: `cargo xtask up --help`)
+  ci                  what CI runs. First it checks the prerequisites (rustfmt, clippy, Node.js 20+
+                      and npm, the Node packages under tests/interop, python3 with venv,
+                      target/sdk-venv, target/ci-venv, Debian's chromium and chromium-driver) and
+                      says which suites cannot run and how to fix that; under CI=true a missing
+                      one fails at once. Then: fmt --check, clippy -D warnings, doc -D warnings,
+                      the workspace's tests, the e2e, interop (after building mcp-driver) and
+                      browser suites (npm ci first where needed, before whichever runs first),
+                      schemathesis, conformance; tests with --no-fail-fast and
+                      TESTBED_REQUIRE_SETUP=1 (a test that would skip for missing setup fails),
+                      and a failing suite does not stop the next. It ends with a table (PASSED,
+                      FAILED, or SKIPPED with the reason) and exits non-zero if anything failed,
+                      or under CI=true was skipped
   schemathesis [ARGS] build the emulator, start two on free loopback ports and run Schemathesis
                       (target/ci-venv, pinned in xtask/requirements-ci.txt) with every check against
                       the control API's and the Scalekit surface's OpenAPI documents; ARGS go to
@@ -44,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "conformance" => conformance(&root, &rest),
         "up" => testbed(&root, "up", &rest),
-        "ci" => ci(&root),
+        "ci" => ci::run(&root),
         "schemathesis" => schemathesis(&root, &rest),
         "bench" => bench(&root, &rest),
         "-h" | "--help" | "help" => {
@@ -66,6 +85,30 @@ fn workspace_root() -> PathBuf {
 }
 
 fn conformance(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    testbed(root, "conformance", &conformance_args(root, rest))
+}
+
+/// Runs `testbed <subcommand> ARGS` through cargo, passing its exit code on.
+fn testbed(root: &Path, subcommand: &str, args: &[String]) -> anyhow::Result<()> {
+    let status = testbed_status(root, subcommand, args)?;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
+
+/// Runs `testbed <subcommand> ARGS` through cargo and returns how it ended.
+fn testbed_status(root: &Path, subcommand: &str, args: &[String]) -> anyhow::Result<ExitStatus> {
+    Command::new(cargo())
+        .current_dir(root)
+        .args(["run", "--quiet", "--package", "testbed", "--", subcommand])
+        .args(args)
+        .status()
+        .context("running cargo")
+}
+
+/// The conformance task's arguments: every scenario, reports under `target/conformance/`.
+fn conformance_args(root: &Path, rest: &[String]) -> Vec<String> {
     let mut args = vec![
         "--scenarios".to_owned(),
         root.join("scenarios").display().to_string(),
@@ -73,65 +116,7 @@ fn conformance(root: &Path, rest: &[String]) -> anyhow::Result<()> {
         root.join("target/conformance").display().to_string(),
     ];
     args.extend(rest.iter().cloned());
-    testbed(root, "conformance", &args)
-}
-
-/// Runs `testbed <subcommand> ARGS` through cargo, passing its exit code on.
-fn testbed(root: &Path, subcommand: &str, args: &[String]) -> anyhow::Result<()> {
-    let status = Command::new(cargo())
-        .current_dir(root)
-        .args(["run", "--quiet", "--package", "testbed", "--", subcommand])
-        .args(args)
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    Ok(())
-}
-
-fn ci(root: &Path) -> anyhow::Result<()> {
-    let started = Instant::now();
-    step(root, "format", cargo(), &["fmt", "--all", "--", "--check"])?;
-    step(
-        root,
-        "clippy",
-        cargo(),
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    step_with_env(
-        root,
-        "doc",
-        cargo(),
-        &["doc", "--workspace", "--no-deps"],
-        &[("RUSTDOCFLAGS", "-D warnings")],
-    )?;
-    for package in node_packages(root)? {
-        if !package.join("node_modules").exists() {
-            let name = format!("npm ci in {}", package.display());
-            step(
-                &package,
-                &name,
-                "npm".into(),
-                &["ci", "--no-audit", "--no-fund"],
-            )?;
-        }
-    }
-    step(root, "tests", cargo(), &["test", "--workspace"])?;
-    schemathesis(root, &[])?;
-    conformance(root, &[])?;
-    eprintln!(
-        "xtask ci: everything passed in {:.0}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    args
 }
 
 /// Where `.ci/run` makes the virtual environment with the pinned Python tools.
@@ -149,25 +134,33 @@ const SCHEMATHESIS_DOCUMENTS: [(&str, &str); 2] = [
     ("Scalekit surface", "/_emulator/scalekit-openapi.json"),
 ];
 
+/// The pinned Python tools of [`CI_VENV`].
+const CI_REQUIREMENTS: &str = "xtask/requirements-ci.txt";
+
+/// Schemathesis in [`CI_VENV`], relative to the workspace root.
+const SCHEMATHESIS: &str = "target/ci-venv/bin/schemathesis";
+
+/// `cargo xtask schemathesis`: asked for by name, so a missing virtual environment is an error
+/// with the fix, never a quiet skip.
+fn schemathesis(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+    let program = root.join(SCHEMATHESIS);
+    if !program.exists() {
+        bail!(
+            "schemathesis cannot run: {SCHEMATHESIS} is missing: {}",
+            ci::plan::venv_fix(CI_VENV, CI_REQUIREMENTS)
+        );
+    }
+    let summary = run_schemathesis(root, rest)?;
+    eprintln!("==> schemathesis: {summary}");
+    Ok(())
+}
+
 /// Schemathesis (`--checks all`, settings in `xtask/schemathesis.toml`) against the control API's
 /// and the emulated Scalekit surface's OpenAPI documents, each on a fresh emulator built from
-/// this tree. Without the virtual environment `.ci/run` makes, the step is skipped with the
-/// reason, except under `CI=true`, where a suite that cannot run fails.
-fn schemathesis(root: &Path, rest: &[String]) -> anyhow::Result<()> {
+/// this tree; returns the generated cases per document, or the error naming what failed.
+fn run_schemathesis(root: &Path, rest: &[String]) -> anyhow::Result<String> {
     let started = Instant::now();
-    let program = root.join(CI_VENV).join("bin/schemathesis");
-    if !program.exists() {
-        let reason = format!(
-            "{} is missing (bash .ci/run makes it; or: python3 -m venv {CI_VENV} && \
-             {CI_VENV}/bin/pip install -r xtask/requirements-ci.txt)",
-            program.display()
-        );
-        if is_ci() {
-            bail!("schemathesis: {reason}");
-        }
-        eprintln!("==> schemathesis: SKIPPED: {reason}");
-        return Ok(());
-    }
+    let program = root.join(SCHEMATHESIS);
     step(
         root,
         "emulator build",
@@ -218,15 +211,15 @@ fn schemathesis(root: &Path, rest: &[String]) -> anyhow::Result<()> {
             ));
         }
     }
+    let summary = format!("{total} generated cases ({})", generated.join(", "));
     eprintln!(
-        "==> schemathesis: {total} generated cases ({}) in {:.0}s",
-        generated.join(", "),
+        "==> schemathesis: {summary} in {:.0}s",
         started.elapsed().as_secs_f64()
     );
     if !failed.is_empty() {
-        bail!("schemathesis failed: {}", failed.join("; "));
+        bail!("{summary}; failed: {}", failed.join("; "));
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// An emulator started from its binary on a free loopback port (`--listen 127.0.0.1:0`), in
@@ -303,7 +296,7 @@ fn listening_url(line: &str) -> Option<String> {
 
 /// Runs Schemathesis, echoing its output, and returns its status and the number of test cases
 /// its summary says it generated (`  1329 generated, 1329 passed`).
-fn run_counting_cases(command: &mut Command) -> anyhow::Result<(std::process::ExitStatus, u64)> {
+fn run_counting_cases(command: &mut Command) -> anyhow::Result<(ExitStatus, u64)> {
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
@@ -328,8 +321,8 @@ fn render_args(command: &Command) -> String {
         .join(" ")
 }
 
-/// `CI=true`: a suite that cannot run fails instead of being skipped (as the interop and browser
-/// tests do).
+/// `CI=true`: a suite that cannot run fails instead of being skipped (`cargo xtask ci` before it
+/// builds anything, and the interop and browser tests themselves).
 fn is_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
@@ -365,7 +358,8 @@ fn bench(root: &Path, rest: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The interop tests' Node packages: every `tests/interop/*/package.json`.
+/// The Node packages: every `tests/interop/*/package.json` (the interop suite's, among them
+/// `app-service-node`, which the browser suite's SDK app checks run too).
 fn node_packages(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let interop = root.join("tests/interop");
     let mut packages = Vec::new();

@@ -300,6 +300,7 @@ mod documents {
         bencher.bench_local(|| {
             serde_json::to_vec(&metadata::resource_metadata(
                 "http://127.0.0.1:8400",
+                &fixture.config,
                 resource,
             ))
             .expect("json")

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use testbed_stack::Stack;
 use url::Url;
 
-use crate::steps::{Action, Browser, Param, RedirectTarget, Step, StepExpectation};
+use crate::steps::{Action, Browser, ClientAuth, Param, RedirectTarget, Step, StepExpectation};
 
 /// The redirect URI step scenarios register and authorize with. Nothing listens there.
 pub const STEP_REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
@@ -109,6 +109,39 @@ impl StepRunner {
             "api_client_secret",
             config.api_client.client_secret.expose(),
         );
+        // The fixtures' agent of the first resource, when they declare one.
+        if let Some(agent) = resource.agents.first() {
+            set("agent_client_id", &agent.client_id);
+            set("agent_client_secret", agent.client_secret.expose());
+        }
+        // The fixtures' first trusted identity provider (cross-app access), its first client and
+        // user, and the client that client is at this environment, when they declare one.
+        if let Some(idp) = config.trusted_idps.first() {
+            set("idp_id", &idp.id);
+            set("idp_issuer", &format!("{environment}/_idp/{}", idp.id));
+            if let Some(user) = idp.users.first() {
+                set("idp_user", &user.sub);
+            }
+            if let Some(client) = idp.clients.first() {
+                set("idp_client_id", &client.client_id);
+                set("idp_client_secret", client.client_secret.expose());
+                set("xaa_client_id", &client.resource_client_id);
+                let agent_secret = config
+                    .resources
+                    .iter()
+                    .flat_map(|resource| &resource.agents)
+                    .find(|agent| agent.client_id == client.resource_client_id)
+                    .map(|agent| agent.client_secret.clone());
+                let client_secret = config
+                    .clients
+                    .iter()
+                    .find(|known| known.client_id == client.resource_client_id)
+                    .and_then(|known| known.client_secret.clone());
+                if let Some(secret) = agent_secret.or(client_secret) {
+                    set("xaa_client_secret", secret.expose());
+                }
+            }
+        }
         set("redirect_uri", STEP_REDIRECT_URI);
         set("mcp_url", stack.mcp_url.as_str());
         set("mcp_origin", &stack.mcp_url.origin().ascii_serialization());
@@ -144,11 +177,14 @@ impl StepRunner {
             Action::Register => self.register(step).await?,
             Action::Authorize => self.authorize(step).await?,
             Action::ManagementToken => self.management_token(step).await?,
+            Action::ClientCredentials => self.client_credentials(step).await?,
             Action::PostUser => self.post_user(step).await?,
             Action::Callback => self.callback(step).await?,
             Action::Consent => self.consent(step).await?,
             Action::Token => self.token(step, "authorization_code").await?,
             Action::Refresh => self.token(step, "refresh_token").await?,
+            Action::IdJag => self.id_jag(step).await?,
+            Action::JwtBearer => self.jwt_bearer(step).await?,
             Action::Request => self.request(step).await?,
         };
         if !step.capture.is_empty() {
@@ -316,13 +352,22 @@ impl StepRunner {
                 ));
             }
         }
+        // What a failed check shows of the body: its secrets (tokens, assertions) cut.
+        let shown = body.clone().map(|mut body| {
+            scalekit_wire::redact::redact_json(&mut body);
+            body
+        });
+        let shown_at = |pointer: &str| shown.as_ref().and_then(|body| body.pointer(pointer));
         for (pointer, expected) in &expectation.values {
             let expected = self.substitute_json(
                 serde_json::to_value(expected).map_err(|error| error.to_string())?,
             )?;
             let actual = body.as_ref().and_then(|body| body.pointer(pointer));
             if actual != Some(&expected) {
-                problems.push(format!("{pointer} = {actual:?} (expected {expected})"));
+                problems.push(format!(
+                    "{pointer} = {:?} (expected {expected})",
+                    shown_at(pointer)
+                ));
             }
         }
         for (pointer, prefix) in &expectation.prefixes {
@@ -333,12 +378,18 @@ impl StepRunner {
                 .and_then(Value::as_str);
             if !actual.is_some_and(|actual| actual.starts_with(&prefix)) {
                 problems.push(format!(
-                    "{pointer} = {actual:?} (expected to start with {prefix:?})"
+                    "{pointer} = {:?} (expected to start with {prefix:?})",
+                    shown_at(pointer)
                 ));
             }
         }
         for pointer in &expectation.json_absent {
-            if let Some(actual) = body.as_ref().and_then(|body| body.pointer(pointer)) {
+            if body
+                .as_ref()
+                .and_then(|body| body.pointer(pointer))
+                .is_some()
+            {
+                let actual = shown_at(pointer).cloned().unwrap_or(Value::Null);
                 problems.push(format!("{pointer} = {actual} must be absent"));
             }
         }
@@ -654,6 +705,88 @@ impl StepRunner {
         Ok(answer)
     }
 
+    /// `client_credentials` as an agent: the credentials as form fields, or with `client_auth =
+    /// "basic"` in `Authorization: Basic` (RFC 6749 §2.3.1: each part form-encoded), taken from
+    /// the `client_id` and `client_secret` parameters (defaults: the fixtures' agent).
+    async fn client_credentials(&mut self, step: &Step) -> Result<Answer, String> {
+        let mut params = self.params(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "{agent_client_id}"),
+                ("client_secret", "{agent_client_secret}"),
+            ],
+            step,
+        )?;
+        let mut request = self
+            .user_agent(step, Browser::Without)
+            .post(self.url("/oauth/token")?);
+        if step.client_auth == Some(ClientAuth::Basic) {
+            request = request.header(AUTHORIZATION, basic_credentials(&mut params));
+        }
+        let answer = self.send(request.form(&params)).await?;
+        if answer.status == 200
+            && let Some(token) = answer
+                .json()
+                .and_then(|body| body.get("access_token").cloned())
+                .and_then(as_string)
+        {
+            self.set("access_token", token);
+        }
+        Ok(answer)
+    }
+
+    /// An ID-JAG made to order by the control API (`body`, default `{}`: a valid one).
+    async fn id_jag(&mut self, step: &Step) -> Result<Answer, String> {
+        let url = self.url("/_emulator/idps/{idp_id}/id-jag")?;
+        let body = self.json_body(step, json!({}))?;
+        let answer = self
+            .send(
+                self.user_agent(step, Browser::Without)
+                    .post(url)
+                    .json(&body),
+            )
+            .await?;
+        if answer.status == 200
+            && let Some(id_jag) = answer
+                .json()
+                .and_then(|body| body.get("id_jag").cloned())
+                .and_then(as_string)
+        {
+            self.set("id_jag", id_jag);
+        }
+        Ok(answer)
+    }
+
+    /// `jwt-bearer` (RFC 7523) with `{id_jag}` as the fixtures' cross-app access client: the
+    /// credentials as form fields, or with `client_auth = "basic"` in `Authorization: Basic`.
+    async fn jwt_bearer(&mut self, step: &Step) -> Result<Answer, String> {
+        let mut params = self.params(
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", "{id_jag}"),
+                ("client_id", "{xaa_client_id}"),
+                ("client_secret", "{xaa_client_secret}"),
+            ],
+            step,
+        )?;
+        let mut request = self
+            .user_agent(step, Browser::Without)
+            .post(self.url("/oauth/token")?);
+        if step.client_auth == Some(ClientAuth::Basic) {
+            request = request.header(AUTHORIZATION, basic_credentials(&mut params));
+        }
+        let answer = self.send(request.form(&params)).await?;
+        if answer.status == 200
+            && let Some(token) = answer
+                .json()
+                .and_then(|body| body.get("access_token").cloned())
+                .and_then(as_string)
+        {
+            self.set("access_token", token);
+        }
+        Ok(answer)
+    }
+
     async fn post_user(&mut self, step: &Step) -> Result<Answer, String> {
         if !self.variables.contains_key("management_token") {
             let fetch = Step {
@@ -810,6 +943,22 @@ impl StepRunner {
     }
 }
 
+/// `Basic …` of the `client_id` and `client_secret` parameters, taken out of `params` (RFC 6749
+/// §2.3.1: each part form-encoded first).
+fn basic_credentials(params: &mut Vec<(String, String)>) -> String {
+    let mut take = |name: &str| {
+        let position = params.iter().position(|(each, _)| each == name)?;
+        Some(params.remove(position).1)
+    };
+    let encode = |value: Option<String>| -> String {
+        url::form_urlencoded::byte_serialize(value.unwrap_or_default().as_bytes()).collect()
+    };
+    let id = encode(take("client_id"));
+    let secret = encode(take("client_secret"));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    format!("Basic {basic}")
+}
+
 fn step_defaults() -> Step {
     Step {
         action: Action::Request,
@@ -819,6 +968,7 @@ fn step_defaults() -> Step {
         bearer: None,
         headers: BTreeMap::new(),
         browser: None,
+        client_auth: None,
         connection: None,
         login_request: None,
         resource: None,
@@ -897,6 +1047,41 @@ mod tests {
         assert_eq!(shown_body(b"not json"), "not json");
         assert_eq!(shown_parameter("error", "access_denied"), "access_denied");
         assert!(!shown_parameter("code", "abcdefghijklmnop").contains("ghijklmnop"));
+    }
+
+    #[test]
+    fn a_failed_value_check_shows_no_assertion_or_token_of_the_answer() {
+        let runner = StepRunner {
+            http: reqwest::Client::new(),
+            browser: reqwest::Client::new(),
+            other_browser: reqwest::Client::new(),
+            environment: "http://127.0.0.1:1".to_owned(),
+            persona_claims: Value::Null,
+            variables: BTreeMap::new(),
+        };
+        let id_jag = "eyJ0eXAiOiJvYXV0aC1pZC1qYWcrand0In0.payload-of-the-id-jag.signature";
+        let answer = Answer {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: json!({ "id_jag": id_jag, "claims": { "iss": "x" } })
+                .to_string()
+                .into_bytes(),
+            location: None,
+        };
+        let expectation: StepExpectation = toml::from_str(
+            r#"
+values = { "/id_jag" = "another" }
+prefixes = { "/id_jag" = "nope" }
+json_absent = ["/id_jag"]
+"#,
+        )
+        .unwrap();
+        let problems = runner.check(&answer, &expectation).unwrap();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        for problem in &problems {
+            assert!(!problem.contains("payload-of-the-id-jag"), "{problem}");
+            assert!(problem.contains("eyJ0eX…"), "{problem}");
+        }
     }
 
     #[test]

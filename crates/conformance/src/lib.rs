@@ -18,8 +18,8 @@ pub use baseline::{Baseline, BaselineError};
 pub use report::{Report, ScenarioResult, ScenarioStatus, render_html, render_junit, render_table};
 pub use runner::{RunOptions, RunTarget, run};
 pub use scenario::{
-    Consent, ConsentDecision, Expectation, Outcome, Scenario, ScenarioError, Target, load_dir,
-    parse_scenario,
+    Consent, ConsentDecision, Expectation, Grant, Outcome, Scenario, ScenarioError, Target,
+    load_dir, load_embedded, parse_scenario,
 };
 
 use serde::Serialize;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_driver::browser::{BrowserAgent, Chromium, ConsentChoice, LoginForm};
-use mcp_driver::{DriverConfig, FlowReport, Phase, UserAgent};
+use mcp_driver::{AgentCredentials, DriverConfig, FlowReport, Phase, UserAgent};
 use serde_json::{Value, json};
 use testbed_stack::{AppBehaviour, ConsentMode, EmulatorPlacement, Fixtures, Stack, StackConfig};
 use tokio::sync::Semaphore;
@@ -15,7 +15,7 @@ use url::Url;
 use crate::exec::StepRunner;
 use crate::report::{Report, ScenarioResult, ScenarioStatus};
 use crate::scenario::{
-    AppMistake, Consent, ConsentDecision, Expectation, Outcome, Scenario, Target,
+    AppMistake, Consent, ConsentDecision, Expectation, Grant, Outcome, Scenario, Target,
 };
 use crate::{Check, CheckStatus};
 
@@ -241,6 +241,23 @@ fn skip_reason(
             "the scenario does not list the {} target",
             kind.name()
         ));
+    }
+    let declares_an_agent = fixtures
+        .environment
+        .resources
+        .first()
+        .is_some_and(|resource| !resource.agents.is_empty());
+    if scenario.uses_the_fixture_agent() && !declares_an_agent {
+        return Some(
+            "acts as the fixtures' agent of the first resource, and the fixtures declare none (add [[resources.agents]])"
+                .to_owned(),
+        );
+    }
+    if scenario.uses_the_fixture_idp() && fixtures.environment.trusted_idps.is_empty() {
+        return Some(
+            "uses the fixtures' trusted identity provider, and the fixtures declare none (add [[trusted_idps]])"
+                .to_owned(),
+        );
     }
     if scenario.needs_a_person() && !browser {
         return Some(
@@ -475,13 +492,45 @@ async fn run_flow(
         user_agent: browser.map_or(UserAgent::Http, |browser| {
             UserAgent::Browser(browser_agent(scenario, &browser.chromium))
         }),
+        ca_cert_pem: None,
     };
-    // A turn for the browser session; the semaphore is never closed, so `acquire` cannot fail.
-    let _turn = match browser {
-        Some(browser) => browser.sessions.acquire().await.ok(),
-        None => None,
+    let agent = match scenario.driver.grant {
+        Grant::AuthorizationCode => None,
+        Grant::ClientCredentials => {
+            let agent = stack
+                .fixtures
+                .environment
+                .resources
+                .first()
+                .and_then(|resource| resource.agents.first());
+            let Some(agent) = agent else {
+                checks.fail(
+                    "agent",
+                    "The fixtures declare an agent of the first resource",
+                    "no [[resources.agents]] in the fixtures".to_owned(),
+                );
+                return;
+            };
+            Some(AgentCredentials {
+                client_id: agent.client_id.clone(),
+                client_secret: agent.client_secret.clone(),
+            })
+        }
     };
-    let (hops, outcome) = mcp_driver::run_flow_recorded(&driver_config).await;
+    let agent_id = agent.as_ref().map(|agent| agent.client_id.clone());
+    let (hops, outcome) = match agent {
+        // An agent has no user agent: no browser turn.
+        Some(agent) => mcp_driver::run_client_credentials(&driver_config, agent).await,
+        None => {
+            // A turn for the browser session; the semaphore is never closed, so `acquire`
+            // cannot fail.
+            let _turn = match browser {
+                Some(browser) => browser.sessions.acquire().await.ok(),
+                None => None,
+            };
+            mcp_driver::run_flow_recorded(&driver_config).await
+        }
+    };
     let path = browser_path(&driver_config, &hops);
     if expect.outcome == Outcome::Failure {
         check_failure(expect, outcome, path, checks);
@@ -511,7 +560,37 @@ async fn run_flow(
             return;
         }
     };
+    if let Some(agent_id) = &agent_id {
+        check_agent_identity(agent_id, &report, checks);
+    }
     check_expectations(expect, stack, &driver_config, &report, checks).await;
+}
+
+/// An agent's token, as the MCP server's `whoami` echoes it: `sub` and `client_id` are the
+/// agent, the scopes an array, and no user.
+fn check_agent_identity(agent_id: &str, report: &FlowReport, checks: &mut Checks) {
+    let name =
+        "The MCP server sees the agent: sub and client_id are its client id, scopes an array";
+    let whoami = &report.whoami;
+    let details = json!({
+        "sub": whoami.get("sub"),
+        "client_id": whoami.get("client_id"),
+        "scopes": whoami.get("scopes"),
+    });
+    let is_the_agent = whoami.get("sub").and_then(Value::as_str) == Some(agent_id)
+        && whoami.get("client_id").and_then(Value::as_str) == Some(agent_id)
+        && whoami.get("scopes").is_some_and(Value::is_array)
+        && whoami.get("email").is_none();
+    if is_the_agent {
+        checks.pass("agent-identity", name, Some(details));
+    } else {
+        checks.fail_with(
+            "agent-identity",
+            name,
+            details,
+            format!("expected sub = client_id = {agent_id}, a scopes array and no user claims"),
+        );
+    }
 }
 
 /// A flow that must stop: the driver's error must be of the expected kind and say what it must.

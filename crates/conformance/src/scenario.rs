@@ -40,6 +40,24 @@ impl Scenario {
         self.expect.is_some() && self.stack.consent == Some(Consent::Prompt)
     }
 
+    /// Whether the scenario acts as the fixtures' agent of the first resource: a flow with
+    /// `grant = "client_credentials"`, or a `client-credentials` step.
+    pub fn uses_the_fixture_agent(&self) -> bool {
+        (self.expect.is_some() && self.driver.grant == Grant::ClientCredentials)
+            || self
+                .steps
+                .iter()
+                .any(|step| step.action == Action::ClientCredentials)
+    }
+
+    /// Whether the scenario uses the fixtures' trusted identity provider (cross-app access): an
+    /// `id-jag` or `jwt-bearer` step.
+    pub fn uses_the_fixture_idp(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| matches!(step.action, Action::IdJag | Action::JwtBearer))
+    }
+
     /// Whether a step moves the emulator's clock (the stack then runs on a manual clock).
     pub fn moves_the_clock(&self) -> bool {
         self.steps
@@ -126,6 +144,21 @@ pub struct DriverSetup {
     /// that: with `[stack] consent = "prompt"` a flow scenario runs only with the browser user
     /// agent (`--browser`) and is skipped otherwise.
     pub consent: Option<ConsentDecision>,
+    /// How the driver gets its token: a user's `authorization_code` flow (default) or an
+    /// agent's `client_credentials`, as the fixtures' agent of the first resource.
+    #[serde(default)]
+    pub grant: Grant,
+}
+
+/// The grant a flow scenario's driver uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// Registration, the user agent through the sign-in, the code exchange.
+    #[default]
+    AuthorizationCode,
+    /// An agent's `client_credentials` (no user).
+    ClientCredentials,
 }
 
 /// What the person decides on the consent page.
@@ -240,6 +273,15 @@ pub fn parse_scenario(path: &Path, text: &str) -> Result<Scenario, ScenarioError
                 "`error` and `error_contains` need outcome = \"failure\"".to_owned(),
             ));
         }
+        let for_a_user = expect.identity.is_some()
+            || expect.refresh_rotates
+            || scenario.driver.consent.is_some()
+            || scenario.stack.consent.is_some();
+        if scenario.driver.grant == Grant::ClientCredentials && for_a_user {
+            return Err(invalid(
+                "grant = \"client_credentials\" has no user: `identity`, `refresh_rotates` and consent do not apply".to_owned(),
+            ));
+        }
     }
     for (index, step) in scenario.steps.iter().enumerate() {
         let number = index + 1;
@@ -270,12 +312,34 @@ pub fn load_dir(directory: &Path) -> Result<Vec<Scenario>, ScenarioError> {
     let mut files = Vec::new();
     collect_toml_files(directory, &mut files)?;
     files.sort();
-    let mut scenarios: Vec<Scenario> = Vec::with_capacity(files.len());
+    let mut texts = Vec::with_capacity(files.len());
     for path in files {
         let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
             path: path.clone(),
             source,
         })?;
+        texts.push((path, text));
+    }
+    parse_all(texts)
+}
+
+include!(concat!(env!("OUT_DIR"), "/embedded_scenarios.rs"));
+
+/// The repository's `scenarios/`, compiled in: what `testbed conformance` runs without
+/// `--scenarios`, from any folder. Paths read `scenarios/…`.
+pub fn load_embedded() -> Result<Vec<Scenario>, ScenarioError> {
+    parse_all(
+        EMBEDDED_SCENARIOS
+            .iter()
+            .map(|(path, text)| (Path::new("scenarios").join(path), (*text).to_owned()))
+            .collect(),
+    )
+}
+
+/// Parses each file, refusing two scenarios with one id.
+fn parse_all(texts: Vec<(PathBuf, String)>) -> Result<Vec<Scenario>, ScenarioError> {
+    let mut scenarios: Vec<Scenario> = Vec::with_capacity(texts.len());
+    for (path, text) in texts {
         let scenario = parse_scenario(&path, &text)?;
         if let Some(first) = scenarios.iter().find(|existing| existing.id == scenario.id) {
             return Err(ScenarioError::DuplicateId {
@@ -401,12 +465,68 @@ outcome = "success"
     }
 
     #[test]
+    fn an_agent_flow_uses_the_fixture_agent_and_has_no_user() {
+        let text = MINIMAL.replace(
+            "[expect]",
+            "[driver]\ngrant = \"client_credentials\"\n[expect]",
+        );
+        let scenario = parse_scenario(Path::new("x.toml"), &text).unwrap();
+        assert_eq!(scenario.driver.grant, Grant::ClientCredentials);
+        assert!(scenario.uses_the_fixture_agent());
+        assert!(
+            !parse_scenario(Path::new("x.toml"), MINIMAL)
+                .unwrap()
+                .uses_the_fixture_agent()
+        );
+        let with_identity = text.replace(
+            "outcome = \"success\"",
+            "outcome = \"success\"\nidentity = \"ada\"",
+        );
+        assert_eq!(
+            parse_scenario(Path::new("x.toml"), &with_identity)
+                .unwrap_err()
+                .to_string(),
+            "x.toml: grant = \"client_credentials\" has no user: `identity`, `refresh_rotates` and consent do not apply"
+        );
+        let steps = MINIMAL.replace(
+            "[expect]\noutcome = \"success\"\n",
+            "[[steps]]\ndo = \"client-credentials\"\n",
+        );
+        assert!(
+            parse_scenario(Path::new("x.toml"), &steps)
+                .unwrap()
+                .uses_the_fixture_agent()
+        );
+    }
+
+    #[test]
     fn an_unknown_consent_mode_is_refused() {
         let text = MINIMAL.replace("[expect]", "[stack]\nconsent = \"sometimes\"\n[expect]");
         let error = parse_scenario(Path::new("x.toml"), &text).unwrap_err();
         assert_eq!(
             error.to_string(),
             "x.toml: line 7, column 11: unknown variant `sometimes`, expected `auto` or `prompt`"
+        );
+    }
+
+    #[test]
+    fn the_compiled_in_scenarios_are_the_repository_folder() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+        let from_folder = load_dir(&folder).expect("the repository's scenarios");
+        let embedded = load_embedded().expect("the compiled-in scenarios");
+        let shape = |scenarios: &[Scenario], root: &Path| {
+            scenarios
+                .iter()
+                .map(|scenario| {
+                    let path = scenario.path.strip_prefix(root).expect("under its root");
+                    (scenario.id.clone(), path.to_owned())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(embedded.len() > 100, "{} scenarios", embedded.len());
+        assert_eq!(
+            shape(&embedded, Path::new("scenarios")),
+            shape(&from_folder, &folder)
         );
     }
 }

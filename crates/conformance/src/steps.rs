@@ -32,6 +32,9 @@ pub struct Step {
     pub headers: BTreeMap<String, String>,
     /// Which user agent sends the request (see [`Browser`]); each kind of step has its default.
     pub browser: Option<Browser>,
+    /// How a `client-credentials` or `jwt-bearer` step authenticates the client: form fields
+    /// (default) or HTTP Basic.
+    pub client_auth: Option<ClientAuth>,
     /// The connection id in the path (`post-user`, `callback`).
     pub connection: Option<String>,
     /// The login request id in the path (`post-user`).
@@ -71,6 +74,16 @@ pub enum Browser {
     Without,
 }
 
+/// How a client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` as form fields (`client_secret_post`).
+    Post,
+    /// `Authorization: Basic` with the form-encoded id and secret (`client_secret_basic`).
+    Basic,
+}
+
 /// A parameter override: a value, or `false` to leave the parameter out.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -92,6 +105,9 @@ pub enum Action {
     Authorize,
     /// `POST {env}/oauth/token` with `client_credentials`; sets `{management_token}`.
     ManagementToken,
+    /// `POST {env}/oauth/token` with `client_credentials` as the fixtures' agent of the first
+    /// resource (`{agent_client_id}`, `{agent_client_secret}`); sets `{access_token}`.
+    ClientCredentials,
     /// `POST {env}/api/v1/connections/{connection}/auth-requests/{login_request}/user` with the
     /// persona's claims; fetches a management token first if none is set.
     PostUser,
@@ -105,6 +121,13 @@ pub enum Action {
     /// `POST {env}/oauth/token` with `refresh_token`; sets `{access_token}`, `{refresh_token}` and
     /// keeps the old one as `{previous_refresh_token}`.
     Refresh,
+    /// `POST {env}/_emulator/idps/{idp_id}/id-jag` with the step's `body` (default `{}`): an
+    /// ID-JAG of the fixtures' trusted identity provider, made to order; sets `{id_jag}`.
+    IdJag,
+    /// `POST {env}/oauth/token` with `urn:ietf:params:oauth:grant-type:jwt-bearer`,
+    /// `assertion={id_jag}` and the fixtures' cross-app access client (`{xaa_client_id}`,
+    /// `{xaa_client_secret}`); sets `{access_token}`.
+    JwtBearer,
     /// Moves the emulator's clock forward by `seconds`.
     AdvanceClock,
     /// Any request: `method`, `path`, `params` (query for GET, form otherwise) or `body` (JSON).
@@ -118,11 +141,14 @@ impl Action {
             Self::Register => "register",
             Self::Authorize => "authorize",
             Self::ManagementToken => "management-token",
+            Self::ClientCredentials => "client-credentials",
             Self::PostUser => "post-user",
             Self::Callback => "callback",
             Self::Consent => "consent",
             Self::Token => "token",
             Self::Refresh => "refresh",
+            Self::IdJag => "id-jag",
+            Self::JwtBearer => "jwt-bearer",
             Self::AdvanceClock => "advance-clock",
             Self::Request => "request",
         }
@@ -230,5 +256,27 @@ absent = ["code"]
             assert_eq!(step.browser, Some(browser));
         }
         assert!(toml::from_str::<Step>("do = \"callback\"\nbrowser = \"chrome\"\n").is_err());
+    }
+
+    #[test]
+    fn cross_app_access_steps_parse() {
+        let step: Step =
+            toml::from_str("do = \"id-jag\"\nbody = { signed_by = \"none\" }\n").unwrap();
+        assert_eq!(step.action, Action::IdJag);
+        assert_eq!(step.action.name(), "id-jag");
+        let step: Step = toml::from_str("do = \"jwt-bearer\"\nclient_auth = \"basic\"\n").unwrap();
+        assert_eq!(step.action, Action::JwtBearer);
+        assert_eq!(step.client_auth, Some(ClientAuth::Basic));
+    }
+
+    #[test]
+    fn a_client_credentials_step_names_how_the_client_authenticates() {
+        let step: Step =
+            toml::from_str("do = \"client-credentials\"\nclient_auth = \"basic\"\n").unwrap();
+        assert_eq!(step.action, Action::ClientCredentials);
+        assert_eq!(step.client_auth, Some(ClientAuth::Basic));
+        assert!(
+            toml::from_str::<Step>("do = \"client-credentials\"\nclient_auth = \"jwt\"\n").is_err()
+        );
     }
 }

@@ -87,7 +87,30 @@ pub fn passed_on_success(endpoint: Endpoint) -> &'static [Check] {
             Check::ScopesWithinGrant,
         ],
         Endpoint::TokenClientCredentials => &[Check::ClientCredentialsValid],
+        Endpoint::TokenJwtBearer => &[
+            Check::GrantTypeSupported,
+            Check::ClientAuthenticated,
+            Check::AssertionWellFormed,
+            Check::AssertionTyped,
+            Check::AssertionIssuerTrusted,
+            Check::AssertionSigned,
+            Check::AssertionUnexpired,
+            Check::AudienceAccepted,
+            Check::ClientMatches,
+            Check::AssertionSingleUse,
+            Check::ResourceMatches,
+            Check::CrossAppAccessEnabled,
+            Check::ScopesAllowed,
+        ],
         Endpoint::TokenOther => &[Check::GrantTypeSupported],
+        Endpoint::IdpTokenExchange => &[
+            Check::GrantTypeSupported,
+            Check::ClientAuthenticated,
+            Check::TokenRequestValid,
+            Check::SubjectTokenValid,
+            Check::AudienceAccepted,
+            Check::ResourceMatches,
+        ],
         Endpoint::SubmitUser => &[
             Check::ManagementTokenValid,
             Check::LoginRequestPending,
@@ -165,6 +188,32 @@ pub fn infer_failed_check(
         Endpoint::TokenRefresh => Check::TokenRequestValid,
 
         Endpoint::TokenClientCredentials => Check::ClientCredentialsValid,
+
+        Endpoint::TokenJwtBearer | Endpoint::IdpTokenExchange
+            if code == Some(Code::UnsupportedGrantType) =>
+        {
+            Check::GrantTypeSupported
+        }
+        Endpoint::TokenJwtBearer | Endpoint::IdpTokenExchange
+            if code == Some(Code::InvalidClient) =>
+        {
+            Check::ClientAuthenticated
+        }
+        Endpoint::TokenJwtBearer if code == Some(Code::UnauthorizedClient) => {
+            Check::CrossAppAccessEnabled
+        }
+        Endpoint::TokenJwtBearer | Endpoint::IdpTokenExchange
+            if code == Some(Code::InvalidTarget) =>
+        {
+            Check::ResourceMatches
+        }
+        Endpoint::TokenJwtBearer if code == Some(Code::InvalidScope) => Check::ScopesAllowed,
+        Endpoint::TokenJwtBearer if described("already used") => Check::AssertionSingleUse,
+        Endpoint::TokenJwtBearer if described("another client") => Check::ClientMatches,
+        Endpoint::TokenJwtBearer if code == Some(Code::InvalidGrant) => Check::AssertionSigned,
+        Endpoint::IdpTokenExchange if code == Some(Code::InvalidGrant) => Check::SubjectTokenValid,
+        Endpoint::TokenJwtBearer | Endpoint::IdpTokenExchange => Check::TokenRequestValid,
+
         Endpoint::TokenOther if code == Some(Code::UnsupportedGrantType) => {
             Check::GrantTypeSupported
         }

@@ -666,7 +666,7 @@ impl Recorded {
 
         if let Some(id) = opens {
             hop.matched_by = Some(MatchedBy::Key);
-            self.open(id.clone(), client_id, hop, &learns);
+            self.open(id.clone(), client_id, hop, &learns, tokens_issued);
             return Update { flow: Some(id) };
         }
 
@@ -701,7 +701,14 @@ impl Recorded {
         Update { flow: Some(id) }
     }
 
-    fn open(&mut self, id: String, client_id: Option<String>, hop: Hop, learns: &[u128]) {
+    fn open(
+        &mut self,
+        id: String,
+        client_id: Option<String>,
+        hop: Hop,
+        learns: &[u128],
+        tokens_issued: bool,
+    ) {
         if let Some(existing) = self.flows.iter().position(|flow| flow.id == id) {
             // The same login request id again (ids restart after a restart): the new flow wins.
             if let Some(flow) = self.flows.remove(existing) {
@@ -720,7 +727,8 @@ impl Recorded {
             updated_at_ms: hop.started_at_ms,
             hops: Vec::new(),
             hops_dropped: 0,
-            tokens_issued: false,
+            // A flow opened by a token answer (cross-app access) has its tokens already.
+            tokens_issued,
             keys: VecDeque::new(),
         };
         // Claim what came before: the same client's, else anything within the window.

@@ -194,6 +194,23 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// RFC 7523's grant type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The prefix of the grant types the IETF registers as URNs (RFC 7523, RFC 8693).
+const GRANT_TYPE_URN: &str = "urn:ietf:params:oauth:grant-type:";
+
+/// The `jti` claim of a JWT, read without verifying it (a token the emulator just issued).
+fn jwt_id(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("jti")?.as_str().map(str::to_owned)
+}
+
 /// Step 2: which endpoint served the exchange. The handler's [`HopFacts`] say it; an answer
 /// without them has it inferred from who served it and its path ([`infer_endpoint`]).
 pub(crate) fn endpoint(exchange: &Exchange, parsed: &Parsed<'_>) -> Endpoint {
@@ -226,8 +243,12 @@ pub(crate) fn infer_endpoint(
                     Some("authorization_code") => Endpoint::TokenAuthorizationCode,
                     Some("refresh_token") => Endpoint::TokenRefresh,
                     Some("client_credentials") => Endpoint::TokenClientCredentials,
+                    Some(JWT_BEARER) => Endpoint::TokenJwtBearer,
                     _ => Endpoint::TokenOther,
                 };
+            }
+            if path.starts_with("/_idp/") && path.ends_with("/oauth/token") {
+                return Endpoint::IdpTokenExchange;
             }
             if path == "/oauth/authorize"
                 || (path.starts_with("/resources/") && path.ends_with("/oauth/authorize"))
@@ -456,6 +477,19 @@ pub(crate) fn correlation_keys(served_by: Actor, endpoint: Endpoint, parsed: &Pa
         (Actor::Emulator, Endpoint::Register) => {
             keys.client_id = parsed.json_text("client_id");
         }
+        // Cross-app access has no sign-in to open a flow: the issued access token does, named
+        // by its `jti` (no secret), and claims the discovery and the identity provider's token
+        // exchange that came just before.
+        // The client at the identity provider is not a client of this environment: naming it
+        // would keep the hop from the flow its ID-JAG opens.
+        (Actor::Emulator, Endpoint::IdpTokenExchange) => keys.client_id = None,
+        (Actor::Emulator, Endpoint::TokenJwtBearer) => {
+            keys.opens = parsed
+                .json_text("access_token")
+                .as_deref()
+                .and_then(jwt_id)
+                .map(|jti| format!("xaa {jti}"));
+        }
         (Actor::YourApp, _) => {
             if let Some(login_request) = query_value(parsed.query, "login_request_id")
                 .or_else(|| parsed.form_value("login_request_id"))
@@ -476,7 +510,7 @@ pub(crate) fn correlation_keys(served_by: Actor, endpoint: Endpoint, parsed: &Pa
     }
     if matches!(
         endpoint,
-        Endpoint::TokenAuthorizationCode | Endpoint::TokenRefresh
+        Endpoint::TokenAuthorizationCode | Endpoint::TokenRefresh | Endpoint::TokenJwtBearer
     ) {
         for name in ["access_token", "refresh_token"] {
             if let Some(token) = parsed.json_text(name) {
@@ -501,9 +535,13 @@ pub(crate) fn comes_before_flows(
     match (served_by, endpoint) {
         (Actor::McpServer, _) => !bearer,
         (Actor::Emulator, Endpoint::Register | Endpoint::Authorize) => true,
+        // The identity provider's token exchange gets the assertion the next jwt-bearer
+        // request presents.
+        (Actor::Emulator, Endpoint::IdpTokenExchange) => true,
         (Actor::Emulator, Endpoint::Other) => {
             path.starts_with("/.well-known/")
                 || (path.starts_with("/resources/") && path.contains("/.well-known/"))
+                || path.starts_with("/_idp/")
         }
         _ => false,
     }
@@ -545,7 +583,13 @@ pub(crate) fn redacted_hop(
         .map(|(_, value)| value.as_str());
     let summary = match (grant_type, rpc_method) {
         (_, Some(rpc_method)) => format!("{method} {path} {rpc_method}"),
-        (Some(grant_type), _) => format!("{method} {path} ({grant_type})"),
+        // `urn:ietf:params:oauth:grant-type:jwt-bearer` reads as `jwt-bearer`.
+        (Some(grant_type), _) => format!(
+            "{method} {path} ({})",
+            grant_type
+                .strip_prefix(GRANT_TYPE_URN)
+                .unwrap_or(grant_type)
+        ),
         _ => format!("{method} {path}"),
     };
     Hop {

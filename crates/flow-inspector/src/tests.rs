@@ -973,3 +973,91 @@ fn an_error_summary_gives_the_hosted_error_pages_error_whatever_its_title() {
         ]
     );
 }
+
+/// Cross-app access has no sign-in: the jwt-bearer answer's access token opens a flow (named by
+/// its `jti`) that claims the challenge, the discovery and the identity provider's token exchange
+/// before it, and the MCP calls with its token join by key. Neither the ID token nor the ID-JAG
+/// is shown.
+#[test]
+fn a_jwt_bearer_answer_opens_a_flow_of_its_own_that_claims_the_token_exchange_before_it() {
+    use base64::Engine as _;
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let access = format!(
+        "{}.{}.signature-of-the-access-token",
+        encode(r#"{"alg":"RS256"}"#),
+        encode(r#"{"jti":"tkn_42","sub":"usr_1"}"#)
+    );
+    const ID_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.id-token-payload.id-token-signature";
+    const ID_JAG: &str = "eyJ0eXAiOiJvYXV0aC1pZC1qYWcrand0In0.id-jag-payload.id-jag-signature";
+    let inspector = Inspector::new();
+    Call::new(Actor::McpServer, 1, 1_000, Method::POST, "/mcp")
+        .status(401)
+        .facts(true, Endpoint::Mcp, Some(Check::ChallengedWithoutBearer))
+        .record(&inspector);
+    Call::new(
+        Actor::Emulator,
+        2,
+        1_010,
+        Method::GET,
+        "/.well-known/oauth-authorization-server/_idp/acme-idp",
+    )
+    .facts(true, Endpoint::Other, None)
+    .record(&inspector);
+    Call::new(Actor::Emulator, 3, 1_020, Method::POST, "/_idp/acme-idp/oauth/token")
+        .form(&format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token={ID_TOKEN}&client_id=acme-mcp-agent&client_secret=s3cret-of-the-idp"
+        ))
+        .answer(
+            "application/json",
+            &format!(r#"{{"access_token":"{ID_JAG}","token_type":"N_A"}}"#),
+        )
+        .facts(true, Endpoint::IdpTokenExchange, None)
+        .record(&inspector);
+    Call::new(Actor::Emulator, 4, 1_030, Method::POST, "/oauth/token")
+        .form(&format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={ID_JAG}"
+        ))
+        .request_headers(&[("authorization", "Basic bTJtXzE6c2VjcmV0")])
+        .answer(
+            "application/json",
+            &format!(r#"{{"access_token":"{access}","token_type":"Bearer"}}"#),
+        )
+        .facts(true, Endpoint::TokenJwtBearer, None)
+        .record(&inspector);
+    Call::new(Actor::McpServer, 5, 9_000, Method::POST, "/mcp")
+        .request_headers(&[("authorization", &format!("Bearer {access}"))])
+        .facts(true, Endpoint::Mcp, None)
+        .record(&inspector);
+
+    let flow = inspector
+        .flow("xaa tkn_42")
+        .expect("the flow the access token opened");
+    let lines: Vec<_> = flow.hop_list.iter().map(hop_line).collect();
+    assert_eq!(
+        lines.iter().map(|line| line.2).collect::<Vec<_>>(),
+        [
+            "POST /mcp",
+            "GET /.well-known/oauth-authorization-server/_idp/acme-idp",
+            "POST /_idp/acme-idp/oauth/token (token-exchange)",
+            "POST /oauth/token (jwt-bearer)",
+            "POST /mcp",
+        ]
+    );
+    assert_eq!(
+        lines[4].4,
+        Some(MatchedBy::Key),
+        "the MCP call joins by its token"
+    );
+    let bearer = &flow.hop_list[3].hop;
+    assert_eq!(bearer.checks.len(), 13);
+    assert!(bearer.checks.iter().all(|check| check.passed));
+    let json = serde_json::to_string(&flow).unwrap();
+    for secret in [
+        "id-token-payload",
+        "id-jag-payload",
+        "s3cret-of-the-idp",
+        "signature-of-the-access-token",
+    ] {
+        assert!(!json.contains(secret), "{secret} is in {json}");
+    }
+}

@@ -4,11 +4,13 @@
 //! fresh headless Chromium session on it (its own profile folder, so no cookie of an earlier
 //! sign-in leaks in) with the capabilities known to work on these machines (headless, no sandbox
 //! as root, nothing reaching out to the network). With [`crate::UserAgent::Browser`] the driver
-//! opens the authorization URL in such a session and, until the browser's address is the redirect
-//! URI, fills and submits the login form once ([`LoginForm`]), clicks Allow or Deny on the
-//! emulator's consent page ([`ConsentChoice`]), and stops with the page's visible text when it
-//! lands on an error page or stops moving. Each document the browser settles on is recorded as a
-//! hop; the session is closed whatever happened.
+//! opens the authorization URL in such a session (once, from a script: chromedriver's Navigate
+//! loads a URL again when the load ends in an error, as a sign-in that ends at the unserved
+//! redirect URI does) and, until the browser's address is the redirect URI, fills and submits the
+//! login form once ([`LoginForm`]), clicks Allow or Deny on the emulator's consent page
+//! ([`ConsentChoice`]), and stops with the page's visible text when it lands on an error page or
+//! stops moving. Each document the browser settles on is recorded as a hop; the session is closed
+//! whatever happened.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -124,10 +126,18 @@ impl BrowserError {
 }
 
 /// A running chromedriver on a free loopback port, and the folder holding its sessions' browser
-/// profiles. Dropping it ends every session it opened that is still open (so that chromedriver
-/// quits those Chromiums, which killing chromedriver alone would leave running), kills
-/// chromedriver and removes the profiles.
+/// profiles. [`Chromium::trusting_public_key_pin`] makes another handle on the same chromedriver
+/// whose sessions accept one more certificate. Dropping the last handle ends every session still
+/// open (so that chromedriver quits those Chromiums, which killing chromedriver alone would leave
+/// running), kills chromedriver and removes the profiles.
 pub struct Chromium {
+    driver: Arc<Chromedriver>,
+    /// The public-key pins this handle's sessions accept, none for [`Chromium::start`]'s.
+    trusted_public_key_pins: Vec<String>,
+}
+
+/// The chromedriver child and its sessions, shared by a [`Chromium`]'s handles.
+struct Chromedriver {
     process: Mutex<Child>,
     port: u16,
     chromium: PathBuf,
@@ -142,7 +152,8 @@ impl std::fmt::Debug for Chromium {
         formatter
             .debug_struct("Chromium")
             .field("webdriver", &self.webdriver_url())
-            .field("chromium", &self.chromium)
+            .field("chromium", &self.driver.chromium)
+            .field("trusted_public_key_pins", &self.trusted_public_key_pins)
             .finish_non_exhaustive()
     }
 }
@@ -205,20 +216,44 @@ impl Chromium {
             })?;
         // From here on, `Drop` stops chromedriver and removes the profiles, also on failure.
         let started = Chromium {
-            process: Mutex::new(process),
-            port,
-            chromium: chromium.to_owned(),
-            profiles,
-            next_profile: AtomicUsize::new(0),
-            sessions: Mutex::new(Vec::new()),
+            driver: Arc::new(Chromedriver {
+                process: Mutex::new(process),
+                port,
+                chromium: chromium.to_owned(),
+                profiles,
+                next_profile: AtomicUsize::new(0),
+                sessions: Mutex::new(Vec::new()),
+            }),
+            trusted_public_key_pins: Vec::new(),
         };
         started.wait_until_ready().await?;
         Ok(started)
     }
 
+    /// Another handle on the same chromedriver whose sessions also accept a server's certificate
+    /// when the chain the server sends holds a certificate with this public key: `pin` is the
+    /// base64 SHA-256 of its SubjectPublicKeyInfo, e.g. of the development CA the emulator sends
+    /// in its chain under `--tls`, which Chromium has no switch to trust. Sessions of this handle
+    /// only: `self`'s, and every other handle's, stay as they were.
+    ///
+    /// Chromium's `--ignore-certificate-errors-spki-list`, honoured with `--user-data-dir`, which
+    /// every session has. Narrower than WebDriver's `acceptInsecureCerts`, yet no trust anchor:
+    /// any server, on any host, that merely includes that certificate in the chain it serves is
+    /// accepted, whether or not the certificate signed its own. For test runs only.
+    pub fn trusting_public_key_pin(&self, pin: &str) -> Chromium {
+        let mut trusted_public_key_pins = self.trusted_public_key_pins.clone();
+        if !trusted_public_key_pins.iter().any(|each| each == pin) {
+            trusted_public_key_pins.push(pin.to_owned());
+        }
+        Chromium {
+            driver: self.driver.clone(),
+            trusted_public_key_pins,
+        }
+    }
+
     /// chromedriver's base URL.
     pub fn webdriver_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.driver.port)
     }
 
     /// Polls `GET /status` until chromedriver says it is ready.
@@ -231,6 +266,7 @@ impl Chromium {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let exited = self
+                .driver
                 .process
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -256,16 +292,17 @@ impl Chromium {
 
     /// Opens a fresh headless session: its own profile folder, no sandbox (these machines run as
     /// root), nothing reaching out to the network, a window tall enough for a whole page in a
-    /// screenshot. The caller closes it (`Client::close`); a session left open ends when this
-    /// `Chromium` is dropped.
+    /// screenshot; it accepts this handle's public-key pins
+    /// ([`Chromium::trusting_public_key_pin`]). The caller closes it (`Client::close`); a session
+    /// left open ends when the last handle on this chromedriver is dropped.
     pub async fn session(&self) -> Result<Client, BrowserError> {
-        let number = self.next_profile.fetch_add(1, Ordering::Relaxed);
-        let profile = self.profiles.join(format!("session-{number}"));
+        let number = self.driver.next_profile.fetch_add(1, Ordering::Relaxed);
+        let profile = self.driver.profiles.join(format!("session-{number}"));
         std::fs::create_dir_all(&profile).map_err(BrowserError::io(format!(
             "creating the profile folder {}",
             profile.display()
         )))?;
-        let arguments = [
+        let mut arguments = vec![
             "--headless=new".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
@@ -279,11 +316,17 @@ impl Chromium {
             "--window-size=1024,1100".to_owned(),
             format!("--user-data-dir={}", profile.display()),
         ];
+        if !self.trusted_public_key_pins.is_empty() {
+            arguments.push(format!(
+                "--ignore-certificate-errors-spki-list={}",
+                self.trusted_public_key_pins.join(",")
+            ));
+        }
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".to_owned(), json!("chrome"));
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
-            json!({"binary": self.chromium, "args": arguments}),
+            json!({"binary": self.driver.chromium, "args": arguments}),
         );
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
@@ -295,7 +338,8 @@ impl Chromium {
             .await
             .map_err(BrowserError::webdriver("session id"))?;
         if let Some(session_id) = session_id {
-            self.sessions
+            self.driver
+                .sessions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((session_id, profile));
@@ -311,7 +355,11 @@ impl Chromium {
     /// removes its profile folder (a run opens one session per flow; each profile holds
     /// megabytes).
     fn closed(&self, session_id: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = self
+            .driver
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(index) = sessions.iter().position(|(open, _)| open == session_id) {
             let (_, profile) = sessions.swap_remove(index);
             let _ = std::fs::remove_dir_all(profile);
@@ -319,7 +367,7 @@ impl Chromium {
     }
 }
 
-impl Drop for Chromium {
+impl Drop for Chromedriver {
     fn drop(&mut self) {
         let sessions = std::mem::take(
             self.sessions
@@ -570,6 +618,10 @@ return {
 };
 "#;
 
+/// The script that sends the browser to its argument, the authorization URL (see `Journey::run`
+/// for why not WebDriver's Navigate).
+const OPEN_SCRIPT: &str = "window.location.assign(arguments[0]);";
+
 /// The script that reads the submit button's form: `[action, method]`, or `null`.
 const FORM_SCRIPT: &str = r#"
 const button = document.querySelector(arguments[0]);
@@ -657,21 +709,48 @@ impl Journey<'_> {
             cache_control: None,
             detail: Some("browser: opened the authorization URL".to_owned()),
         });
-        match self.client.goto(authorize_url.as_str()).await {
-            Ok(()) => {}
+        // The session's blank start page, which the browser leaves for the authorization URL.
+        let start = self
+            .client
+            .current_url()
+            .await
+            .map_err(BrowserError::webdriver("current url"))?;
+        // Not WebDriver's Navigate (`goto`): chromedriver runs a command that failed again, up to
+        // three times in all, while the page is still loading, and a navigation that ends at the
+        // redirect URI (where nothing listens) fails with `net::ERR_CONNECTION_REFUSED` while
+        // Chromium's error page loads. When the app's login endpoint redirects at once, that one
+        // navigation is the whole sign-in, so each retry loaded the authorization URL again and
+        // made the emulator issue another login request. A script's navigation is one load, as a
+        // person's click is.
+        let opened = self
+            .client
+            .execute(OPEN_SCRIPT, vec![json!(authorize_url.as_str())])
+            .await;
+        match opened {
+            Ok(_) => {}
             Err(error) if unreachable_page(&error) => {}
-            Err(error) => return Err(BrowserError::webdriver("goto")(error).into()),
+            Err(error) => {
+                return Err(BrowserError::webdriver("open the authorization URL")(error).into());
+            }
         }
         let mut last_progress = Instant::now();
         // Set once the person acted on the current document: until the next one shows, the old
         // page may still answer, and must not be taken for the same page coming back.
         let mut acted = false;
+        let mut left_start = false;
         loop {
             let url = self
                 .client
                 .current_url()
                 .await
                 .map_err(BrowserError::webdriver("current url"))?;
+            // The script returns before the navigation it started may show: the start page is
+            // no page of the sign-in.
+            if !left_start && url == start {
+                tokio::time::sleep(POLL_INTERVAL).await;
+                continue;
+            }
+            left_start = true;
             if is_redirect_uri(&url, self.redirect_uri) {
                 self.record(&url, 0, "redirect URI");
                 return Ok(url);

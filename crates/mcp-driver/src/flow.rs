@@ -35,7 +35,9 @@ use crate::discovery::{
     protected_resource_metadata_candidates, select_scopes,
 };
 use crate::hop::{Hop, HopLog, Phase, redact_location, redact_url};
-use crate::{ClientOptions, DriverConfig, DriverError, FlowReport, TokenSet, UserAgent};
+use crate::{
+    AgentCredentials, ClientOptions, DriverConfig, DriverError, FlowReport, TokenSet, UserAgent,
+};
 use crate::{browser, mcp};
 
 /// The last MCP protocol version in which a server may lack protected-resource metadata (the
@@ -184,6 +186,17 @@ pub(crate) struct Authorization {
     nonce: Option<Nonce>,
 }
 
+/// `builder` trusting `ca_cert_pem` besides the system's roots, when there is one.
+pub(crate) fn trusting(
+    builder: reqwest::ClientBuilder,
+    ca_cert_pem: Option<&str>,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    Ok(match ca_cert_pem {
+        Some(pem) => builder.tls_certs_merge([reqwest::Certificate::from_pem(pem.as_bytes())?]),
+        None => builder,
+    })
+}
+
 /// One run's HTTP clients and hop log.
 pub(crate) struct Driver<'a> {
     config: &'a DriverConfig,
@@ -207,11 +220,11 @@ impl<'a> Driver<'a> {
         config: &'a DriverConfig,
         options: ClientOptions,
     ) -> Result<Self, DriverError> {
-        let api = reqwest::Client::builder()
+        let api = trusting(reqwest::Client::builder(), config.ca_cert_pem.as_deref())?
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .build()?;
-        let browser = reqwest::Client::builder()
+        let browser = trusting(reqwest::Client::builder(), config.ca_cert_pem.as_deref())?
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(true)
             .timeout(config.timeout)
@@ -318,6 +331,7 @@ impl<'a> Driver<'a> {
             client_name: &config.client_name,
             timeout: config.timeout,
             hops: &self.hops,
+            ca_cert_pem: config.ca_cert_pem.as_deref(),
         })
         .await?;
 
@@ -393,6 +407,11 @@ impl<'a> Driver<'a> {
             ),
         };
         let requested_scopes = union_scopes(previous_scopes, &selected);
+        if let Some(agent) = &self.options.client_credentials {
+            return self
+                .client_credentials(metadata, agent, resource, requested_scopes)
+                .await;
+        }
         let registered = self.client_identity(&metadata, &requested_scopes).await?;
 
         // Authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2.1).
@@ -455,6 +474,58 @@ impl<'a> Driver<'a> {
             resource,
             requested_scopes,
             nonce,
+        })
+    }
+
+    /// An agent's token (RFC 6749 §4.4.2): `client_credentials` with the agent's secret (HTTP
+    /// Basic unless the server lists only `client_secret_post`), the selected scopes and the PRM
+    /// `resource` (RFC 8707 §2.2).
+    async fn client_credentials(
+        &self,
+        metadata: AuthorizationServerMetadata,
+        agent: &AgentCredentials,
+        resource: Option<String>,
+        requested_scopes: Vec<String>,
+    ) -> Result<Authorization, DriverError> {
+        let supported = metadata.token_endpoint_auth_methods_supported.as_deref();
+        let auth_method = match token_auth_method(None, supported, true) {
+            TokenEndpointAuthMethod::ClientSecretPost => TokenEndpointAuthMethod::ClientSecretPost,
+            // An agent always has a secret: `none` would be a public client, which it is not.
+            TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::None => {
+                TokenEndpointAuthMethod::ClientSecretBasic
+            }
+        };
+        let client: OAuthClient<EndpointNotSet> =
+            oauth2::Client::new(ClientId::new(agent.client_id.clone()))
+                .set_client_secret(ClientSecret::new(agent.client_secret.expose().to_owned()))
+                .set_token_uri(TokenUrl::from_url(metadata.token_endpoint.clone()))
+                .set_auth_type(match auth_method {
+                    TokenEndpointAuthMethod::ClientSecretPost => AuthType::RequestBody,
+                    _ => AuthType::BasicAuth,
+                });
+        let http_client = self.oauth_http(Phase::Token);
+        let mut request = client
+            .exchange_client_credentials()
+            .add_scopes(requested_scopes.iter().cloned().map(Scope::new));
+        if let Some(resource) = &resource {
+            request = request.add_extra_param("resource", resource.clone());
+        }
+        let response = request
+            .request_async(&http_client)
+            .await
+            .map_err(|error| token_error(error, self.hops.last_status()))?;
+        Ok(Authorization {
+            tokens: token_set(&response),
+            client: RegisteredClient {
+                issuer: metadata.issuer.clone(),
+                client_id: agent.client_id.clone(),
+                client_secret: Some(agent.client_secret.clone()),
+                auth_method,
+            },
+            metadata,
+            resource,
+            requested_scopes,
+            nonce: None,
         })
     }
 

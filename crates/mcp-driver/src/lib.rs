@@ -14,13 +14,17 @@
 //! WebDriver ([`UserAgent::Browser`], see [`browser`]), where the login form is filled in and the
 //! consent page clicked like a person would.
 //!
+//! [`run_client_credentials`] runs the same flow as an agent: `client_credentials` at the token
+//! endpoint instead of registration, the user agent and the code exchange.
+//!
 //! [`run_session`] is the general MCP client the `mcp-driver` binary runs for the official MCP
 //! conformance suite: it authorizes whenever a request is answered 401 or 403
 //! `insufficient_scope` (step-up with the union of scopes, at most
 //! [`ClientOptions::max_authorizations`] times), uses pre-registered credentials, a Client ID
-//! Metadata Document URL or DCR (one identity per issuer), authenticates at the token endpoint
-//! with `none`, `client_secret_post` or `client_secret_basic`, and speaks both the 2025-11-25
-//! session protocol and the stateless 2026-07-28 one.
+//! Metadata Document URL or DCR (one identity per issuer), or an agent's `client_credentials`,
+//! authenticates at the token endpoint with `none`, `client_secret_post` or
+//! `client_secret_basic`, and speaks both the 2025-11-25 session protocol and the stateless
+//! 2026-07-28 one.
 
 pub mod browser;
 mod callback;
@@ -74,6 +78,9 @@ pub struct DriverConfig {
     pub timeout: Duration,
     /// Who follows the authorization request to the redirect URI.
     pub user_agent: UserAgent,
+    /// A CA certificate (PEM) the driver's HTTP clients trust besides the system's roots (the
+    /// emulator's development CA under TLS).
+    pub ca_cert_pem: Option<String>,
 }
 
 /// The user agent that takes the authorization request to the redirect URI.
@@ -97,6 +104,7 @@ impl DriverConfig {
             extra_scopes: Vec::new(),
             timeout: Duration::from_secs(10),
             user_agent: UserAgent::Http,
+            ca_cert_pem: None,
         }
     }
 }
@@ -116,6 +124,17 @@ pub struct PreRegisteredClient {
     /// Credentials are bound to their issuer (MCP 2026-07-28), so with `Some` they are never
     /// shown to another one.
     pub issuer: Option<String>,
+}
+
+/// An agent's credentials: a confidential client of the MCP server's authorization server that
+/// gets tokens with `client_credentials` (RFC 6749 §4.4), without a user. `Debug` never shows the
+/// secret.
+#[derive(Debug, Clone)]
+pub struct AgentCredentials {
+    /// The agent's `client_id`.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: Secret,
 }
 
 /// How the client identifies itself and how persistent it is. Everything defaults: DCR, no
@@ -138,6 +157,9 @@ pub struct ClientOptions {
     pub scope_override: Option<Vec<String>>,
     /// [`run_session`] calls the first listed tool (no arguments) after `tools/list`.
     pub call_first_tool: bool,
+    /// Authorize as this agent with `client_credentials` instead of a user's authorization-code
+    /// flow: discovery from the challenge, then the token endpoint with `scope` and `resource`.
+    pub client_credentials: Option<AgentCredentials>,
 }
 
 impl Default for ClientOptions {
@@ -149,6 +171,7 @@ impl Default for ClientOptions {
             protocol_version: DEFAULT_PROTOCOL_VERSION.to_owned(),
             scope_override: None,
             call_first_tool: false,
+            client_credentials: None,
         }
     }
 }
@@ -202,6 +225,27 @@ pub struct FlowReport {
 /// Runs the whole flow (see the crate documentation).
 pub async fn run_flow(config: &DriverConfig) -> Result<FlowReport, DriverError> {
     run_flow_recorded(config).await.1
+}
+
+/// Runs the flow as an agent: the unauthenticated request and its challenge, protected-resource
+/// and authorization-server metadata, `client_credentials` at the token endpoint (HTTP Basic when
+/// the server lists it, else form fields; `scope` selected as for a user, `resource` the PRM's),
+/// then `whoami` with the token. No registration, no user agent, no refresh or ID token. The
+/// hops come back whatever happened.
+pub async fn run_client_credentials(
+    config: &DriverConfig,
+    agent: AgentCredentials,
+) -> (Vec<Hop>, Result<FlowReport, DriverError>) {
+    let options = ClientOptions {
+        client_credentials: Some(agent),
+        ..ClientOptions::default()
+    };
+    let driver = match flow::Driver::with_options(config, options) {
+        Ok(driver) => driver,
+        Err(error) => return (Vec::new(), Err(error)),
+    };
+    let result = driver.run().await;
+    (driver.hops(), result)
 }
 
 /// Like [`run_flow`], but also returns the hops when the run fails, for reports of failed runs.

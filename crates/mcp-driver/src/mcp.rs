@@ -219,6 +219,8 @@ pub(crate) struct McpCall<'a> {
     pub(crate) client_name: &'a str,
     pub(crate) timeout: Duration,
     pub(crate) hops: &'a HopLog,
+    /// A CA trusted besides the system's roots.
+    pub(crate) ca_cert_pem: Option<&'a str>,
 }
 
 /// `initialize`, then `tools/call whoami`; returns the structured content, or the JSON parsed
@@ -226,7 +228,7 @@ pub(crate) struct McpCall<'a> {
 pub(crate) async fn call_whoami(call: McpCall<'_>) -> Result<Value, DriverError> {
     // No overall timeout on this client: MCP answers may be SSE streams. Each step is bounded
     // with `tokio::time::timeout` instead.
-    let inner = reqwest::Client::builder()
+    let inner = crate::flow::trusting(reqwest::Client::builder(), call.ca_cert_pem)?
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(call.timeout)
         .build()?;

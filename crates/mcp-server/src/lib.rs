@@ -67,6 +67,9 @@ pub struct Config {
     pub jwks_refetch_cooldown: Duration,
     /// Validate correctly ([`Mistake::Correct`]) or make one classic mistake on purpose.
     pub mistake: Mistake,
+    /// A CA certificate (PEM) trusted besides the system's roots when fetching the JWKS: the
+    /// emulator's development CA under `--tls`.
+    pub ca_cert_pem: Option<String>,
 }
 
 /// Why the server could not start.
@@ -171,11 +174,15 @@ impl AppState {
             resource_name: config.resource_name.clone(),
             resource_documentation: None,
         };
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(StartError::HttpClient)?;
+            .timeout(Duration::from_secs(10));
+        if let Some(pem) = &config.ca_cert_pem {
+            let certificate =
+                reqwest::Certificate::from_pem(pem.as_bytes()).map_err(StartError::HttpClient)?;
+            builder = builder.tls_certs_merge([certificate]);
+        }
+        let http = builder.build().map_err(StartError::HttpClient)?;
         let mut policy = Policy::for_environment(
             &config.environment_url,
             &config.resource_id,
@@ -421,6 +428,7 @@ mod tests {
             allowed_origins: Vec::new(),
             jwks_refetch_cooldown: DEFAULT_JWKS_REFETCH_COOLDOWN,
             mistake: Mistake::Correct,
+            ca_cert_pem: None,
         }
     }
 

@@ -52,21 +52,27 @@ struct Args {
     /// conformance harness).
     #[arg(long, value_enum, default_value_t = mcp_server::Mistake::Correct)]
     mistake: mcp_server::Mistake,
+    /// A CA certificate (PEM file) to trust besides the system's when fetching the JWKS, e.g.
+    /// the emulator's development CA under `--tls` (`.testbed/tls/ca.pem`).
+    #[arg(long, env = "TESTBED_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    testbed_web::logging::init("info");
     let args = Args::parse();
     let scopes_supported = if args.scopes_supported.is_empty() {
         args.required_scopes.clone()
     } else {
         args.scopes_supported
+    };
+    let ca_cert_pem = match &args.ca_cert {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?,
+        ),
+        None => None,
     };
     let config = mcp_server::Config {
         listen: args.listen,
@@ -81,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         allowed_origins: args.allowed_origins,
         jwks_refetch_cooldown: std::time::Duration::from_secs(args.jwks_refetch_cooldown_secs),
         mistake: args.mistake,
+        ca_cert_pem,
     };
     if args.mistake != mcp_server::Mistake::Correct {
         tracing::warn!(mistake = %args.mistake, "making a resource-server mistake on purpose");

@@ -32,10 +32,20 @@ pub struct Config {
     /// Clients registered ahead of time (besides those registered through DCR).
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    /// The companies' identity providers the environment trusts for cross-app access (ID-JAGs
+    /// at `/oauth/token` with `jwt-bearer`), each played by the emulator itself under
+    /// `/_idp/{id}` while the control API is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_idps: Vec<TrustedIdpConfig>,
     /// Sign-ins in progress (login requests plus consent pages waiting for a decision) past
     /// which `/oauth/authorize` answers `temporarily_unavailable` instead of growing.
     #[serde(default = "default_max_pending_login_requests")]
     pub max_pending_login_requests: usize,
+    /// Redeemed identity assertions remembered for their replay check (each until its `exp`)
+    /// past which the `jwt-bearer` grant answers 503 `temporarily_unavailable` instead of
+    /// growing.
+    #[serde(default = "default_max_redeemed_assertions")]
+    pub max_redeemed_assertions: usize,
     /// Serves the control API under `/_emulator/` (clock, reset, pending login requests, the
     /// request log, fault injection, signing-key rotation, minting access tokens, the flow
     /// inspector); off, those paths answer 404 like any unknown route. Anyone who reaches it can
@@ -75,6 +85,13 @@ pub const DEFAULT_MAX_PENDING_LOGIN_REQUESTS: usize = 10_000;
 
 fn default_max_pending_login_requests() -> usize {
     DEFAULT_MAX_PENDING_LOGIN_REQUESTS
+}
+
+/// The default cap on redeemed identity assertions remembered per environment.
+pub const DEFAULT_MAX_REDEEMED_ASSERTIONS: usize = 100_000;
+
+fn default_max_redeemed_assertions() -> usize {
+    DEFAULT_MAX_REDEEMED_ASSERTIONS
 }
 
 /// The environment API client (client credentials, `skc_…`).
@@ -146,6 +163,114 @@ pub struct ResourceConfig {
     /// finished from anywhere its `state` (or consent id) is known.
     #[serde(default = "default_browser_binding")]
     pub browser_binding: bool,
+    /// The resource's agents: machine-to-machine clients that get tokens for it with
+    /// `client_credentials` (the dashboard's MCP server → Clients → "Create Client").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentConfig>,
+    /// Scalekit's "Enable Cross-App Access (XAA)" toggle (`xaa_enabled` of the Resource, default
+    /// off): the token endpoint exchanges identity assertions (ID-JAGs) of a trusted identity
+    /// provider for access tokens to this MCP server with the `jwt-bearer` grant, without a
+    /// consent page.
+    #[serde(default)]
+    pub cross_app_access: bool,
+}
+
+/// The longest an ID-JAG may live to be accepted (docs/fidelity.md, Decisions): it bounds how
+/// long the redeemed `jti`s are remembered.
+pub const MAX_ASSERTION_LIFETIME_SECS: u64 = 3600;
+
+/// The longest an ID token of an emulated identity provider may live.
+pub const MAX_ID_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
+fn default_id_jag_lifetime_secs() -> u64 {
+    300
+}
+
+fn default_id_token_lifetime_secs() -> u64 {
+    3600
+}
+
+/// A company's identity provider the environment trusts for cross-app access, played by the
+/// emulator: its issuer is `{env}/_idp/{id}`, its keys are its own (never the environment's),
+/// and it issues ID tokens (through the control API, the seam of a single sign-on) and ID-JAGs
+/// (RFC 8693 token exchange at its token endpoint, or the control API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIdpConfig {
+    /// A path segment, `^[a-z0-9-]{1,32}$`.
+    pub id: String,
+    /// A name to tell identity providers apart by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Lifetime of the ID-JAGs it issues, 1 to [`MAX_ASSERTION_LIFETIME_SECS`].
+    #[serde(default = "default_id_jag_lifetime_secs")]
+    pub id_jag_lifetime_secs: u64,
+    /// Lifetime of the ID tokens it issues, 1 to [`MAX_ID_TOKEN_LIFETIME_SECS`].
+    #[serde(default = "default_id_token_lifetime_secs")]
+    pub id_token_lifetime_secs: u64,
+    /// The MCP clients registered at the identity provider.
+    #[serde(default)]
+    pub clients: Vec<IdpClientConfig>,
+    /// The people who sign in at the identity provider.
+    #[serde(default)]
+    pub users: Vec<IdpUserConfig>,
+}
+
+/// An MCP client registered at an identity provider (for its single sign-on and its token
+/// exchange), and the client it is at this environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpClientConfig {
+    /// Its id at the identity provider: the `aud` of the ID tokens it gets.
+    pub client_id: String,
+    /// Its secret at the identity provider (token exchange: form fields or HTTP Basic).
+    pub client_secret: Secret,
+    /// Its `client_id` at this environment, which the ID-JAGs it gets name: a configured client
+    /// or an agent of a resource.
+    pub resource_client_id: String,
+}
+
+/// A person of an identity provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpUserConfig {
+    /// The identity provider's subject identifier: the ID-JAG's `sub`.
+    pub sub: String,
+    /// The ID token's and the ID-JAG's `email`.
+    pub email: String,
+    /// The ID token's `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The M2M default lifetime of an agent's token (scalekit.md §4, "M2M default 3600 s").
+pub const DEFAULT_AGENT_TOKEN_LIFETIME_SECS: u64 = 3600;
+
+/// The longest lifetime an agent's token may be given: a year.
+pub const MAX_AGENT_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 3600;
+
+fn default_agent_token_lifetime_secs() -> u64 {
+    DEFAULT_AGENT_TOKEN_LIFETIME_SECS
+}
+
+/// An agent of a resource: a confidential client that authenticates with its secret and gets
+/// access tokens for the resource with `client_credentials`, without a user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `m2m_…` (docs/fidelity.md, "Agents").
+    pub client_id: String,
+    /// Its secret, sent as a form field or with HTTP Basic.
+    pub client_secret: Secret,
+    /// The scopes it may ask for, a subset of the resource's.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Lifetime of its access tokens.
+    #[serde(default = "default_agent_token_lifetime_secs")]
+    pub token_lifetime_secs: u64,
+    /// A name to tell agents apart by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// A client registered ahead of time.
@@ -220,6 +345,9 @@ impl Config {
         if self.max_pending_login_requests == 0 {
             return Err("max_pending_login_requests must be at least 1".to_owned());
         }
+        if self.max_redeemed_assertions == 0 {
+            return Err("max_redeemed_assertions must be at least 1".to_owned());
+        }
         // A header value and a cookie value (RFC 6265 §4.1.1 cookie-octets), so that the
         // inspector page can carry it in its cookie.
         if self.control_token.as_ref().is_some_and(|token| {
@@ -259,6 +387,45 @@ impl Config {
                 }
             }
         }
+        let mut agent_ids: Vec<&str> = Vec::new();
+        for resource in &self.resources {
+            for agent in &resource.agents {
+                check_prefix(
+                    "resources.agents.client_id",
+                    &agent.client_id,
+                    prefix::MCP_CLIENT,
+                )?;
+                let taken = agent_ids.contains(&agent.client_id.as_str())
+                    || agent.client_id == self.api_client.client_id
+                    || self
+                        .clients
+                        .iter()
+                        .any(|client| client.client_id == agent.client_id);
+                if taken {
+                    return Err(format!(
+                        "agent {} of resource {} uses a client id that is taken",
+                        agent.client_id, resource.id
+                    ));
+                }
+                agent_ids.push(&agent.client_id);
+                if let Some(scope) = agent
+                    .scopes
+                    .iter()
+                    .find(|scope| !resource.scopes.contains(scope))
+                {
+                    return Err(format!(
+                        "agent {} has scope {scope:?}, which resource {} does not offer",
+                        agent.client_id, resource.id
+                    ));
+                }
+                if !(1..=MAX_AGENT_TOKEN_LIFETIME_SECS).contains(&agent.token_lifetime_secs) {
+                    return Err(format!(
+                        "agent {} needs token_lifetime_secs from 1 to {MAX_AGENT_TOKEN_LIFETIME_SECS}",
+                        agent.client_id
+                    ));
+                }
+            }
+        }
         for client in &self.clients {
             if client.client_id.is_empty() {
                 return Err("clients.client_id must not be empty".to_owned());
@@ -281,6 +448,81 @@ impl Config {
             }
             if client.redirect_uris.is_empty() {
                 return Err(format!("client {} has no redirect_uris", client.client_id));
+            }
+        }
+        self.validate_trusted_idps()
+    }
+
+    /// Trusted identity providers: ids that are path segments and unique, lifetimes in range,
+    /// clients that name a client of this environment, users with distinct `sub`s.
+    fn validate_trusted_idps(&self) -> Result<(), String> {
+        let mut idp_ids: Vec<&str> = Vec::new();
+        for idp in &self.trusted_idps {
+            let segment = (1..=32).contains(&idp.id.len())
+                && idp
+                    .id
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+            if !segment {
+                return Err(format!(
+                    "trusted_idps.id {:?} must match ^[a-z0-9-]{{1,32}}$",
+                    idp.id
+                ));
+            }
+            if idp_ids.contains(&idp.id.as_str()) {
+                return Err(format!(
+                    "trusted identity provider {} is declared twice",
+                    idp.id
+                ));
+            }
+            idp_ids.push(&idp.id);
+            if !(1..=MAX_ASSERTION_LIFETIME_SECS).contains(&idp.id_jag_lifetime_secs) {
+                return Err(format!(
+                    "trusted identity provider {} needs id_jag_lifetime_secs from 1 to {MAX_ASSERTION_LIFETIME_SECS}",
+                    idp.id
+                ));
+            }
+            if !(1..=MAX_ID_TOKEN_LIFETIME_SECS).contains(&idp.id_token_lifetime_secs) {
+                return Err(format!(
+                    "trusted identity provider {} needs id_token_lifetime_secs from 1 to {MAX_ID_TOKEN_LIFETIME_SECS}",
+                    idp.id
+                ));
+            }
+            let mut client_ids: Vec<&str> = Vec::new();
+            for client in &idp.clients {
+                if client.client_id.is_empty() || client_ids.contains(&client.client_id.as_str()) {
+                    return Err(format!(
+                        "trusted identity provider {} has an empty or repeated client_id {:?}",
+                        idp.id, client.client_id
+                    ));
+                }
+                client_ids.push(&client.client_id);
+                let known = self
+                    .clients
+                    .iter()
+                    .any(|known| known.client_id == client.resource_client_id)
+                    || self.resources.iter().any(|resource| {
+                        resource
+                            .agents
+                            .iter()
+                            .any(|agent| agent.client_id == client.resource_client_id)
+                    });
+                if !known {
+                    return Err(format!(
+                        "client {} of trusted identity provider {} names resource_client_id {}, which is neither a configured client nor an agent",
+                        client.client_id, idp.id, client.resource_client_id
+                    ));
+                }
+            }
+            let mut subs: Vec<&str> = Vec::new();
+            for user in &idp.users {
+                if user.sub.is_empty() || subs.contains(&user.sub.as_str()) {
+                    return Err(format!(
+                        "trusted identity provider {} has an empty or repeated user sub {:?}",
+                        idp.id, user.sub
+                    ));
+                }
+                subs.push(&user.sub);
             }
         }
         Ok(())
@@ -463,6 +705,98 @@ mod tests {
         assert!(!Config::from_toml_str(&text).unwrap().resources[0].browser_binding);
         let text = FIXTURE.replace("browser_binding = true", "");
         assert!(Config::from_toml_str(&text).unwrap().resources[0].browser_binding);
+    }
+
+    #[test]
+    fn the_shipped_fixture_declares_an_agent_with_the_m2m_defaults() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        let agent = &config.resources[0].agents[0];
+        assert!(agent.client_id.starts_with("m2m_"));
+        assert_eq!(agent.scopes, ["mcp:read"]);
+        assert_eq!(agent.token_lifetime_secs, DEFAULT_AGENT_TOKEN_LIFETIME_SECS);
+        assert!(!format!("{agent:?}").contains(agent.client_secret.expose()));
+    }
+
+    #[test]
+    fn agents_need_the_m2m_prefix_their_resources_scopes_and_a_free_id() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        let with = |edit: &dyn Fn(&mut AgentConfig)| {
+            let mut config = config.clone();
+            edit(&mut config.resources[0].agents[0]);
+            config.validate()
+        };
+        assert!(with(&|_| {}).is_ok());
+        assert_eq!(
+            with(&|agent| agent.client_id = "agent_1".to_owned()).unwrap_err(),
+            "resources.agents.client_id \"agent_1\" must start with m2m_"
+        );
+        assert!(
+            with(&|agent| agent.scopes = vec!["admin".to_owned()])
+                .unwrap_err()
+                .contains("\"admin\", which resource")
+        );
+        assert!(
+            with(&|agent| agent.token_lifetime_secs = 0)
+                .unwrap_err()
+                .contains("token_lifetime_secs from 1")
+        );
+        let mut twice = config.clone();
+        let agent = twice.resources[0].agents[0].clone();
+        twice.resources[0].agents.push(agent);
+        assert!(twice.validate().unwrap_err().contains("is taken"));
+    }
+
+    #[test]
+    fn the_shipped_fixture_trusts_one_identity_provider_for_cross_app_access() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        assert!(config.resources[0].cross_app_access);
+        let idp = &config.trusted_idps[0];
+        assert_eq!(idp.id, "acme-idp");
+        assert_eq!(idp.id_jag_lifetime_secs, 300);
+        assert_eq!(
+            idp.clients[0].resource_client_id,
+            config.resources[0].agents[0].client_id
+        );
+        assert!(!format!("{idp:?}").contains(idp.clients[0].client_secret.expose()));
+        let text = FIXTURE.replace("cross_app_access = true", "");
+        assert!(!Config::from_toml_str(&text).unwrap().resources[0].cross_app_access);
+    }
+
+    #[test]
+    fn trusted_identity_providers_need_a_path_segment_id_lifetimes_in_range_and_known_clients() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        let with = |edit: &dyn Fn(&mut TrustedIdpConfig)| {
+            let mut config = config.clone();
+            edit(&mut config.trusted_idps[0]);
+            config.validate()
+        };
+        assert!(with(&|_| {}).is_ok());
+        assert_eq!(
+            with(&|idp| idp.id = "Acme IdP".to_owned()).unwrap_err(),
+            "trusted_idps.id \"Acme IdP\" must match ^[a-z0-9-]{1,32}$"
+        );
+        assert!(
+            with(&|idp| idp.id_jag_lifetime_secs = 3601)
+                .unwrap_err()
+                .contains("id_jag_lifetime_secs from 1 to 3600")
+        );
+        assert!(
+            with(&|idp| idp.clients[0].resource_client_id = "nobody".to_owned())
+                .unwrap_err()
+                .contains("neither a configured client nor an agent")
+        );
+        assert!(
+            with(&|idp| {
+                let user = idp.users[0].clone();
+                idp.users.push(user);
+            })
+            .unwrap_err()
+            .contains("repeated user sub")
+        );
+        let mut twice = config.clone();
+        let idp = twice.trusted_idps[0].clone();
+        twice.trusted_idps.push(idp);
+        assert!(twice.validate().unwrap_err().contains("declared twice"));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! Layers, outermost first: the edges — [`http`] (axum routes and the wire error types) and
 //! [`grpc`] (tonic), which share [`state`] and the transport-neutral [`management`] API and
 //! never name each other — over [`flow`] (the state machine, no IO), with [`tokens`] and [`keys`]
-//! minting and signing, [`metadata`] for the discovery documents, [`store`] for what survives a
-//! restart and [`config`] for `fixtures/environment.toml`. The clock and the id generator are
+//! minting and signing, [`metadata`] for the discovery documents, [`idp`] for the companies'
+//! identity providers it plays (cross-app access), [`store`] for what survives a restart and
+//! [`config`] for `fixtures/environment.toml`. The clock and the id generator are
 //! injected through [`Deps`] so tests can move time.
 
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod flow;
 pub mod grpc;
 pub mod http;
+pub mod idp;
 pub mod ids;
 pub mod keys;
 pub mod management;
@@ -39,7 +41,7 @@ use crate::store::Store;
 pub use clock::{Clock, ClockError, ManualClock, OffsetClock, SystemClock};
 pub use config::{
     ApiClientConfig, ClientConfig, Config, ConfigError, ConnectionConfig, ConsentMode,
-    ResourceConfig,
+    IdpClientConfig, IdpUserConfig, ResourceConfig, TrustedIdpConfig,
 };
 pub use http::router;
 pub use ids::{IdGenerator, RandomIds, SequentialIds};
@@ -161,6 +163,13 @@ impl App {
             (None, Some(store)) => (stored_key_ring(store)?, Some(Arc::clone(store))),
         };
         let mut state = AppState::new(config, &base_url, keys, deps.clock, deps.ids);
+        // The identity providers' keys are kept where the environment's are: in the state
+        // directory, unless the run was given its key (then in memory only).
+        state.idps = Arc::new(idp::TrustedIdps::new(
+            &state.config,
+            state.environment_url(),
+            key_store.clone(),
+        ));
         state.key_store = key_store;
         if let Some(store) = store {
             // Grants and refresh tokens stay in the store and are loaded on use (see

@@ -65,12 +65,7 @@ fn secret(text: &str) -> Result<Secret, std::convert::Infallible> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    testbed_web::logging::init("info");
     let arguments = Arguments::parse();
     let mut config = Config::from_file(&arguments.config)?;
     if let Some(listen) = arguments.listen {

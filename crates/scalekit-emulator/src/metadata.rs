@@ -42,6 +42,11 @@ pub struct AuthorizationServerMetadata {
     /// Client ID Metadata Documents: URL-shaped `client_id`s are fetched (per resource; the
     /// environment documents claim it when any resource allows it).
     pub client_id_metadata_document_supported: bool,
+    /// `["urn:ietf:params:oauth:grant-profile:id-jag"]` where cross-app access is on
+    /// (draft-ietf-oauth-identity-assertion-authz-grant §7.2, MCP EMA §6): identity assertions
+    /// are taken with `jwt-bearer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_grant_profiles_supported: Vec<String>,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -69,7 +74,25 @@ fn base(environment_url: &str, issuer: String, scopes: Vec<String>) -> Authoriza
         scopes_supported: scopes,
         authorization_response_iss_parameter_supported: true,
         client_id_metadata_document_supported: false,
+        authorization_grant_profiles_supported: Vec::new(),
     }
+}
+
+/// Advertises cross-app access: `jwt-bearer` among the grant types (RFC 7523 §2.1) and the
+/// ID-JAG grant profile (draft §7.2 SHOULD; Scalekit's own document is unknown, Decisions).
+fn advertise_cross_app_access(document: &mut AuthorizationServerMetadata) {
+    document
+        .grant_types_supported
+        .push(crate::flow::JWT_BEARER.to_owned());
+    document.authorization_grant_profiles_supported = strings(&[crate::idp::ID_JAG_PROFILE]);
+}
+
+/// Whether `resource`'s cross-app access is in service: on for it, and the control API on. The
+/// only identity providers the emulator trusts are the ones it plays under `/_idp`, served only
+/// with the control API (Decision 16); without them nothing could be redeemed, so nothing is
+/// advertised.
+pub fn cross_app_access_served(config: &Config, resource: &ResourceConfig) -> bool {
+    config.control && resource.cross_app_access
 }
 
 /// Every scope of every resource, in configuration order.
@@ -100,6 +123,13 @@ pub fn environment_metadata(environment_url: &str, config: &Config) -> Authoriza
         .resources
         .iter()
         .any(|resource| resource.client_id_metadata_documents);
+    if config
+        .resources
+        .iter()
+        .any(|resource| cross_app_access_served(config, resource))
+    {
+        advertise_cross_app_access(&mut document);
+    }
     document
 }
 
@@ -114,6 +144,7 @@ pub fn openid_configuration(environment_url: &str, config: &Config) -> Authoriza
 /// The per-resource document, served at both the inserted and the appended well-known URL.
 pub fn resource_metadata(
     environment_url: &str,
+    config: &Config,
     resource: &ResourceConfig,
 ) -> AuthorizationServerMetadata {
     let mut document = base(
@@ -121,7 +152,14 @@ pub fn resource_metadata(
         format!("{environment_url}/resources/{}", resource.id),
         resource.scopes.clone(),
     );
+    // Every MCP server can have agents (M2M clients) that use `client_credentials` at its
+    // token endpoint (DOCS `authenticate/mcp/topologies/agent-mcp.mdx`; MCPUSE's copy lists it).
+    document.grant_types_supported =
+        strings(&["authorization_code", "refresh_token", "client_credentials"]);
     document.client_id_metadata_document_supported = resource.client_id_metadata_documents;
+    if cross_app_access_served(config, resource) {
+        advertise_cross_app_access(&mut document);
+    }
     if resource.dynamic_client_registration {
         document.registration_endpoint = Some(format!(
             "{environment_url}/api/v1/resources/{}/clients:register",

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::flow::Flows;
+use crate::idp::TrustedIdps;
 use crate::ids::IdGenerator;
 use crate::keys::KeyRing;
 use crate::request_log::RequestLog;
@@ -39,6 +40,9 @@ pub struct AppState {
     pub requests: Arc<RequestLog>,
     /// The flow inspector's recent flows (recorded only when the control API is on).
     pub inspector: flow_inspector::Inspector,
+    /// The companies' identity providers the environment trusts (cross-app access), with
+    /// their keys.
+    pub idps: Arc<TrustedIdps>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -61,7 +65,9 @@ impl AppState {
         ids: Arc<dyn IdGenerator>,
     ) -> AppState {
         let flows = Flows::new(&config, environment_url);
+        let idps = Arc::new(TrustedIdps::new(&config, environment_url.as_str(), None));
         AppState {
+            idps,
             minter: Arc::new(TokenMinter::new(environment_url.as_str())),
             config: Arc::new(config),
             flows: Arc::new(Mutex::new(flows)),

@@ -1,5 +1,6 @@
-//! Claim sets and minting: MCP access tokens and ID tokens (Decisions §4) and the management
-//! token of the environment API client (Decisions §3). [`crafted`] makes access tokens on demand
+//! Claim sets and minting: MCP access tokens and ID tokens (Decisions §4), agents' access tokens
+//! (`client_credentials`, docs/fidelity.md "Agents") and the management token of the environment
+//! API client (Decisions §3). [`crafted`] makes access tokens on demand
 //! for the control API, with or without a deliberate defect.
 
 pub mod crafted;
@@ -15,7 +16,7 @@ use scalekit_wire::prefix;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ResourceConfig;
-use crate::flow::IssuedGrant;
+use crate::flow::{AgentGrant, AssertionGrant, IssuedGrant};
 use crate::ids::IdGenerator;
 use crate::keys::{KeyError, KeyRing, Signer};
 use crate::types::{AccessToken, IdToken, RefreshToken};
@@ -149,6 +150,32 @@ pub struct ManagementTokenClaims {
     /// Granted scopes (none are modelled yet).
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+/// An agent's access token (`client_credentials`): the M2M token Scalekit documents (`sub` =
+/// `client_id`, a `scopes` array and no `scope` string, `jti`, times), bound to its MCP server
+/// as a user's token is (`aud = [Server URL, res_…]`, `iss` by the issuer switch). No user, so no
+/// `sid`, `xuid`, `email` or `oid`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentTokenClaims {
+    /// The environment URL, or `{env}/resources/{res}` with issuer-bound tokens.
+    pub iss: String,
+    /// `[Server URL, res_…]`, URL first.
+    pub aud: Vec<String>,
+    /// The agent's `m2m_…` id.
+    pub sub: String,
+    /// The agent's `m2m_…` id.
+    pub client_id: String,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// `tkn_…`.
+    pub jti: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expiry.
+    pub exp: u64,
 }
 
 /// The token endpoint's success body (RFC 6749 §5.1).
@@ -305,6 +332,89 @@ impl TokenMinter {
             .map(|data| data.claims)
     }
 
+    /// An agent's access token for its grant: no refresh token (RFC 6749 §4.4.3) and no ID token;
+    /// `scope` in the response when any scope was granted (the documented response).
+    pub fn mint_agent(
+        &self,
+        signer: &Signer,
+        grant: &AgentGrant,
+        resource: &ResourceConfig,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<TokenResponse, KeyError> {
+        let lifetime = grant.token_lifetime_secs;
+        let claims = AgentTokenClaims {
+            iss: self.access_token_issuer(resource),
+            aud: vec![resource.server_url.as_str().to_owned(), resource.id.clone()],
+            sub: grant.client_id.to_string(),
+            client_id: grant.client_id.to_string(),
+            scopes: grant.scopes.as_slice().to_vec(),
+            jti: ids.id(prefix::TOKEN),
+            iat: now,
+            nbf: now,
+            exp: now + lifetime,
+        };
+        Ok(TokenResponse {
+            access_token: AccessToken::new(signer.sign(&claims)?),
+            token_type: "Bearer".to_owned(),
+            expires_in: lifetime,
+            scope: (!grant.scopes.is_empty()).then(|| grant.scopes.to_space_separated()),
+            refresh_token: None,
+            id_token: None,
+        })
+    }
+
+    /// The `iss` of the access tokens for `resource`: the environment URL, or `{env}/resources/{res}`
+    /// when the resource's issuer-bound switch is on (Decisions §4).
+    fn access_token_issuer(&self, resource: &ResourceConfig) -> String {
+        if resource.issuer_bound_tokens {
+            format!("{}/resources/{}", self.environment_url, resource.id)
+        } else {
+            self.environment_url.clone()
+        }
+    }
+
+    /// The access token for a redeemed identity assertion (cross-app access): a user's token of
+    /// the usual shape (Decisions §4: `sub` = `usr_…`, `xuid` = the assertion's `sub`, `email`,
+    /// `scope` and `scopes`, `sid`), with no refresh token and no ID token (draft §4.4.3: the
+    /// client presents a new assertion instead), whatever the scopes.
+    pub fn mint_for_assertion(
+        &self,
+        signer: &Signer,
+        grant: &AssertionGrant,
+        resource: &ResourceConfig,
+        now: u64,
+        ids: &dyn IdGenerator,
+    ) -> Result<TokenResponse, KeyError> {
+        let lifetime = resource.access_token_lifetime_secs;
+        let claims = AccessTokenClaims {
+            iss: self.access_token_issuer(resource),
+            aud: vec![resource.server_url.as_str().to_owned(), resource.id.clone()],
+            sub: grant.subject.to_string(),
+            xuid: grant.external_sub.clone(),
+            scope: grant.scopes.to_space_separated(),
+            scopes: grant.scopes.as_slice().to_vec(),
+            client_id: grant.client_id.to_string(),
+            jti: ids.id(prefix::TOKEN),
+            sid: grant.session.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + lifetime,
+            email: grant.email.clone(),
+            custom_claims: None,
+            oid: None,
+            roles: Vec::new(),
+        };
+        Ok(TokenResponse {
+            access_token: AccessToken::new(signer.sign(&claims)?),
+            token_type: "Bearer".to_owned(),
+            expires_in: lifetime,
+            scope: Some(grant.scopes.to_space_separated()),
+            refresh_token: None,
+            id_token: None,
+        })
+    }
+
     /// The access token (and ID token when `openid` was granted) for a grant.
     pub fn mint_for_grant(
         &self,
@@ -314,11 +424,7 @@ impl TokenMinter {
         now: u64,
         ids: &dyn IdGenerator,
     ) -> Result<TokenResponse, KeyError> {
-        let issuer = if resource.issuer_bound_tokens {
-            format!("{}/resources/{}", self.environment_url, resource.id)
-        } else {
-            self.environment_url.clone()
-        };
+        let issuer = self.access_token_issuer(resource);
         let lifetime = resource.access_token_lifetime_secs;
         let scopes = grant.scopes.as_slice().to_vec();
         let access = AccessTokenClaims {

@@ -159,6 +159,70 @@ secret_newtype!(
     /// An ID token (a signed JWT) in a token response.
     IdToken
 );
+string_newtype!(
+    /// The id of a trusted identity provider (`trusted_idps.id`): its issuer is
+    /// `{env}/_idp/{id}`.
+    IdpId
+);
+secret_newtype!(
+    /// An identity assertion (ID-JAG, a signed JWT): presented with the `jwt-bearer` grant, and
+    /// a bearer credential until it is redeemed.
+    Assertion
+);
+secret_newtype!(
+    /// An ID token of an emulated identity provider (the RFC 8693 subject token).
+    IdpIdToken
+);
+secret_newtype!(
+    /// An agent's client secret, as minted: shown once, when the agent is created, and then kept
+    /// only as its [`ClientSecretDigest`].
+    ClientSecret
+);
+
+/// The SHA-256 of a client secret: what the emulator keeps of an agent's secret, in memory and in
+/// the store, so that neither holds a secret it did not need to keep. A plain hash is enough for
+/// the secrets the emulator mints (256 random bits); a fixture's secret is in its file anyway.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ClientSecretDigest([u8; 32]);
+
+impl ClientSecretDigest {
+    /// The digest of `secret`.
+    pub fn of(secret: &str) -> ClientSecretDigest {
+        let hashed = digest::digest(&digest::SHA256, secret.as_bytes());
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(hashed.as_ref());
+        ClientSecretDigest(bytes)
+    }
+
+    /// Whether `presented` hashes to this digest; the digests are compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        constant_time_eq(&Self::of(presented).0, &self.0)
+    }
+
+    /// Lowercase hex, as the store keeps it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// Parses [`ClientSecretDigest::to_hex`]; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<ClientSecretDigest> {
+        if hex.len() != 64 || !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16).ok()?;
+        }
+        Some(ClientSecretDigest(bytes))
+    }
+}
+
+/// A digest says nothing useful in a log and is not printed.
+impl fmt::Debug for ClientSecretDigest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("ClientSecretDigest([redacted])")
+    }
+}
 
 impl PkceVerifier {
     /// Checks the RFC 7636 §4.1 grammar: 43–128 characters of `[A-Za-z0-9-._~]`.
@@ -328,6 +392,20 @@ mod tests {
         assert!(PkceVerifier::parse(&"a".repeat(128)).is_some());
         assert!(PkceVerifier::parse(&"a".repeat(129)).is_none());
         assert!(PkceVerifier::parse(&format!("{}+", "a".repeat(43))).is_none());
+    }
+
+    #[test]
+    fn a_secret_digest_matches_its_secret_only_and_round_trips_through_hex() {
+        let digest = ClientSecretDigest::of("agent-secret");
+        assert!(digest.matches("agent-secret"));
+        assert!(!digest.matches("agent-secre"));
+        assert!(!digest.matches("agent-secret2"));
+        let hex = digest.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(ClientSecretDigest::from_hex(&hex), Some(digest));
+        assert_eq!(ClientSecretDigest::from_hex("00"), None);
+        assert_eq!(ClientSecretDigest::from_hex(&"g".repeat(64)), None);
+        assert_eq!(format!("{digest:?}"), "ClientSecretDigest([redacted])");
     }
 
     #[test]

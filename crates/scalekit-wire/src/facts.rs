@@ -152,8 +152,15 @@ pub enum Endpoint {
     TokenRefresh,
     /// The same with `grant_type=client_credentials` (a management token).
     TokenClientCredentials,
+    /// The same with `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` (RFC 7523): an
+    /// identity assertion (ID-JAG) exchanged for an access token, cross-app access.
+    TokenJwtBearer,
     /// The token endpoint with another or no grant type.
     TokenOther,
+    /// The token endpoint of the company identity provider the emulator plays
+    /// (`POST /_idp/{idp}/oauth/token`, RFC 8693 token exchange): an ID token exchanged for an
+    /// ID-JAG.
+    IdpTokenExchange,
     /// `POST /api/v1/connections/{conn}/auth-requests/{lri}/user` (REST or gRPC).
     SubmitUser,
     /// `GET /sso/v1/connections/{conn}/partner:callback`.
@@ -229,6 +236,25 @@ pub enum Check {
     PersonAllowedAccess,
     /// The registration's client metadata is valid.
     ClientMetadataValid,
+    /// The assertion is a compact JWS whose header and claims are JSON and carry the claims an
+    /// ID-JAG needs.
+    AssertionWellFormed,
+    /// The assertion's `typ` is `oauth-id-jag+jwt`.
+    AssertionTyped,
+    /// The assertion's issuer is an identity provider the environment trusts.
+    AssertionIssuerTrusted,
+    /// The assertion is signed with RS256 by one of its issuer's keys.
+    AssertionSigned,
+    /// The assertion is current: issued, valid and not expired now, and short-lived.
+    AssertionUnexpired,
+    /// The audience names an authorization server that is expected here.
+    AudienceAccepted,
+    /// The assertion was not redeemed before.
+    AssertionSingleUse,
+    /// Cross-app access is enabled for the MCP server.
+    CrossAppAccessEnabled,
+    /// The subject token is an ID token the identity provider issued to the client, unexpired.
+    SubjectTokenValid,
     /// A bearer token was sent.
     BearerTokenPresent,
     /// The bearer token is valid (signature, `iss`, `aud`, `exp`).
@@ -272,6 +298,15 @@ impl Check {
             Self::ConsentRequestValid => "consent request valid",
             Self::PersonAllowedAccess => "person allowed access",
             Self::ClientMetadataValid => "client metadata valid",
+            Self::AssertionWellFormed => "assertion well formed (a JWT with the ID-JAG claims)",
+            Self::AssertionTyped => "assertion typ oauth-id-jag+jwt",
+            Self::AssertionIssuerTrusted => "assertion from a trusted identity provider",
+            Self::AssertionSigned => "assertion signed (RS256, the identity provider's key)",
+            Self::AssertionUnexpired => "assertion current (iat, nbf, exp)",
+            Self::AudienceAccepted => "audience accepted",
+            Self::AssertionSingleUse => "assertion single-use",
+            Self::CrossAppAccessEnabled => "cross-app access enabled for the MCP server",
+            Self::SubjectTokenValid => "subject token valid (the identity provider's ID token)",
             Self::BearerTokenPresent => "bearer token present",
             Self::TokenValid => "token valid (signature, iss, aud, exp)",
             Self::ScopesSufficient => "scopes sufficient",

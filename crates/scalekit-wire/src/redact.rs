@@ -31,7 +31,10 @@ const SECRET_NAMES: &[&str] = &[
     "code_verifier",
     "client_secret",
     "client_assertion",
+    // A JWT assertion (RFC 7523 `jwt-bearer`): an ID-JAG is a bearer credential until it is
+    // redeemed, so no record shows it.
     "assertion",
+    "id_jag",
     "refresh_token",
     "access_token",
     "id_token",
@@ -327,6 +330,9 @@ mod tests {
             "consent_id",
             "x_secret",
             "id_TOKEN",
+            "assertion",
+            "id_jag",
+            "subject_token",
         ] {
             assert!(is_secret_name(name), "{name}");
         }

@@ -5,7 +5,9 @@
 //! is the MCP server's `/mcp`, and both other pieces know the emulator's environment URL. Each
 //! piece is then served on its own task; they talk to each other only over HTTP.
 
+mod dev_ca;
 mod fixtures;
+pub mod settings;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -16,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use url::Url;
 
+pub use dev_ca::{DevCa, DevCaError, TrustVariable};
 pub use fixtures::{FixtureError, Fixtures};
 pub use scalekit_emulator::{ConsentMode, ResourceConfig};
 pub use testbed_web::AllowedHost;
@@ -66,6 +69,10 @@ pub struct StackConfig {
     /// Host names every piece the stack starts answers for besides loopback and its own URL's
     /// host (added to the environment's `allowed_hosts`), for containers and proxies.
     pub allowed_hosts: Vec<AllowedHost>,
+    /// Serve the in-process emulator over TLS (HTTPS and gRPC over TLS on one port) with a
+    /// certificate from this development CA; the environment URL is then `https://…`, and Your
+    /// App and the MCP server trust the CA.
+    pub tls: Option<scalekit_emulator::TlsSetup>,
 }
 
 /// Whose MCP server the first resource's Server URL points at.
@@ -121,6 +128,7 @@ impl StackConfig {
             signing_key_pem: None,
             mcp: McpPlacement::Reference,
             allowed_hosts: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -234,6 +242,7 @@ impl Stack {
             signing_key_pem,
             mcp: mcp_placement,
             allowed_hosts,
+            tls,
         } = config;
         // The resource the reference MCP server serves: the first, or with an external MCP
         // server the second.
@@ -263,10 +272,11 @@ impl Stack {
             || environment_listen.is_some()
             || signing_key_pem.is_some()
             || app_placement != AppPlacement::Reference
-            || mcp_placement != McpPlacement::Reference;
+            || mcp_placement != McpPlacement::Reference
+            || tls.is_some();
         if remote.is_some() && own_settings {
             return Err(StackError::Fixtures(
-                "a remote emulator's consent mode, clock, state, address, key and login endpoint are its own: they cannot be set here"
+                "a remote emulator's consent mode, clock, state, address, key, TLS and login endpoint are its own: they cannot be set here"
                     .to_owned(),
             ));
         }
@@ -277,7 +287,16 @@ impl Stack {
             app_url,
             mcp_listener,
             mcp_base_url,
-        } = Listeners::bind(&fixtures, ports, remote, environment_listen, &app_placement).await?;
+        } = Listeners::bind(
+            &fixtures,
+            ports,
+            remote,
+            environment_listen,
+            &app_placement,
+            tls.is_some(),
+        )
+        .await?;
+        let ca_cert_pem = tls.as_ref().map(|setup| setup.ca_cert_pem().to_owned());
         let reference_mcp_url = join(&mcp_base_url, "mcp");
         let mcp_url = match &mcp_placement {
             McpPlacement::Reference => reference_mcp_url.clone(),
@@ -324,7 +343,12 @@ impl Stack {
             if emulator.state().config.control {
                 inspector = Some(emulator.state().inspector.clone());
             }
-            tasks.spawn(async move { (Piece::Emulator, emulator.serve().await) });
+            let serving: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+                match tls {
+                    Some(setup) => Box::pin(emulator.serve_tls(setup)),
+                    None => Box::pin(emulator.serve()),
+                };
+            tasks.spawn(async move { (Piece::Emulator, serving.await) });
         }
 
         if let Some(app_listener) = app_listener {
@@ -335,6 +359,7 @@ impl Stack {
                 AppAddresses {
                     app_url: &app_url,
                     environment_url: &environment_url,
+                    ca_cert_pem: ca_cert_pem.as_deref(),
                 },
                 auto_login,
                 app_behaviour,
@@ -351,6 +376,7 @@ impl Stack {
             &environment_url,
             required_scopes,
             allowed_hosts,
+            ca_cert_pem,
         )?;
         let wrap = recording(
             inspector.as_ref(),
@@ -407,6 +433,7 @@ impl Listeners {
         remote: Option<Url>,
         environment_listen: Option<SocketAddr>,
         app_placement: &AppPlacement,
+        tls: bool,
     ) -> Result<Listeners, StackError> {
         let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
         let (app_address, mcp_address) = match (ports, &remote) {
@@ -424,6 +451,7 @@ impl Listeners {
                 let listener = bind(address).await?;
                 let url = match (&fixtures.environment.public_url, ports) {
                     (Some(public_url), Ports::FromFixtures) => public_url.clone(),
+                    _ if tls => https_base_url(&listener)?,
                     _ => base_url(&listener)?,
                 };
                 (url, Some(listener))
@@ -500,10 +528,11 @@ fn start_emulator(
     Ok((emulator, clock))
 }
 
-/// Where Your App is and the environment it talks to.
+/// Where Your App is, the environment it talks to, and the CA it trusts there (under TLS).
 struct AppAddresses<'a> {
     app_url: &'a Url,
     environment_url: &'a Url,
+    ca_cert_pem: Option<&'a str>,
 }
 
 /// The reference Your App on a listener the stack bound, configured with the environment's API
@@ -529,6 +558,7 @@ fn start_your_app(
         auto_login,
         behaviour,
         personas: fixtures.personas.clone(),
+        ca_cert_pem: addresses.ca_cert_pem.map(str::to_owned),
     };
     your_app::App::from_listener(listener, config).map_err(StackError::YourApp)
 }
@@ -541,6 +571,7 @@ fn start_mcp_server(
     environment_url: &Url,
     required_scopes: Vec<String>,
     allowed_hosts: Vec<AllowedHost>,
+    ca_cert_pem: Option<String>,
 ) -> Result<mcp_server::App, StackError> {
     let listen = local_address(&listener)?;
     let config = mcp_server::Config {
@@ -556,6 +587,7 @@ fn start_mcp_server(
         allowed_origins: Vec::new(),
         jwks_refetch_cooldown: mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN,
         mistake: mcp_server::Mistake::Correct,
+        ca_cert_pem,
     };
     mcp_server::App::from_listener(listener, config).map_err(StackError::McpServer)
 }
@@ -604,6 +636,14 @@ fn base_url(listener: &TcpListener) -> Result<Url, StackError> {
     Url::parse(&format!("http://{address}")).map_err(|error| {
         StackError::Fixtures(format!("bound address {address} is not a URL: {error}"))
     })
+}
+
+/// `https://{bound address}`: the in-process emulator's URL under TLS.
+fn https_base_url(listener: &TcpListener) -> Result<Url, StackError> {
+    let mut url = base_url(listener)?;
+    url.set_scheme("https")
+        .map_err(|()| StackError::Fixtures(format!("{url} cannot take the https scheme")))?;
+    Ok(url)
 }
 
 /// `base` + `/path`, keeping no trailing slash (issuers and Server URLs are compared byte for byte).

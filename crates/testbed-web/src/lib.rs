@@ -1,12 +1,13 @@
 //! The web plumbing every piece of the test bed shares (the emulator, Your App, the MCP server and
 //! the conformance reports), so that each defence is written once: the listener guard ([`host`]:
 //! which `Host` a piece answers for, against DNS rebinding), browser origins ([`origin`]), HTML
-//! escaping ([`html`]) and binding a listener with the base URL a piece names itself by
-//! ([`bind`]). It depends on none of the pieces.
+//! escaping ([`html`]), binding a listener with the base URL a piece names itself by ([`bind`]),
+//! and how every binary logs ([`logging`]). It depends on none of the pieces.
 
 pub mod bind;
 pub mod host;
 pub mod html;
+pub mod logging;
 pub mod origin;
 
 pub use bind::{BindError, Bound, serve};

@@ -1,12 +1,14 @@
 //! `testbed`: start the whole stack, run the conformance suite, or run the emulator alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use scalekit_wire::Secret;
-use testbed_stack::{AllowedHost, ConsentMode, Fixtures, Ports, Stack, StackConfig};
+use testbed_stack::{
+    AllowedHost, ConsentMode, DevCa, Fixtures, Ports, Stack, StackConfig, settings,
+};
 
 /// Exit code when a scenario failed.
 const EXIT_FAILED: u8 = 1;
@@ -44,6 +46,19 @@ enum Command {
         /// Keep everything in memory instead.
         #[arg(long, conflicts_with = "state_dir")]
         in_memory: bool,
+        /// Serve the emulator over HTTPS, and gRPC over TLS on the same port, with a certificate
+        /// from a local development CA (what Scalekit's Python SDK needs: its gRPC always uses
+        /// TLS). Your App and the MCP server trust the CA; the banner says how yours can.
+        #[arg(long)]
+        tls: bool,
+        /// Where the development CA is made on first run and kept (`ca.pem`, `ca-key.pem`).
+        #[arg(long, default_value = ".testbed/tls", requires = "tls")]
+        tls_dir: PathBuf,
+        /// Write what a login service or MCP server needs (SCALEKIT_ENVIRONMENT_URL,
+        /// SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET, the connection and resource ids, the MCP
+        /// server URL, and with --tls the CA variables) to this dotenv file once the stack is up.
+        #[arg(long, value_name = "PATH")]
+        env_file: Option<PathBuf>,
         #[command(flatten)]
         guard: GuardArgs,
     },
@@ -51,9 +66,9 @@ enum Command {
     Conformance(Box<ConformanceRun>),
     /// Run the emulator alone.
     Emulator {
-        /// The environment file.
-        #[arg(long, default_value = "fixtures/environment.toml")]
-        config: PathBuf,
+        /// The environment file (default: the fixtures' environment.toml, built in).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Listen here instead of the file's `listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
@@ -124,13 +139,7 @@ impl From<ConsentArg> for ConsentMode {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,testbed=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    testbed_web::logging::init("warn,testbed=info");
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -156,10 +165,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             consent,
             state_dir,
             in_memory,
+            tls,
+            tls_dir,
+            env_file,
             guard,
         } => {
-            let state_dir = (!in_memory).then_some(state_dir);
-            up(fixtures, auto_login, consent, state_dir, guard).await
+            let options = UpOptions {
+                fixtures,
+                auto_login,
+                consent,
+                state_dir: (!in_memory).then_some(state_dir),
+                tls_dir: tls.then_some(tls_dir),
+                env_file,
+            };
+            up(options, guard).await
         }
         Command::Conformance(run) => conformance(*run).await,
         Command::Emulator {
@@ -179,44 +198,145 @@ fn load_fixtures(directory: Option<PathBuf>) -> anyhow::Result<Fixtures> {
     })
 }
 
-async fn up(
+/// What `testbed up` was asked for.
+struct UpOptions {
     fixtures: Option<PathBuf>,
     auto_login: Option<String>,
     consent: Option<ConsentArg>,
     state_dir: Option<PathBuf>,
-    guard: GuardArgs,
-) -> anyhow::Result<ExitCode> {
-    let mut fixtures = load_fixtures(fixtures)?;
+    /// `--tls`: where the development CA is kept.
+    tls_dir: Option<PathBuf>,
+    env_file: Option<PathBuf>,
+}
+
+async fn up(options: UpOptions, guard: GuardArgs) -> anyhow::Result<ExitCode> {
+    let (fixtures_source, users_source) = match &options.fixtures {
+        Some(directory) => (
+            directory.join("environment.toml").display().to_string(),
+            directory.join("users.toml").display().to_string(),
+        ),
+        None => (
+            "the built-in fixtures (fixtures/environment.toml of the repository)".to_owned(),
+            "the built-in fixtures/users.toml".to_owned(),
+        ),
+    };
+    let mut fixtures = load_fixtures(options.fixtures)?;
     guard.apply(&mut fixtures.environment);
+    let auto_login = options.auto_login;
     if let Some(name) = &auto_login
         && fixtures.persona(name).is_none()
     {
         anyhow::bail!("--auto-login {name}: no such persona in users.toml");
     }
+    if options.tls_dir.is_some() {
+        anyhow::ensure!(
+            fixtures
+                .environment
+                .public_url
+                .as_ref()
+                .is_none_or(|url| url.scheme() == "https"),
+            "--tls: the environment's public_url must be https://…"
+        );
+    }
+    let trust = match &options.tls_dir {
+        Some(directory) => Some(DevCa::load_or_create(directory)?),
+        None => None,
+    };
     let mut config = StackConfig::ephemeral(fixtures, auto_login.as_deref());
     config.ports = Ports::FromFixtures;
-    config.consent = consent.map(ConsentMode::from);
-    config.state_dir = state_dir.clone();
+    config.consent = options.consent.map(ConsentMode::from);
+    config.state_dir = options.state_dir.clone();
     config.allowed_hosts = guard.allowed_hosts;
+    config.tls = trust.as_ref().map(DevCa::setup);
     let stack = Stack::spawn(config).await.context("starting the stack")?;
-    println!("{}", describe_stack(&stack, auto_login.as_deref()));
-    match &state_dir {
+    let secret_source = match &options.env_file {
+        Some(path) => format!("{fixtures_source}; also in {}", path.display()),
+        None => fixtures_source,
+    };
+    let sources = Sources {
+        secret: &secret_source,
+        users: &users_source,
+    };
+    println!(
+        "{}",
+        describe_stack(&stack, auto_login.as_deref(), &sources)
+    );
+    if let Some(trust) = &trust {
+        println!(
+            "\n{}{}",
+            trust.describe(),
+            match &options.env_file {
+                Some(path) => format!("\n(--env-file {} has these too.)", path.display()),
+                None => String::new(),
+            }
+        );
+    }
+    match &options.state_dir {
         Some(directory) => println!(
-            "State (signing key, clients, users, consents, refresh tokens): {}",
+            "\nState (signing key, clients, users, consents, refresh tokens): {}",
             directory.display()
         ),
-        None => println!("State is kept in memory only (--in-memory)."),
+        None => println!("\nState is kept in memory only (--in-memory)."),
     }
-    tokio::select! {
-        result = stack.wait() => {
-            result.context("the stack stopped")?;
-            Ok(ExitCode::SUCCESS)
+    let env_file = match &options.env_file {
+        Some(path) => Some(EnvFile::write(path, &stack, trust.as_ref())?),
+        None => None,
+    };
+    println!("\nPress Ctrl-C to stop.");
+    let outcome = tokio::select! {
+        result = stack.wait() => result.context("the stack stopped").map(|()| ExitCode::SUCCESS),
+        () = stop_signal() => Ok(ExitCode::SUCCESS),
+    };
+    drop(env_file);
+    outcome
+}
+
+/// Ctrl-C, or on Unix a SIGTERM (`kill`, a container or service manager stopping it).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
         }
-        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `--env-file`: written once the stack listens, removed when `testbed up` stops (it names
+/// addresses that then answer nothing, and holds the API client's secret).
+struct EnvFile(PathBuf);
+
+impl EnvFile {
+    fn write(path: &Path, stack: &Stack, trust: Option<&DevCa>) -> anyhow::Result<EnvFile> {
+        let text = settings::render_env_file(&settings::settings(stack, trust));
+        settings::write_atomically(path, &text, true)
+            .with_context(|| format!("writing --env-file {}", path.display()))?;
+        println!(
+            "Settings for your login service or MCP server: {}",
+            path.display()
+        );
+        Ok(EnvFile(path.to_owned()))
     }
 }
 
-fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
+impl Drop for EnvFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Where the banner says the API client's secret and the personas' passwords are.
+struct Sources<'a> {
+    secret: &'a str,
+    users: &'a str,
+}
+
+fn describe_stack(stack: &Stack, auto_login: Option<&str>, sources: &Sources<'_>) -> String {
     let environment = &stack.fixtures.environment;
     let mut out = String::new();
     out.push_str("The test bed is up.\n\n");
@@ -256,10 +376,32 @@ fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
         out.push_str(&format!("  Connection {}\n", connection.id));
     }
     out.push_str(&format!(
-        "  API client {} (secret in fixtures/environment.toml)\n",
-        environment.api_client.client_id
+        "  API client {} (secret in {})\n",
+        environment.api_client.client_id, sources.secret
     ));
-    out.push_str("\nPersonas (passwords are in the comment at the top of fixtures/users.toml):\n");
+    if environment.clients.is_empty() {
+        out.push_str(
+            "  Pre-registered MCP clients: none (MCP clients register themselves, or use a client id metadata document)\n",
+        );
+    } else {
+        out.push_str("  Pre-registered MCP clients:\n");
+        for client in &environment.clients {
+            let kind = match client.client_secret {
+                Some(_) => "confidential",
+                None => "public",
+            };
+            out.push_str(&format!(
+                "    {} ({kind}, for {}), redirect URIs: {}\n",
+                client.client_id,
+                client.resource,
+                client.redirect_uris.join(" ")
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\nPersonas (passwords are in the comment at the top of {}):\n",
+        sources.users
+    ));
     for persona in &stack.fixtures.personas {
         let marker = if Some(persona.name.as_str()) == auto_login {
             "  [signed in automatically]"
@@ -273,8 +415,7 @@ fn describe_stack(stack: &Stack, auto_login: Option<&str>) -> String {
             persona.description
         ));
     }
-    out.push_str("\nPress Ctrl-C to stop.");
-    out
+    out.trim_end().to_owned()
 }
 
 fn trim(url: &url::Url) -> &str {
@@ -284,9 +425,9 @@ fn trim(url: &url::Url) -> &str {
 /// The arguments of `testbed conformance`.
 #[derive(Debug, clap::Args)]
 struct ConformanceRun {
-    /// The scenario folder, searched recursively for *.toml.
-    #[arg(long, default_value = "scenarios")]
-    scenarios: PathBuf,
+    /// A scenario folder, searched recursively for *.toml (default: the scenarios built in).
+    #[arg(long)]
+    scenarios: Option<PathBuf>,
     /// A folder with environment.toml and users.toml (default: the fixtures built in).
     #[arg(long)]
     fixtures: Option<PathBuf>,
@@ -323,9 +464,26 @@ struct ConformanceRun {
     #[arg(long, requires = "app_profile")]
     app_login_url: Option<url::Url>,
     /// The profile for --app-login-url (TOML): `[login]` username, password or password_env,
-    /// optional CSS selectors; `[environment]` listen; `[expect]` email.
+    /// optional CSS selectors; `[environment]` listen and tls; `[expect]` email.
     #[arg(long, requires = "app_login_url")]
     app_profile: Option<PathBuf>,
+    /// With --app-login-url: the emulator serves HTTPS, and gRPC over TLS on the same port, with a
+    /// certificate from the development CA in --tls-dir (what an app on Scalekit's Python SDK
+    /// needs: its gRPC always uses TLS); the settings printed first then include the CA and the
+    /// variables that make Node, Python and gRPC trust it. Also `[environment] tls = true` in
+    /// the profile. Not for --mcp-server-url.
+    #[arg(long, requires = "app_login_url", conflicts_with = "mcp_server_url")]
+    tls: bool,
+    /// Where the development CA for --tls is made on first run and kept (`ca.pem`, `ca-key.pem`,
+    /// `trust-bundle.pem`); start your app trusting this folder's CA.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = conformance::app_check::DEFAULT_TLS_DIR,
+        requires = "app_login_url",
+        conflicts_with = "mcp_server_url"
+    )]
+    tls_dir: PathBuf,
     /// Check your own MCP server instead of running the scenarios: the embedded emulator makes
     /// this URL the resource's Server URL and sends your server (already running, configured with
     /// the settings printed first) tokens only an emulator can mint, then names each mistake of
@@ -391,7 +549,8 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
     let mut fixtures = load_fixtures(run.fixtures)?;
     if let (Some(login_url), Some(profile)) = (run.app_login_url, run.app_profile) {
         let profile = conformance::app_check::load_profile(&profile)?;
-        return app_check(fixtures, login_url, profile, &run.report_dir).await;
+        let tls_dir = (run.tls || profile.environment_tls).then_some(run.tls_dir);
+        return app_check(fixtures, login_url, profile, tls_dir, &run.report_dir).await;
     }
     if let Some(server_url) = run.mcp_server_url {
         let profile = match &run.mcp_server_profile {
@@ -405,7 +564,10 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         TargetArg::Url(url) => conformance::RunTarget::Url(url),
         TargetArg::Scalekit => conformance::RunTarget::Scalekit(scalekit_target(&mut fixtures)?),
     };
-    let scenarios = conformance::load_dir(&run.scenarios)?;
+    let scenarios = match &run.scenarios {
+        Some(directory) => conformance::load_dir(directory)?,
+        None => conformance::load_embedded()?,
+    };
     let baseline = match &run.baseline {
         Some(path) => Some(conformance::Baseline::load(path)?),
         None => None,
@@ -435,12 +597,14 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
     write_reports(&report, &run.report_dir, "")
 }
 
-/// `--app-login-url`: somebody's own app in front of the embedded emulator, through Chromium.
+/// `--app-login-url`: somebody's own app in front of the embedded emulator, through Chromium;
+/// with `tls_dir` the emulator serves TLS from the development CA kept there.
 async fn app_check(
     fixtures: Fixtures,
     login_url: url::Url,
     profile: conformance::app_check::AppProfile,
-    report_dir: &std::path::Path,
+    tls_dir: Option<PathBuf>,
+    report_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
     let options = conformance::app_check::AppCheckOptions {
         fixtures,
@@ -448,26 +612,34 @@ async fn app_check(
         profile,
         screenshots: Some(report_dir.join("app-check")),
         chromium: None,
+        tls_dir,
     };
     let check = conformance::app_check::AppCheck::start(options).await?;
     println!(
         "Checking the login integration at {login_url}.\nYour app must run with these settings (the emulator listens there now):\n{}\n",
         check.app_settings()
     );
+    if let Some(tls) = check.tls_description() {
+        println!("{tls}\n");
+    }
     let total = conformance::app_check::SIGN_IN_COUNT;
     let mut done = 0;
     let report = check
         .run(|result| {
             done += 1;
             println!(
-                "[{done}/{total}] {} {} ({:.1}s)",
+                "[{done}/{total}] {} {} ({:.1}s): {}",
                 result.status.label(),
                 result.id,
-                result.duration_ms as f64 / 1000.0
+                result.duration_ms as f64 / 1000.0,
+                result.title
             );
         })
         .await?;
     print!("\n{}", conformance::render_table(&report));
+    if let Some(reading) = conformance::app_check::reading(&report) {
+        println!("{reading}\n");
+    }
     let screenshots = format!("; screenshots in {}/app-check/", report_dir.display());
     write_reports(&report, report_dir, &screenshots)
 }
@@ -477,7 +649,7 @@ async fn server_check(
     fixtures: Fixtures,
     server_url: url::Url,
     profile: conformance::server_check::ServerProfile,
-    report_dir: &std::path::Path,
+    report_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
     use conformance::server_check::{GROUP_COUNT, Progress, ServerCheck, ServerCheckOptions};
     let check = ServerCheck::start(ServerCheckOptions {
@@ -528,7 +700,7 @@ async fn server_check(
 /// Writes the four reports, says where they are (and `more`), and gives the run's exit code.
 fn write_reports(
     report: &conformance::Report,
-    report_dir: &std::path::Path,
+    report_dir: &Path,
     more: &str,
 ) -> anyhow::Result<ExitCode> {
     report
@@ -546,13 +718,16 @@ fn write_reports(
 }
 
 async fn emulator(
-    config: PathBuf,
+    config: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
     state_dir: Option<PathBuf>,
     no_control: bool,
     guard: GuardArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut config = scalekit_emulator::Config::from_file(&config)?;
+    let mut config = match &config {
+        Some(path) => scalekit_emulator::Config::from_file(path)?,
+        None => Fixtures::embedded()?.environment,
+    };
     if let Some(listen) = listen {
         config.listen = listen;
     }

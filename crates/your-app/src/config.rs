@@ -34,6 +34,9 @@ pub struct Config {
     pub behaviour: Behaviour,
     /// The users this app knows.
     pub personas: Vec<Persona>,
+    /// A CA certificate (PEM) the app trusts besides the system's roots when it calls the
+    /// environment: the emulator's development CA under `--tls`.
+    pub ca_cert_pem: Option<String>,
 }
 
 /// How Your App hands a login back to Scalekit (steps 2 and 3 of the BYOA flow). Every variant

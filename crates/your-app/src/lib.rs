@@ -82,6 +82,7 @@ impl AppState {
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             connection_id: config.connection_id.clone(),
+            ca_cert_pem: config.ca_cert_pem.clone(),
         })
         .map_err(AppError::HttpClient)?;
         Ok(Self {
@@ -234,6 +235,7 @@ mod tests {
             auto_login: None,
             behaviour: Behaviour::Correct,
             personas: Vec::new(),
+            ca_cert_pem: None,
         };
         let state = AppState::new(&config).unwrap();
         for debug in [format!("{config:?}"), format!("{state:?}")] {

@@ -71,6 +71,10 @@ struct ServeArgs {
     /// reuse-login-request, wrong-connection=<id>.
     #[arg(long, default_value = "correct")]
     behaviour: your_app::Behaviour,
+    /// A CA certificate (PEM file) to trust besides the system's when calling the environment,
+    /// e.g. the emulator's development CA under `--tls` (`.testbed/tls/ca.pem`).
+    #[arg(long, env = "TESTBED_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -96,12 +100,7 @@ fn hash_password_from_stdin() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    testbed_web::logging::init("info");
     // clap enforces these without a subcommand; the `Option`s exist only for `hash-password`.
     let (
         Some(users),
@@ -122,6 +121,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     };
     let personas = load_personas(&users)?;
+    let ca_cert_pem = match &args.ca_cert {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?,
+        ),
+        None => None,
+    };
     let config = Config {
         listen: args.listen,
         public_url: args.public_url,
@@ -133,6 +139,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         auto_login: args.auto_login,
         behaviour: args.behaviour,
         personas,
+        ca_cert_pem,
     };
     let app = App::bind(config).await?;
     tracing::info!(

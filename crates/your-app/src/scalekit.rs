@@ -152,6 +152,8 @@ pub struct ScalekitSettings {
     pub client_secret: Secret,
     /// The BYOA connection (`conn_…`).
     pub connection_id: String,
+    /// A CA certificate (PEM) trusted besides the system's roots (the emulator's development CA).
+    pub ca_cert_pem: Option<String>,
 }
 
 /// The answer of the token endpoint (only what is used).
@@ -197,10 +199,13 @@ impl ScalekitClient {
     /// A client with its own connection pool. Redirects are not followed: an API that redirects is
     /// misconfigured, and following would resend the bearer.
     pub fn new(settings: ScalekitSettings) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .build()?;
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(pem) = &settings.ca_cert_pem {
+            builder = builder.tls_certs_merge([reqwest::Certificate::from_pem(pem.as_bytes())?]);
+        }
+        let http = builder.build()?;
         Ok(Self {
             http,
             settings,
@@ -434,6 +439,7 @@ mod tests {
             client_id: "skc_1".into(),
             client_secret: Secret::new("test_sk_1"),
             connection_id: "conn_1".into(),
+            ca_cert_pem: None,
         })
         .unwrap()
     }

@@ -122,10 +122,23 @@ pub struct IssuedLogin {
 pub struct SignInContext<'a> {
     /// The connection the app is the login endpoint of (`conn_…`).
     pub connection_id: &'a str,
-    /// What this sign-in's login page got, when the browser got there.
+    /// What this sign-in's login page got, when the browser got there: the login request the
+    /// sign-in settled on.
     pub current: Option<&'a IssuedLogin>,
+    /// Login requests the emulator issued during this sign-in before the current one, oldest
+    /// first (the browser loaded the authorization URL again, as after a reload): Scalekit gave
+    /// them to the app too, so a call for one is not an unknown login request.
+    pub superseded: &'a [IssuedLogin],
     /// What earlier sign-ins of this run got.
     pub earlier: &'a [IssuedLogin],
+}
+
+impl SignInContext<'_> {
+    /// Every login request the emulator issued during this sign-in: the superseded ones, then
+    /// the current one.
+    fn issued_here(&self) -> impl Iterator<Item = &IssuedLogin> + '_ {
+        self.superseded.iter().chain(self.current)
+    }
 }
 
 /// A mistake, by name.
@@ -136,8 +149,11 @@ pub enum Mistake {
     StateAltered,
     /// The callback came without `state`.
     StateDropped,
-    /// The browser reached `partner:callback` before the user was posted.
+    /// The browser reached `partner:callback` before any user-details call was made.
     RedirectBeforePost,
+    /// The app went on to `partner:callback` although Scalekit had refused every user-details
+    /// call it made (BYOA step 3: redirect only after Scalekit confirmed the user).
+    RedirectAfterRefusedPost,
     /// `partner:callback` came without the sign-in's cookie: not from the browser that started
     /// the sign-in (the app fetched it server-side, or its user agent dropped the cookie).
     CallbackWithoutBrowserSession,
@@ -157,6 +173,9 @@ pub enum Mistake {
     LoginRequestReused,
     /// A login request id that is not the one the login page got.
     UnknownLoginRequest,
+    /// The user was posted for one login request of this sign-in, and the browser sent back
+    /// with the state of another.
+    MismatchedLoginRequest,
     /// A different user was posted for a login request that already had one.
     ConflictingUser,
     /// The user was posted, but the browser never came to `partner:callback`.
@@ -172,6 +191,7 @@ impl Mistake {
             Self::StateAltered => "state-altered",
             Self::StateDropped => "state-dropped",
             Self::RedirectBeforePost => "redirect-before-post",
+            Self::RedirectAfterRefusedPost => "redirect-after-refused-post",
             Self::CallbackWithoutBrowserSession => "callback-without-browser-session",
             Self::RequiredClaimsMissing => "required-claims-missing",
             Self::PhoneNotE164 => "phone-not-e164",
@@ -181,6 +201,7 @@ impl Mistake {
             Self::BadBearer => "bad-bearer",
             Self::LoginRequestReused => "login-request-reused",
             Self::UnknownLoginRequest => "unknown-login-request",
+            Self::MismatchedLoginRequest => "mismatched-login-request",
             Self::ConflictingUser => "conflicting-user",
             Self::NoCallback => "no-callback",
             Self::NoHandOff => "no-hand-off",
@@ -194,6 +215,9 @@ impl Mistake {
             Self::StateDropped => "your app redirected to partner:callback without the state",
             Self::RedirectBeforePost => {
                 "your app redirected to partner:callback before posting the user"
+            }
+            Self::RedirectAfterRefusedPost => {
+                "your app went on to partner:callback although Scalekit refused the user it posted"
             }
             Self::CallbackWithoutBrowserSession => {
                 "partner:callback was not reached by the browser that started the sign-in (without its sign-in cookie): your app called it server-side"
@@ -213,6 +237,9 @@ impl Mistake {
             }
             Self::UnknownLoginRequest => {
                 "your app posted to a login request id Scalekit did not give it for this sign-in"
+            }
+            Self::MismatchedLoginRequest => {
+                "your app posted the user for one login request and sent the browser back with the state of another"
             }
             Self::ConflictingUser => {
                 "your app posted a different user for a login request that already had one"
@@ -235,6 +262,9 @@ impl Mistake {
             Self::RedirectBeforePost => {
                 "wait for the user-details POST to succeed (200) before redirecting to partner:callback"
             }
+            Self::RedirectAfterRefusedPost => {
+                "redirect to partner:callback only after a 200 from the user-details call; when Scalekit refuses it, fix what the answer names (the other diagnostics of this sign-in) and show an error on your login page instead of redirecting"
+            }
             Self::CallbackWithoutBrowserSession => {
                 "answer the login page's request with a redirect (302/303) that sends the user's browser to {env}/sso/v1/connections/{conn_id}/partner:callback?state=<state>; do not fetch that URL from your server, whose HTTP client does not carry the cookie Scalekit set in the browser"
             }
@@ -253,6 +283,9 @@ impl Mistake {
             }
             Self::LoginRequestReused | Self::UnknownLoginRequest => {
                 "use the login_request_id and state of the current request to your login page; never cache them across sign-ins"
+            }
+            Self::MismatchedLoginRequest => {
+                "take login_request_id and state from the same request to your login page (after a reload, the newest one) and use that pair for both the user-details call and the redirect"
             }
             Self::ConflictingUser => {
                 "post one user per login request; a new sign-in gets a new login request"
@@ -298,44 +331,119 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
+/// The user-details calls seen before a point of the sign-in.
+#[derive(Debug, Default)]
+struct PostsSoFar<'a> {
+    /// One was accepted (200): Scalekit has the user.
+    accepted: bool,
+    /// The latest one Scalekit refused.
+    refused: Option<&'a LoggedRequest>,
+    /// The login requests of the accepted ones.
+    accepted_for: Vec<String>,
+}
+
 /// The mistakes `records` (the requests the emulator saw during one sign-in, oldest first)
 /// show, each once, in the order they happened.
+///
+/// Each request says what it can: a refused user-details call names its own mistake
+/// (`phone-not-e164`, `resource-id-as-connection`, …) when it happens; a `partner:callback` that
+/// follows only refused calls adds `redirect-after-refused-post` (with the refused answer as
+/// evidence) when it happens, so that pair reads in that order. `redirect-before-post` is said only
+/// when no user-details call at all came before the callback: nothing here states what the log
+/// contradicts. A refused call the app retried until Scalekit accepted it, before any callback,
+/// is no mistake (the reference Your App itself retries once after a 401), and neither is a
+/// refused bearer followed by a call Scalekit authenticated (the Node SDK's first gRPC call may go
+/// without its token, then it fetches one and calls again).
 pub fn diagnose(records: &[LoggedRequest], context: &SignInContext<'_>) -> Vec<Diagnostic> {
-    let mut found: Vec<Diagnostic> = Vec::new();
-    let mut push = |diagnostic: Diagnostic| {
-        if !found.iter().any(|each| each.mistake == diagnostic.mistake) {
-            found.push(diagnostic);
+    /// A diagnostic, and whether a later accepted call withdraws it (a refusal not yet acted on).
+    struct Found {
+        diagnostic: Diagnostic,
+        withdrawn_by_acceptance: bool,
+    }
+    /// Keeps the first diagnostic of each mistake.
+    fn push(found: &mut Vec<Found>, diagnostic: Diagnostic, withdrawable: bool) {
+        if !found
+            .iter()
+            .any(|each| each.diagnostic.mistake == diagnostic.mistake)
+        {
+            found.push(Found {
+                diagnostic,
+                withdrawn_by_acceptance: withdrawable,
+            });
         }
-    };
+    }
+    let mut found: Vec<Found> = Vec::new();
+    let mut posts = PostsSoFar::default();
     let mut posted = false;
-    let mut posted_ok = false;
     let mut called_back = false;
     for record in records {
         if let Some((connection, login_request)) = record.user_post() {
             posted = true;
-            posted_ok |= record.succeeded();
+            let accepted = record.succeeded();
+            if accepted {
+                posts.accepted = true;
+                posts.accepted_for.push(login_request.clone());
+                found.retain(|each| !each.withdrawn_by_acceptance);
+            } else {
+                posts.refused = Some(record);
+            }
+            if !is_bearer_refusal(record) {
+                found.retain(|each| {
+                    !(each.withdrawn_by_acceptance && each.diagnostic.mistake == Mistake::BadBearer)
+                });
+            }
             if let Some(mistake) = user_post_mistake(record, &connection, &login_request, context) {
-                push(Diagnostic::new(mistake, record.describe()));
+                push(
+                    &mut found,
+                    Diagnostic::new(mistake, record.describe()),
+                    !accepted,
+                );
             }
         } else if let Some(connection) = record.callback() {
             called_back = true;
-            if let Some(mistake) = callback_mistake(record, &connection, context) {
-                push(Diagnostic::new(mistake, record.describe()));
+            // The app went on: the refusals before this stand.
+            for each in &mut found {
+                each.withdrawn_by_acceptance = false;
+            }
+            if let (false, Some(refused)) = (posts.accepted, posts.refused) {
+                push(
+                    &mut found,
+                    Diagnostic::new(
+                        Mistake::RedirectAfterRefusedPost,
+                        format!("{}, then {}", refused.describe(), record.describe()),
+                    ),
+                    false,
+                );
+            }
+            if let Some(mistake) = callback_mistake(record, &connection, context, &posts) {
+                push(
+                    &mut found,
+                    Diagnostic::new(mistake, record.describe()),
+                    false,
+                );
             }
         }
     }
     if !posted && !called_back {
-        push(Diagnostic::new(
-            Mistake::NoHandOff,
-            "the emulator saw no user-details call and no partner:callback during this sign-in",
-        ));
-    } else if posted_ok && !called_back {
-        push(Diagnostic::new(
-            Mistake::NoCallback,
-            "the user-details call succeeded; no partner:callback followed",
-        ));
+        push(
+            &mut found,
+            Diagnostic::new(
+                Mistake::NoHandOff,
+                "the emulator saw no user-details call and no partner:callback during this sign-in",
+            ),
+            false,
+        );
+    } else if posts.accepted && !called_back {
+        push(
+            &mut found,
+            Diagnostic::new(
+                Mistake::NoCallback,
+                "the user-details call succeeded; no partner:callback followed",
+            ),
+            false,
+        );
     }
-    found
+    found.into_iter().map(|each| each.diagnostic).collect()
 }
 
 fn user_post_mistake(
@@ -347,7 +455,10 @@ fn user_post_mistake(
     let current = context
         .current
         .map(|issued| issued.login_request_id.as_str());
-    let is_earlier = current != Some(login_request)
+    let of_this_sign_in = context
+        .issued_here()
+        .any(|issued| issued.login_request_id == login_request);
+    let is_earlier = !of_this_sign_in
         && context
             .earlier
             .iter()
@@ -357,7 +468,7 @@ fn user_post_mistake(
     }
     let error = record.error.as_ref();
     let code = error.map(|error| error.code.as_str());
-    if record.status == 401 || code == Some("UNAUTHENTICATED") {
+    if is_bearer_refusal(record) {
         return Some(Mistake::BadBearer);
     }
     if connection.starts_with("res_") {
@@ -379,17 +490,25 @@ fn user_post_mistake(
         }
         (Some("ALREADY_EXISTS"), _) => Some(Mistake::ConflictingUser),
         (Some("NOT_FOUND"), _) => Some(Mistake::UnknownLoginRequest),
-        _ if current.is_some_and(|current| current != login_request) => {
-            Some(Mistake::UnknownLoginRequest)
-        }
+        _ if current.is_some() && !of_this_sign_in => Some(Mistake::UnknownLoginRequest),
         _ => None,
     }
+}
+
+/// Scalekit refused the call's bearer (REST 401, gRPC `UNAUTHENTICATED`).
+fn is_bearer_refusal(record: &LoggedRequest) -> bool {
+    record.status == 401
+        || record
+            .error
+            .as_ref()
+            .is_some_and(|error| error.code == "UNAUTHENTICATED")
 }
 
 fn callback_mistake(
     record: &LoggedRequest,
     connection: &str,
     context: &SignInContext<'_>,
+    posts: &PostsSoFar<'_>,
 ) -> Option<Mistake> {
     if connection != context.connection_id {
         return Some(if connection.starts_with("res_") {
@@ -417,7 +536,30 @@ fn callback_mistake(
         return Some(Mistake::StateDropped);
     };
     if error.message.contains("no user was submitted") {
-        return Some(Mistake::RedirectBeforePost);
+        // Which it is depends on what came before: nothing (redirect-before-post), only refused
+        // calls (`diagnose` named redirect-after-refused-post), an accepted call for another
+        // login request of this sign-in than the one whose state came back
+        // (mismatched-login-request), or one for a login request of no sign-in here (its own
+        // mistake, e.g. unknown-login-request, was named).
+        let posted_before = posts.accepted || posts.refused.is_some();
+        if !posted_before {
+            return Some(Mistake::RedirectBeforePost);
+        }
+        let prefix = state_prefix(&state);
+        let called_back_for = context
+            .issued_here()
+            .find(|issued| issued.state_prefix == prefix)
+            .map(|issued| issued.login_request_id.as_str());
+        let mismatched = called_back_for.is_some_and(|called_back_for| {
+            let posted_for = |login_request: &String| login_request == called_back_for;
+            !posts.accepted_for.iter().any(posted_for)
+                && posts.accepted_for.iter().any(|login_request| {
+                    context
+                        .issued_here()
+                        .any(|issued| &issued.login_request_id == login_request)
+                })
+        });
+        return mismatched.then_some(Mistake::MismatchedLoginRequest);
     }
     if error.message.contains("does not belong to this connection") {
         return Some(Mistake::WrongConnection);
@@ -485,6 +627,7 @@ mod tests {
         let context = SignInContext {
             connection_id: CONN,
             current: Some(&current),
+            superseded: &[],
             earlier,
         };
         diagnose(records, &context)
@@ -525,13 +668,177 @@ mod tests {
     }
 
     #[test]
-    fn a_redirect_before_the_post_is_named() {
-        let records = [callback(
+    fn a_redirect_before_any_post_is_named() {
+        let records = [no_user_callback()];
+        assert_eq!(mistakes(&records, &[]), [Mistake::RedirectBeforePost]);
+    }
+
+    fn grpc_post(login_request: &str, error: Option<LoggedError>) -> LoggedRequest {
+        LoggedRequest {
+            method: "POST".to_owned(),
+            path: GRPC_USER_POST.to_owned(),
+            query: Some(format!(
+                "connection_id={CONN}&login_request_id={login_request}"
+            )),
+            // gRPC answers HTTP 200 and carries its status in the trailers.
+            status: 200,
+            error,
+            at: 0,
+        }
+    }
+
+    fn bad_phone() -> LoggedError {
+        error(
+            "INVALID_ARGUMENT",
+            "invalid user: phone_number",
+            &["phone_number"],
+        )
+    }
+
+    fn no_user_callback() -> LoggedRequest {
+        callback(
             Some("state=nowsta…"),
             400,
             Some("no user was submitted for this sign-in request"),
-        )];
+        )
+    }
+
+    #[test]
+    fn a_redirect_after_a_refused_post_is_named_as_such_and_not_as_a_redirect_before_it() {
+        let refused = user_post("lri_now", 400, Some(bad_phone()));
+        let records = [refused.clone(), no_user_callback()];
+        let current = issued("lri_now", "nowstate12345");
+        let context = SignInContext {
+            connection_id: CONN,
+            current: Some(&current),
+            superseded: &[],
+            earlier: &[],
+        };
+        let diagnostics = diagnose(&records, &context);
+        assert_eq!(
+            diagnostics
+                .iter()
+                .map(|diagnostic| diagnostic.mistake)
+                .collect::<Vec<_>>(),
+            [Mistake::PhoneNotE164, Mistake::RedirectAfterRefusedPost]
+        );
+        let shown = diagnostics[1].to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "redirect-after-refused-post: your app went on to partner:callback although Scalekit refused the user it posted (seen: {}, then {}). Fix: {}",
+                refused.describe(),
+                no_user_callback().describe(),
+                Mistake::RedirectAfterRefusedPost.fix()
+            )
+        );
+        assert!(
+            shown.contains("→ 400 INVALID_ARGUMENT: invalid user: phone_number, then GET "),
+            "{shown}"
+        );
+        assert!(
+            Mistake::RedirectAfterRefusedPost
+                .fix()
+                .starts_with("redirect to partner:callback only after a 200")
+        );
+        assert!(
+            diagnostics
+                .iter()
+                .all(|diagnostic| !diagnostic.to_string().contains("before posting")),
+            "{diagnostics:?}"
+        );
+    }
+
+    #[test]
+    fn a_resource_id_in_the_connection_slot_then_a_redirect_is_two_mistakes() {
+        let mut refused = user_post(
+            "lri_now",
+            404,
+            Some(error("NOT_FOUND", "connection res_1 not found", &[])),
+        );
+        refused.path = "/api/v1/connections/res_1/auth-requests/lri_now/user".to_owned();
+        assert_eq!(
+            mistakes(&[refused, no_user_callback()], &[]),
+            [
+                Mistake::ResourceIdAsConnection,
+                Mistake::RedirectAfterRefusedPost
+            ]
+        );
+    }
+
+    #[test]
+    fn a_redirect_after_a_refused_grpc_call_is_named_too() {
+        let phone = [grpc_post("lri_now", Some(bad_phone())), no_user_callback()];
+        assert_eq!(
+            mistakes(&phone, &[]),
+            [Mistake::PhoneNotE164, Mistake::RedirectAfterRefusedPost]
+        );
+        let bearer = [
+            grpc_post(
+                "lri_now",
+                Some(error("UNAUTHENTICATED", "Token empty", &[])),
+            ),
+            no_user_callback(),
+        ];
+        assert_eq!(
+            mistakes(&bearer, &[]),
+            [Mistake::BadBearer, Mistake::RedirectAfterRefusedPost]
+        );
+    }
+
+    #[test]
+    fn a_refused_post_retried_until_accepted_then_a_redirect_is_no_mistake() {
+        let rest = [
+            user_post("lri_now", 400, Some(bad_phone())),
+            user_post("lri_now", 200, None),
+            callback(Some("state=nowsta…"), 302, None),
+        ];
+        assert_eq!(mistakes(&rest, &[]), []);
+        let grpc = [
+            grpc_post(
+                "lri_now",
+                Some(error("UNAUTHENTICATED", "Token expired", &[])),
+            ),
+            grpc_post("lri_now", None),
+            callback(Some("state=nowsta…"), 302, None),
+        ];
+        assert_eq!(mistakes(&grpc, &[]), []);
+        // A bearer refused, then the same call authenticated but refused for its phone number:
+        // only the phone number and the redirect are mistakes.
+        let sdk = [
+            grpc_post(
+                "lri_now",
+                Some(error("UNAUTHENTICATED", "Token empty", &[])),
+            ),
+            grpc_post("lri_now", Some(bad_phone())),
+            no_user_callback(),
+        ];
+        assert_eq!(
+            mistakes(&sdk, &[]),
+            [Mistake::PhoneNotE164, Mistake::RedirectAfterRefusedPost]
+        );
+        // Once the app went on to the callback, a refusal before it stands.
+        let late = [
+            user_post("lri_now", 400, Some(bad_phone())),
+            no_user_callback(),
+            user_post("lri_now", 200, None),
+        ];
+        assert_eq!(
+            mistakes(&late, &[]),
+            [Mistake::PhoneNotE164, Mistake::RedirectAfterRefusedPost]
+        );
+    }
+
+    #[test]
+    fn a_post_after_the_redirect_does_not_hide_the_redirect_before_it() {
+        let records = [no_user_callback(), user_post("lri_now", 200, None)];
         assert_eq!(mistakes(&records, &[]), [Mistake::RedirectBeforePost]);
+    }
+
+    #[test]
+    fn a_refused_post_without_a_redirect_names_only_the_refusal() {
+        let records = [user_post("lri_now", 400, Some(bad_phone()))];
+        assert_eq!(mistakes(&records, &[]), [Mistake::PhoneNotE164]);
     }
 
     #[test]
@@ -548,6 +855,7 @@ mod tests {
             let context = SignInContext {
                 connection_id: CONN,
                 current: Some(&current),
+                superseded: &[],
                 earlier: &[],
             };
             let diagnostics = diagnose(&records, &context);
@@ -645,6 +953,53 @@ mod tests {
         assert_eq!(
             mistakes(&stale_state, &earlier),
             [Mistake::LoginRequestReused]
+        );
+    }
+
+    /// The mistakes of a sign-in whose browser loaded the authorization URL twice: `lri_then`
+    /// first, then `lri_now`, which it settled on.
+    fn mistakes_after_a_reload(records: &[LoggedRequest]) -> Vec<Mistake> {
+        let current = issued("lri_now", "nowstate12345");
+        let superseded = [issued("lri_then", "thenstate1234")];
+        let context = SignInContext {
+            connection_id: CONN,
+            current: Some(&current),
+            superseded: &superseded,
+            earlier: &[],
+        };
+        diagnose(records, &context)
+            .into_iter()
+            .map(|diagnostic| diagnostic.mistake)
+            .collect()
+    }
+
+    #[test]
+    fn a_login_request_the_same_sign_in_was_issued_before_a_reload_is_not_unknown() {
+        // The app handed off both loads, each with its own login request and state.
+        let both = [
+            user_post("lri_then", 200, None),
+            callback(Some("state=thenst…"), 302, None),
+            user_post("lri_now", 200, None),
+            callback(Some("state=nowsta…"), 302, None),
+        ];
+        assert_eq!(mistakes_after_a_reload(&both), []);
+        // A login request of no load is still unknown.
+        let other = [
+            user_post("lri_other", 200, None),
+            callback(Some("state=nowsta…"), 302, None),
+        ];
+        assert_eq!(
+            mistakes_after_a_reload(&other),
+            [Mistake::UnknownLoginRequest]
+        );
+    }
+
+    #[test]
+    fn the_user_of_one_load_and_the_state_of_the_other_are_a_mismatch() {
+        let records = [user_post("lri_then", 200, None), no_user_callback()];
+        assert_eq!(
+            mistakes_after_a_reload(&records),
+            [Mistake::MismatchedLoginRequest]
         );
     }
 

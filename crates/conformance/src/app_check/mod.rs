@@ -5,7 +5,13 @@
 //!
 //! Two sign-ins run one after the other: the first shows the hand-off (user-details call, then
 //! `partner:callback` with the state unchanged), the second that a new sign-in uses its own login
-//! request rather than one kept from before.
+//! request rather than one kept from before. Each sign-in's title says what it proves.
+//!
+//! With TLS (`AppCheckOptions::tls_dir`, or the profile's `[environment] tls = true`) the emulator
+//! serves HTTPS and gRPC over TLS with a certificate from the development CA in that folder
+//! ([`testbed_stack::DevCa`]), which the check's own clients and the MCP client trust beside the
+//! system's roots, and the check's Chromium sessions accept by its public-key pin; the printed
+//! settings name the variables that make the app trust it too.
 
 mod diagnose;
 
@@ -19,7 +25,7 @@ use mcp_driver::{DriverConfig, FlowReport, Hop, UserAgent};
 use scalekit_wire::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use testbed_stack::{AppPlacement, ConsentMode, Fixtures, Stack, StackConfig};
+use testbed_stack::{AppPlacement, ConsentMode, DevCa, DevCaError, Fixtures, Stack, StackConfig};
 use url::Url;
 
 pub use diagnose::{
@@ -43,17 +49,35 @@ const REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
 /// How many sign-ins a check runs.
 pub const SIGN_IN_COUNT: usize = SIGN_INS.len();
 
-/// The sign-ins, in order: id and title.
+/// Where `--tls` keeps the development CA unless told otherwise.
+pub const DEFAULT_TLS_DIR: &str = ".testbed/tls";
+
+/// The sign-ins, in order: id and title, the title saying in one line what the sign-in proves.
 const SIGN_INS: [(&str, &str); 2] = [
     (
         "app-check/first-sign-in",
-        "Your app signs the user in and hands the login back to Scalekit",
+        "Proves the hand-off: your app posts the user, then sends the browser to partner:callback with the state unchanged",
     ),
     (
         "app-check/second-sign-in",
-        "A second sign-in uses its own login request and state",
+        "Proves a new sign-in uses a fresh login request and state: failing only here means your app reuses something from the first sign-in",
     ),
 ];
+
+/// What a report of the check means when only the second sign-in failed (the first passed), in
+/// one line; `None` otherwise, when the failed checks speak for themselves.
+pub fn reading(report: &Report) -> Option<&'static str> {
+    let failed = |id: &str| {
+        report
+            .scenarios
+            .iter()
+            .any(|result| result.id == id && result.status == ScenarioStatus::Failed)
+    };
+    let [(first, _), (second, _)] = SIGN_INS;
+    (!failed(first) && failed(second)).then_some(
+        "Only the second sign-in failed: the hand-off works, but your app reuses something from the first sign-in (a login_request_id, state or session kept across sign-ins)",
+    )
+}
 
 /// How the checker signs in on the app's login page, where the emulator listens, and what the
 /// app should post for that user (`--app-profile`, TOML).
@@ -63,6 +87,9 @@ pub struct AppProfile {
     pub login: LoginForm,
     /// Where the emulator listens: the environment URL the app is configured with.
     pub environment_listen: Option<SocketAddr>,
+    /// `[environment] tls = true`: the emulator serves HTTPS and gRPC over TLS (what an app on
+    /// Scalekit's Python SDK needs, whose gRPC always uses TLS).
+    pub environment_tls: bool,
     /// Claims the tokens must carry.
     pub expect: ExpectedUser,
 }
@@ -103,6 +130,8 @@ struct LoginSection {
 #[serde(deny_unknown_fields)]
 struct EnvironmentSection {
     listen: Option<SocketAddr>,
+    #[serde(default)]
+    tls: bool,
 }
 
 fn default_username_selector() -> String {
@@ -187,6 +216,7 @@ pub fn parse_profile(
             submit_selector: login.submit_selector,
         },
         environment_listen: file.environment.listen,
+        environment_tls: file.environment.tls,
         expect: file.expect,
     })
 }
@@ -214,6 +244,12 @@ pub enum AppCheckError {
     /// The emulator or the MCP server did not start (e.g. the address is taken).
     #[error("the emulator did not start")]
     Stack(#[from] testbed_stack::StackError),
+    /// The development CA could not be made or loaded.
+    #[error("the development CA for TLS could not be set up")]
+    Tls(#[from] DevCaError),
+    /// An HTTP client trusting the development CA could not be built.
+    #[error("the check's HTTP client could not be built")]
+    HttpClient(#[source] reqwest::Error),
     /// Chromium did not start.
     #[error("the browser did not start")]
     Browser(#[from] BrowserError),
@@ -233,8 +269,11 @@ pub struct AppCheckOptions {
     pub profile: AppProfile,
     /// Where screenshots of every page go (`<dir>/<sign-in>/`), if anywhere.
     pub screenshots: Option<PathBuf>,
-    /// A Chromium to use instead of starting one.
+    /// A Chromium to use instead of starting one (under TLS it is told to trust the CA).
     pub chromium: Option<Arc<Chromium>>,
+    /// Serve TLS with the development CA kept in this folder (made there on first run); `None`
+    /// serves plain HTTP unless the profile says `tls = true`, which uses [`DEFAULT_TLS_DIR`].
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// The emulator and MCP server started for the check, waiting for [`AppCheck::run`].
@@ -242,13 +281,38 @@ pub struct AppCheckOptions {
 pub struct AppCheck {
     stack: Stack,
     options: AppCheckOptions,
+    /// The development CA under TLS.
+    trust: Option<DevCa>,
+    /// The check's own calls (the login endpoint, the request log, the flow inspector), trusting
+    /// the CA under TLS.
+    http: reqwest::Client,
 }
 
 impl AppCheck {
     /// Starts the emulator where the profile says (or the fixtures' address) with the
     /// connection's login endpoint at the app, and the reference MCP server.
     pub async fn start(options: AppCheckOptions) -> Result<AppCheck, AppCheckError> {
+        let tls_dir = match &options.tls_dir {
+            Some(directory) => Some(directory.clone()),
+            None => options
+                .profile
+                .environment_tls
+                .then(|| PathBuf::from(DEFAULT_TLS_DIR)),
+        };
+        let trust = match &tls_dir {
+            Some(directory) => Some(DevCa::load_or_create(directory)?),
+            None => None,
+        };
+        let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(trust) = &trust {
+            let certificate =
+                reqwest::Certificate::from_pem(trust.setup().ca_cert_pem().as_bytes())
+                    .map_err(AppCheckError::HttpClient)?;
+            http = http.tls_certs_merge([certificate]);
+        }
+        let http = http.build().map_err(AppCheckError::HttpClient)?;
         let mut config = StackConfig::ephemeral(options.fixtures.clone(), None);
+        config.tls = trust.as_ref().map(DevCa::setup);
         config.app = AppPlacement::External(options.login_url.clone());
         config.environment_listen = Some(
             options
@@ -258,23 +322,57 @@ impl AppCheck {
         );
         config.consent = Some(ConsentMode::Auto);
         let stack = Stack::spawn(config).await?;
-        Ok(AppCheck { stack, options })
+        Ok(AppCheck {
+            stack,
+            options,
+            trust,
+            http,
+        })
     }
 
     /// What the app must be configured with, one `NAME=value` per line (the secret included:
-    /// it is the fixtures' development secret, already in the repository).
+    /// it is the fixtures' development secret, already in the repository); under TLS also the
+    /// variables that make Node, Python and gRPC trust the development CA (`TESTBED_CA_CERT`
+    /// names the CA itself).
     pub fn app_settings(&self) -> String {
-        let environment = &self.stack.fixtures.environment;
-        let connection = environment
-            .resources
-            .first()
-            .map_or("", |resource| resource.connection.as_str());
-        format!(
-            "SCALEKIT_ENVIRONMENT_URL={}\nSCALEKIT_CLIENT_ID={}\nSCALEKIT_CLIENT_SECRET={}\nSCALEKIT_CONNECTION_ID={connection}",
-            self.stack.environment_url.as_str().trim_end_matches('/'),
-            environment.api_client.client_id,
-            environment.api_client.client_secret.expose(),
-        )
+        use testbed_stack::settings::{LOGIN_SERVICE_SETTINGS, TRUST, quoted, settings};
+        settings(&self.stack, self.trust.as_ref())
+            .into_iter()
+            .filter(|setting| {
+                LOGIN_SERVICE_SETTINGS.contains(&setting.name) || TRUST.contains(&setting.name)
+            })
+            .map(|setting| format!("{}={}", setting.name, quoted(&setting.value)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Under TLS, where the development CA is and which trust variable names which file (for
+    /// people, after [`AppCheck::app_settings`]); `None` without TLS.
+    pub fn tls_description(&self) -> Option<String> {
+        let trust = self.trust.as_ref()?;
+        let naming = |path: &Path| {
+            trust
+                .variables()
+                .into_iter()
+                .filter(|variable| variable.path == path)
+                .map(|variable| variable.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Some(format!(
+            "TLS: the emulator serves HTTPS and gRPC over TLS with a certificate from the development CA\n  {ca}\n\
+             {ca_variables} name it; {bundle_variables} name {bundle} (the system's roots, then the CA).\n\
+             Start your app with them, so that Node, Python and gRPC trust the emulator.",
+            ca = trust.ca_path().display(),
+            ca_variables = naming(trust.ca_path()),
+            bundle_variables = naming(trust.bundle_path()),
+            bundle = trust.bundle_path().display(),
+        ))
+    }
+
+    /// The environment URL the app must use (`https://…` under TLS).
+    pub fn environment_url(&self) -> &Url {
+        &self.stack.environment_url
     }
 
     /// Runs the sign-ins through Chromium and reports each with its diagnostics, calling
@@ -285,10 +383,16 @@ impl AppCheck {
     ) -> Result<Report, AppCheckError> {
         let started = Instant::now();
         self.app_answers().await?;
-        let chromium = match &self.options.chromium {
+        let mut chromium = match &self.options.chromium {
             Some(chromium) => chromium.clone(),
             None => Arc::new(Chromium::start().await?),
         };
+        // Only this check's sessions accept the development CA, not other users of a shared
+        // chromedriver.
+        if let Some(trust) = &self.trust {
+            chromium =
+                Arc::new(chromium.trusting_public_key_pin(trust.setup().ca_public_key_pin()));
+        }
         let connection_id = self
             .stack
             .fixtures
@@ -320,15 +424,8 @@ impl AppCheck {
     /// connection there.
     async fn app_answers(&self) -> Result<(), AppCheckError> {
         let url = self.options.login_url.clone();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|error| AppCheckError::AppUnreachable {
-                url: url.clone(),
-                reason: error.to_string(),
-            })?;
-        match client.get(url.clone()).send().await {
+        let request = self.http.get(url.clone()).timeout(Duration::from_secs(5));
+        match request.send().await {
             Ok(_) => Ok(()),
             Err(error) => Err(AppCheckError::AppUnreachable {
                 url,
@@ -350,7 +447,7 @@ impl SignIn<'_> {
         &self,
         check: &AppCheck,
         earlier: &[IssuedLogin],
-    ) -> (ScenarioResult, Option<IssuedLogin>) {
+    ) -> (ScenarioResult, Vec<IssuedLogin>) {
         let started = Instant::now();
         let options = &check.options;
         let mut agent = BrowserAgent::new(self.chromium.clone());
@@ -366,17 +463,25 @@ impl SignIn<'_> {
         driver.extra_scopes = vec!["openid".to_owned(), "email".to_owned()];
         driver.timeout = Duration::from_secs(15);
         driver.user_agent = UserAgent::Browser(agent);
+        driver.ca_cert_pem = check
+            .trust
+            .as_ref()
+            .map(|trust| trust.setup().ca_cert_pem().to_owned());
 
         let since = wall_clock_millis();
         let (hops, outcome) = mcp_driver::run_flow_recorded(&driver).await;
         // The emulator knows what it sent to the login page, even when the app's login endpoint
         // redirects at once and the browser never settles on it; the browser's pages are the
         // fallback.
-        let issued = match issued_by_emulator(&check.stack.environment_url, since).await {
-            Some(issued) => Some(issued),
-            None => issued_login(&hops, &options.login_url),
-        };
-        let log = request_log(&check.stack.environment_url, since).await;
+        let issued =
+            match issued_by_emulator(&check.http, &check.stack.environment_url, since).await {
+                Some(issued) => Some(issued),
+                None => issued_login(&hops, &options.login_url).map(|current| IssuedInSignIn {
+                    current,
+                    superseded: Vec::new(),
+                }),
+            };
+        let log = request_log(&check.http, &check.stack.environment_url, since).await;
 
         let mut checks = Vec::new();
         let mut check_of = |name: &str,
@@ -403,7 +508,18 @@ impl SignIn<'_> {
                 "login-page",
                 "The browser reaches the app's login page with login_request_id and state",
                 CheckStatus::Success,
-                Some(json!({ "login_request_id": issued.login_request_id })),
+                Some(if issued.superseded.is_empty() {
+                    json!({ "login_request_id": issued.current.login_request_id })
+                } else {
+                    json!({
+                        "login_request_id": issued.current.login_request_id,
+                        "superseded_login_request_ids": issued
+                            .superseded
+                            .iter()
+                            .map(|each| each.login_request_id.as_str())
+                            .collect::<Vec<_>>(),
+                    })
+                }),
                 None,
             ),
             None => check_of(
@@ -422,7 +538,10 @@ impl SignIn<'_> {
             Ok(records) => {
                 let context = SignInContext {
                     connection_id: self.connection_id,
-                    current: issued.as_ref(),
+                    current: issued.as_ref().map(|issued| &issued.current),
+                    superseded: issued
+                        .as_ref()
+                        .map_or(&[], |issued| issued.superseded.as_slice()),
                     earlier,
                 };
                 let diagnostics = diagnose(&records, &context);
@@ -493,7 +612,14 @@ impl SignIn<'_> {
             duration_ms: started.elapsed().as_millis(),
             checks,
         };
-        (result, issued)
+        let all_issued = issued
+            .map(|issued| {
+                let mut all = issued.superseded;
+                all.push(issued.current);
+                all
+            })
+            .unwrap_or_default();
+        (result, all_issued)
     }
 }
 
@@ -530,10 +656,31 @@ fn claims_checks(
     );
 }
 
-/// The login request and state the emulator sent to the login page during this sign-in: the
-/// first flow its inspector opened since `since` (a flow is named by its login request id),
-/// and the `state` in that flow's authorize redirect (`/_emulator/flows`, over HTTP).
-async fn issued_by_emulator(environment_url: &Url, since: u64) -> Option<IssuedLogin> {
+/// The login requests the emulator issued during one sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IssuedInSignIn {
+    /// The one the sign-in settled on.
+    current: IssuedLogin,
+    /// Those issued before it, oldest first: the browser loaded the authorization URL again.
+    superseded: Vec<IssuedLogin>,
+}
+
+/// One login request the emulator issued, as its flow inspector shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IssuedFlow {
+    issued: IssuedLogin,
+    /// The flow's authorization code was exchanged for tokens.
+    tokens_issued: bool,
+}
+
+/// The login requests and states the emulator sent to the login page during this sign-in: the
+/// flows its inspector opened since `since` (a flow is named by its login request id), each
+/// with the `state` in its authorize redirect (`/_emulator/flows`, over HTTP).
+async fn issued_by_emulator(
+    http: &reqwest::Client,
+    environment_url: &Url,
+    since: u64,
+) -> Option<IssuedInSignIn> {
     #[derive(Deserialize)]
     struct Flows {
         flows: Vec<FlowSummary>,
@@ -542,6 +689,8 @@ async fn issued_by_emulator(environment_url: &Url, since: u64) -> Option<IssuedL
     struct FlowSummary {
         id: String,
         started_at_ms: u64,
+        #[serde(default)]
+        tokens_issued: bool,
     }
     #[derive(Deserialize)]
     struct Flow {
@@ -559,7 +708,8 @@ async fn issued_by_emulator(environment_url: &Url, since: u64) -> Option<IssuedL
         let mut url = environment_url.clone();
         url.set_path(&path);
         async move {
-            reqwest::get(url)
+            http.get(url)
+                .send()
                 .await
                 .ok()?
                 .error_for_status()
@@ -570,36 +720,66 @@ async fn issued_by_emulator(environment_url: &Url, since: u64) -> Option<IssuedL
         }
     };
     let flows: Flows = serde_json::from_value(get("/_emulator/flows".to_owned()).await?).ok()?;
-    let first = flows
+    let mut opened: Vec<FlowSummary> = flows
         .flows
         .into_iter()
         .filter(|flow| flow.started_at_ms >= since)
-        .min_by_key(|flow| flow.started_at_ms)?;
-    let flow: Flow =
-        serde_json::from_value(get(format!("/_emulator/flows/{}", first.id)).await?).ok()?;
-    let state = flow.hop_list.iter().find_map(|hop| {
-        let location = Url::parse(hop.response.location.as_deref()?).ok()?;
-        let has_this_request = location
-            .query_pairs()
-            .any(|(name, value)| name == "login_request_id" && value == first.id.as_str());
-        has_this_request
-            .then(|| {
-                location
-                    .query_pairs()
-                    .find(|(name, _)| name == "state")
-                    .map(|(_, value)| value.into_owned())
-            })
-            .flatten()
-    })?;
-    Some(IssuedLogin {
-        login_request_id: first.id,
-        state_prefix: state_prefix(&state),
+        .collect();
+    opened.sort_by_key(|flow| flow.started_at_ms);
+    let mut issued = Vec::new();
+    for summary in opened {
+        let Some(flow) = get(format!("/_emulator/flows/{}", summary.id)).await else {
+            continue;
+        };
+        let Ok(flow) = serde_json::from_value::<Flow>(flow) else {
+            continue;
+        };
+        let state = flow.hop_list.iter().find_map(|hop| {
+            let location = Url::parse(hop.response.location.as_deref()?).ok()?;
+            let has_this_request = location
+                .query_pairs()
+                .any(|(name, value)| name == "login_request_id" && value == summary.id.as_str());
+            has_this_request
+                .then(|| {
+                    location
+                        .query_pairs()
+                        .find(|(name, _)| name == "state")
+                        .map(|(_, value)| value.into_owned())
+                })
+                .flatten()
+        });
+        if let Some(state) = state {
+            issued.push(IssuedFlow {
+                issued: IssuedLogin {
+                    login_request_id: summary.id,
+                    state_prefix: state_prefix(&state),
+                },
+                tokens_issued: summary.tokens_issued,
+            });
+        }
+    }
+    settled(issued)
+}
+
+/// Which of the login requests issued during one sign-in (oldest first) the sign-in settled on:
+/// the one whose code got tokens, else the newest (a new load of the authorization URL replaces
+/// the page of the one before). The others are superseded.
+fn settled(mut issued: Vec<IssuedFlow>) -> Option<IssuedInSignIn> {
+    let position = issued
+        .iter()
+        .rposition(|flow| flow.tokens_issued)
+        .or_else(|| issued.len().checked_sub(1))?;
+    let current = issued.remove(position).issued;
+    Some(IssuedInSignIn {
+        current,
+        superseded: issued.into_iter().map(|flow| flow.issued).collect(),
     })
 }
 
-/// The login request and state the browser brought to the app's login page.
+/// The login request and state the browser brought to the app's login page (the last time, if
+/// it came there more than once).
 fn issued_login(hops: &[Hop], login_url: &Url) -> Option<IssuedLogin> {
-    hops.iter().find_map(|hop| {
+    hops.iter().rev().find_map(|hop| {
         let url = Url::parse(&hop.url).ok()?;
         let same_page = url.origin() == login_url.origin() && url.path() == login_url.path();
         if !same_page {
@@ -622,7 +802,11 @@ fn hops_summary(hops: &[Hop]) -> Vec<String> {
 }
 
 /// The emulator's request log since `since` (wall-clock ms), oldest first.
-async fn request_log(environment_url: &Url, since: u64) -> Result<Vec<LoggedRequest>, String> {
+async fn request_log(
+    http: &reqwest::Client,
+    environment_url: &Url,
+    since: u64,
+) -> Result<Vec<LoggedRequest>, String> {
     #[derive(Deserialize)]
     struct Log {
         requests: Vec<LoggedRequest>,
@@ -630,7 +814,11 @@ async fn request_log(environment_url: &Url, since: u64) -> Result<Vec<LoggedRequ
     let mut url = environment_url.clone();
     url.set_path("/_emulator/requests");
     url.set_query(Some("limit=1000"));
-    let response = reqwest::get(url).await.map_err(|error| error.to_string())?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
     if !response.status().is_success() {
         return Err(format!("{} from the control API", response.status()));
     }
@@ -669,13 +857,14 @@ mod tests {
         assert_eq!(profile.login.password.expose(), "s3cr3t-pw");
         assert_eq!(profile.login.password_selector, "input[type=password]");
         assert_eq!(profile.environment_listen, None);
+        assert!(!profile.environment_tls);
         assert!(!format!("{profile:?}").contains("s3cr3t"), "{profile:?}");
     }
 
     #[test]
     fn the_password_can_come_from_a_variable() {
         let profile = parse(
-            "[login]\nusername = \"u\"\npassword_env = \"APP_PASSWORD\"\n\n[environment]\nlisten = \"127.0.0.1:9400\"\n\n[expect]\nemail = \"u@example.com\"\n",
+            "[login]\nusername = \"u\"\npassword_env = \"APP_PASSWORD\"\n\n[environment]\nlisten = \"127.0.0.1:9400\"\ntls = true\n\n[expect]\nemail = \"u@example.com\"\n",
         )
         .expect("a valid profile");
         assert_eq!(profile.login.password.expose(), "from-env");
@@ -683,6 +872,7 @@ mod tests {
             profile.environment_listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 9400)))
         );
+        assert!(profile.environment_tls);
         assert_eq!(profile.expect.email.as_deref(), Some("u@example.com"));
     }
 
@@ -732,6 +922,49 @@ mod tests {
             both.to_string(),
             "app profile profile.toml: [login] has both password and password_env; keep one"
         );
+    }
+
+    #[test]
+    fn a_sign_in_settles_on_the_login_request_that_got_tokens_else_the_newest() {
+        let flow = |login_request_id: &str, tokens_issued: bool| IssuedFlow {
+            issued: IssuedLogin {
+                login_request_id: login_request_id.to_owned(),
+                state_prefix: format!("{login_request_id}-state"),
+            },
+            tokens_issued,
+        };
+        let ids = |settled: Option<IssuedInSignIn>| {
+            settled.map(|settled| {
+                (
+                    settled.current.login_request_id,
+                    settled
+                        .superseded
+                        .into_iter()
+                        .map(|each| each.login_request_id)
+                        .collect::<Vec<_>>(),
+                )
+            })
+        };
+        assert_eq!(
+            ids(settled(vec![
+                flow("lri_1", false),
+                flow("lri_2", false),
+                flow("lri_3", false)
+            ])),
+            Some((
+                "lri_3".to_owned(),
+                vec!["lri_1".to_owned(), "lri_2".to_owned()]
+            ))
+        );
+        assert_eq!(
+            ids(settled(vec![flow("lri_1", true), flow("lri_2", false)])),
+            Some(("lri_1".to_owned(), vec!["lri_2".to_owned()]))
+        );
+        assert_eq!(
+            ids(settled(vec![flow("lri_1", false)])),
+            Some(("lri_1".to_owned(), Vec::new()))
+        );
+        assert_eq!(ids(settled(Vec::new())), None);
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub enum CheckId {
     AcceptedMintedToken,
     AcceptedStateless,
     AcceptedResourceIssuer,
+    AcceptedAgentToken,
     RefusedWrongAudience,
     RefusedManagementToken,
     RefusedIdToken,
@@ -128,7 +129,7 @@ pub struct CheckEntry {
 
 impl CheckId {
     /// Every check, in report order.
-    pub const ALL: [CheckId; 31] = [
+    pub const ALL: [CheckId; 32] = [
         Self::MetadataDocument,
         Self::MetadataResource,
         Self::MetadataAuthorizationServers,
@@ -140,6 +141,7 @@ impl CheckId {
         Self::AcceptedMintedToken,
         Self::AcceptedStateless,
         Self::AcceptedResourceIssuer,
+        Self::AcceptedAgentToken,
         Self::RefusedWrongAudience,
         Self::RefusedManagementToken,
         Self::RefusedIdToken,
@@ -241,6 +243,12 @@ impl CheckId {
                 "resource-issuer",
                 "A token with the resource-scoped issuer {env}/resources/{res} is accepted (Scalekit is migrating to it)",
                 &["scalekit:issuer-migration"],
+            ),
+            Self::AcceptedAgentToken => (
+                Accepted,
+                "agent-token",
+                "An agent's client_credentials token (sub = client_id = the agent, a scopes array, no user claims) is accepted",
+                &["RFC6749-4.4", "scalekit:agent-mcp"],
             ),
             Self::RefusedWrongAudience => (
                 Refused,

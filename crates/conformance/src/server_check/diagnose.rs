@@ -47,6 +47,8 @@ pub enum Mistake {
     ValidTokenRefused,
     /// A token with the resource-scoped issuer was refused.
     ResourceIssuerRefused,
+    /// An agent's (`client_credentials`) token was refused.
+    AgentTokenRefused,
     /// A token for another MCP server was accepted.
     AudienceNotChecked,
     /// The environment's management token was accepted.
@@ -110,7 +112,7 @@ pub struct Entry {
 
 impl Mistake {
     /// Every mistake, in report order.
-    pub const ALL: [Mistake; 36] = [
+    pub const ALL: [Mistake; 37] = [
         Self::MetadataMissing,
         Self::MetadataResourceMismatch,
         Self::MetadataWrongAuthorizationServer,
@@ -125,6 +127,7 @@ impl Mistake {
         Self::FlowFailed,
         Self::ValidTokenRefused,
         Self::ResourceIssuerRefused,
+        Self::AgentTokenRefused,
         Self::AudienceNotChecked,
         Self::ManagementTokenAccepted,
         Self::IdTokenAccepted,
@@ -269,6 +272,13 @@ impl Mistake {
                 "a token whose iss is the resource issuer {env}/resources/{res} was refused",
                 &["scalekit:issuer-migration"],
                 "accept both issuers, {env} and {env}/resources/{res}: Scalekit is moving access tokens to the resource-scoped issuer (issuer-bound tokens)",
+            ),
+            Self::AgentTokenRefused => (
+                "agent-token-refused",
+                Failure,
+                "a valid token of an agent (client_credentials: sub = client_id = the agent, scopes only in the scopes array, no email or user claims) was refused",
+                &["RFC6749-4.4", "scalekit:agent-mcp"],
+                "accept tokens without a user: do not require email, sid or xuid, take sub as the caller (the agent's m2m_… client id), and read scopes from the scopes array as well as the scope string",
             ),
             Self::AudienceNotChecked => (
                 "audience-not-checked",
@@ -452,6 +462,7 @@ impl Mistake {
     pub fn explained_by(self) -> &'static [Mistake] {
         match self {
             Self::ManagementTokenAccepted | Self::IdTokenAccepted => &[Self::AudienceNotChecked],
+            Self::AgentTokenRefused => &[Self::ValidTokenRefused],
             Self::AlgNoneAccepted
             | Self::AlgConfusion
             | Self::UnknownKidAccepted
@@ -554,6 +565,15 @@ mod tests {
             [Mistake::MetadataResourceMismatch].into()
         );
         let alone: BTreeSet<Mistake> = [Mistake::FlowFailed].into();
+        assert_eq!(root_causes(&alone), alone);
+    }
+
+    #[test]
+    fn a_server_that_refuses_every_valid_token_refuses_the_agents_for_that_reason() {
+        let seen: BTreeSet<Mistake> =
+            [Mistake::ValidTokenRefused, Mistake::AgentTokenRefused].into();
+        assert_eq!(root_causes(&seen), [Mistake::ValidTokenRefused].into());
+        let alone: BTreeSet<Mistake> = [Mistake::AgentTokenRefused].into();
         assert_eq!(root_causes(&alone), alone);
     }
 

@@ -1,6 +1,7 @@
 //! The check's calls to the embedded emulator, all over HTTP: tokens minted by the control API
 //! (`POST /_emulator/tokens`, with a deliberate defect or none), key rotation and retirement,
-//! moving the clock, and the environment's management token.
+//! moving the clock, the environment's management token, and an agent's token (an agent created
+//! through `POST /_emulator/agents`, then `client_credentials`).
 
 use std::time::Duration;
 
@@ -173,6 +174,38 @@ impl Emulator {
         Ok(TestToken::from_jwt(
             Secret::new(token),
             "the environment's management token (client_credentials)",
+        ))
+    }
+
+    /// A token of a new agent of `resource_id` allowed `scopes`: the agent is created through the
+    /// control API, then gets its token with `client_credentials` (form fields, no `scope`: all
+    /// of its scopes).
+    pub(crate) async fn agent_token(
+        &self,
+        resource_id: &str,
+        scopes: &[String],
+    ) -> Result<TestToken, EmulatorError> {
+        const CREATE: &str = "POST /_emulator/agents";
+        let agent = self
+            .post(
+                CREATE,
+                "/_emulator/agents",
+                &json!({"resource_id": resource_id, "name": "mcp-server check", "scopes": scopes}),
+            )
+            .await?;
+        let client_id = text_field(&agent, CREATE, "client_id")?;
+        let client_secret = text_field(&agent, CREATE, "client_secret")?;
+        const CALL: &str = "POST /oauth/token (client_credentials, an agent)";
+        let request = self.http.post(self.url("/oauth/token")).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        ]);
+        let answer = self.call(CALL, request).await?;
+        let token = text_field(&answer, CALL, "access_token")?;
+        Ok(TestToken::from_jwt(
+            Secret::new(token),
+            "an agent's access token (client_credentials: sub = client_id = the agent, a scopes array, no user)",
         ))
     }
 }

@@ -131,6 +131,8 @@ impl ServerCheck {
         }
         if resources.len() < 2 {
             let mut other = first.clone();
+            // Agent ids are unique in an environment; the second resource needs none.
+            other.agents.clear();
             other.id = OTHER_RESOURCE_IDS
                 .into_iter()
                 .find(|id| *id != first.id)

@@ -405,7 +405,35 @@ impl<'a> Run<'a> {
             )
             .await;
         records.push(record);
+        records.push(self.agent_token().await);
         records
+    }
+
+    /// An agent of the server's resource, allowed every scope of it, and its token.
+    async fn agent_token(&self) -> Record {
+        let resource = self.check.resource();
+        match self
+            .emulator
+            .agent_token(&resource.id, &resource.scopes)
+            .await
+        {
+            Err(error) => Record::new(
+                CheckId::AcceptedAgentToken,
+                Verdict::failure(format!(
+                    "the emulator issued no agent token: {}",
+                    crate::error_chain(&error)
+                )),
+                Value::Null,
+            ),
+            Ok(token) => {
+                let (verdict, details) = self
+                    .present(&token, |observation| {
+                        judge::acceptance(observation, Mistake::AgentTokenRefused)
+                    })
+                    .await;
+                Record::new(CheckId::AcceptedAgentToken, verdict, details)
+            }
+        }
     }
 
     /// The driver's whole OAuth flow against the server, then a 2025-11-25 session with its token.

@@ -8,6 +8,10 @@
 //! `--login-user` (and `--login-password`, default `<user>-password` as in the reference Your
 //! App's fixtures) fills in the login form, `--deny-consent` clicks Deny on the consent page, and
 //! `--screenshots DIR` saves each page the browser shows.
+//!
+//! `--client-credentials` authorizes as an agent instead of a user: no registration and no
+//! browser, `grant_type=client_credentials` at the token endpoint with the agent's client id and
+//! secret (`--client-id`/`--client-secret`, or `MCP_DRIVER_CLIENT_ID`/`MCP_DRIVER_CLIENT_SECRET`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +21,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mcp_driver::browser::{BrowserAgent, Chromium, ConsentChoice, LoginForm};
-use mcp_driver::{ClientOptions, DriverConfig, PreRegisteredClient, UserAgent, run_session};
+use mcp_driver::{
+    AgentCredentials, ClientOptions, DriverConfig, PreRegisteredClient, UserAgent, run_session,
+};
 use scalekit_wire::Secret;
 use serde::Deserialize;
 use url::Url;
@@ -66,6 +72,17 @@ struct Args {
     /// With --browser: how many seconds the browser may take to reach the redirect URI.
     #[arg(long, default_value_t = 30, requires = "browser")]
     browser_timeout: u64,
+    /// Authorize as an agent (an M2M client of the MCP server) with `client_credentials` and
+    /// the agent's secret, instead of a user's authorization-code flow.
+    #[arg(long, conflicts_with = "browser", requires_all = ["client_id", "client_secret"])]
+    client_credentials: bool,
+    /// With --client-credentials: the agent's client id.
+    #[arg(long, env = "MCP_DRIVER_CLIENT_ID")]
+    client_id: Option<String>,
+    /// With --client-credentials: the agent's client secret (better from the environment, which
+    /// keeps it out of the process list).
+    #[arg(long, env = "MCP_DRIVER_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
     /// The MCP server's Streamable HTTP endpoint.
     mcp_url: Url,
 }
@@ -80,13 +97,7 @@ struct ConformanceContext {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    testbed_web::logging::init("info");
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -144,9 +155,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             screenshots: args.screenshots,
         });
     }
-    // Ask for a refresh token wherever the authorization server offers one (MCP 2026-07-28:
-    // only when its `scopes_supported` lists `offline_access`).
-    config.extra_scopes = vec!["offline_access".to_owned()];
+    if args.client_credentials {
+        let (Some(client_id), Some(client_secret)) = (args.client_id, args.client_secret) else {
+            anyhow::bail!("--client-credentials needs --client-id and --client-secret");
+        };
+        options.client_credentials = Some(AgentCredentials {
+            client_id,
+            client_secret: Secret::new(client_secret),
+        });
+    } else {
+        // Ask for a refresh token wherever the authorization server offers one (MCP 2026-07-28:
+        // only when its `scopes_supported` lists `offline_access`). An agent gets none.
+        config.extra_scopes = vec!["offline_access".to_owned()];
+    }
     let report = run_session(&config, &options).await?;
     tracing::info!(
         authorizations = report.authorizations,

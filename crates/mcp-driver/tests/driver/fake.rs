@@ -368,6 +368,34 @@ async fn token(
             })),
         )
             .into_response(),
+        Some("client_credentials") => {
+            // The agent `agent_1` with `agent-secret`, from HTTP Basic or the form.
+            let basic = base64::engine::general_purpose::STANDARD.encode("agent_1:agent-secret");
+            let from_basic = headers
+                .get("authorization")
+                .and_then(|value| value.to_str().ok())
+                == Some(format!("Basic {basic}").as_str());
+            let from_form = form.get("client_id").map(String::as_str) == Some("agent_1")
+                && form.get("client_secret").map(String::as_str) == Some("agent-secret");
+            if !from_basic && !from_form {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(CACHE_CONTROL, "no-store")],
+                    Json(json!({"error": "invalid_client", "error_description": "client authentication failed"})),
+                )
+                    .into_response();
+            }
+            (
+                [(CACHE_CONTROL, "no-store")],
+                Json(json!({
+                    "access_token": ACCESS_TOKEN,
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "scope": form.get("scope").cloned().unwrap_or_default(),
+                })),
+            )
+                .into_response()
+        }
         _ => oauth_error("unsupported_grant_type", "unexpected grant"),
     }
 }

@@ -204,6 +204,7 @@ pub fn base_config(environment_url: Url) -> mcp_server::Config {
         allowed_origins: Vec::new(),
         jwks_refetch_cooldown: mcp_server::DEFAULT_JWKS_REFETCH_COOLDOWN,
         mistake: mcp_server::Mistake::Correct,
+        ca_cert_pem: None,
     }
 }
 

@@ -2,8 +2,9 @@
 //! transitions make to them (an outbox the edge drains after each transition and writes to the
 //! store), and the snapshot the state machine is rebuilt from at start.
 //!
-//! Durable: DCR clients, users, organizations, remembered consents, grants and refresh tokens
-//! (with their rotation state). Login requests, consent pages and codes live for minutes and stay
+//! Durable: DCR clients, agents created through the control API, users (those of trusted
+//! identity providers too), organizations, remembered consents, grants and refresh tokens (with
+//! their rotation state), and the identity assertions redeemed until their `exp`. Login requests, consent pages and codes live for minutes and stay
 //! in memory only: a restart abandons the sign-ins in progress, as a browser would see after a
 //! Scalekit deploy.
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Client, Flows, GrantRecord, PendingAuthorization, RefreshRecord, RememberedConsent, SignIn,
+    StoredAgent, StoredAssertion, StoredIdpUser,
 };
 use crate::types::{
     ClientId, ClientState, ConnectionId, OrganizationId, PkceChallenge, RedirectUri, RefreshToken,
@@ -140,8 +142,20 @@ pub struct StoredRefreshToken {
 pub enum DurableChange {
     /// A client registered through DCR.
     ClientRegistered(StoredClient),
+    /// An agent was created through the control API.
+    AgentCreated(StoredAgent),
+    /// An agent created through the control API was deleted.
+    AgentDeleted {
+        /// `m2m_…`.
+        client_id: String,
+    },
     /// A user was minted for a new (connection, `sub`).
     UserCreated(StoredUser),
+    /// A user was minted for a new (trusted identity provider, assertion `sub`).
+    IdpUserCreated(StoredIdpUser),
+    /// An identity assertion was redeemed: refused again until its `exp` (swept by
+    /// [`DurableChange::Expired`] after that).
+    AssertionRedeemed(StoredAssertion),
     /// An organization was minted for a new (connection, external id).
     OrganizationCreated(StoredOrganization),
     /// A consent was approved (replaces an earlier one for the same user, client and resource).
@@ -171,7 +185,8 @@ pub enum DurableChange {
         /// The expired token.
         token: Secret,
     },
-    /// The sweep ran: refresh tokens expired at `now` are gone, and grants left without one.
+    /// The sweep ran: refresh tokens expired at `now` are gone, grants left without one, and
+    /// redeemed assertions whose `exp` has passed.
     Expired {
         /// Unix seconds.
         now: u64,
@@ -185,6 +200,8 @@ pub enum DurableChange {
 pub struct DurableState {
     /// DCR clients.
     pub clients: Vec<StoredClient>,
+    /// Agents created through the control API.
+    pub agents: Vec<StoredAgent>,
     /// Users.
     pub users: Vec<StoredUser>,
     /// Organizations.
@@ -195,6 +212,10 @@ pub struct DurableState {
     pub grants: Vec<StoredGrant>,
     /// Refresh tokens, rotated ones included.
     pub refresh_tokens: Vec<StoredRefreshToken>,
+    /// Users of trusted identity providers (cross-app access).
+    pub idp_users: Vec<StoredIdpUser>,
+    /// Identity assertions redeemed and not yet expired.
+    pub assertions: Vec<StoredAssertion>,
 }
 
 impl Flows {
@@ -288,6 +309,7 @@ impl Flows {
                     resource: client.resource.to_string(),
                 })
                 .collect(),
+            agents: self.stored_agents(),
             users: self
                 .users
                 .iter()
@@ -339,11 +361,17 @@ impl Flows {
                     rotated: record.rotated,
                 })
                 .collect(),
+            idp_users: Vec::new(),
+            assertions: Vec::new(),
         };
+        (state.assertions, state.idp_users) = self.export_cross_app();
         // Sorted, so that two exports of the same state compare equal.
         state
             .clients
             .sort_by(|left, right| left.client_id.cmp(&right.client_id));
+        state.agents.sort_by(|left, right| {
+            (left.created_at, &left.client_id).cmp(&(right.created_at, &right.client_id))
+        });
         state
             .users
             .sort_by(|left, right| left.user.cmp(&right.user));
@@ -386,6 +414,7 @@ impl Flows {
                 },
             );
         }
+        self.import_agents(state.agents);
         for user in state.users {
             self.users.insert(
                 (ConnectionId::new(user.connection), user.external_sub),
@@ -415,6 +444,7 @@ impl Flows {
                 },
             );
         }
+        self.import_cross_app(state.assertions, state.idp_users);
         self.import_grants_and_tokens(state.grants, state.refresh_tokens);
     }
 

@@ -5,10 +5,12 @@
 //! as arguments and returns a typed result or a typed error enum whose variants name the wire
 //! error they become at the HTTP edge.
 
+mod agents;
 mod authorize;
 mod browser;
 pub mod cimd;
 mod consents;
+mod cross_app;
 mod durable;
 pub mod inspect;
 mod login;
@@ -26,11 +28,20 @@ use std::collections::HashMap;
 use scalekit_wire::{Secret, UserClaims};
 use url::Url;
 
+pub use agents::{
+    AgentGrant, AgentRequest, AgentTokenError, AgentTokenRequest, AgentView, CreateAgentError,
+    CreatedAgent, DeleteAgentError, MAX_AGENT_NAME_CHARS, MAX_CREATED_AGENTS, StoredAgent,
+};
 pub use authorize::{
     AuthorizeError, AuthorizeRequest, LoginRedirect, RedirectUriRefusal, TargetRefusal,
 };
 pub use browser::{BrowserBinding, BrowserRefusal, PresentedBrowser};
 pub use consents::{ConsentView, RevokeConsentError};
+pub use cross_app::{
+    AssertionAudience, AssertionClient, AssertionClientRefusal, AssertionGrant,
+    AssertionRedemption, AssertionRefusal, AssertionScopeRefusal, AssertionTargetRefusal,
+    JWT_BEARER, JwtBearerError, StoredAssertion, StoredIdpUser, VerifiedAssertion,
+};
 pub use durable::{
     DurableChange, DurableState, RESIDENT_GRANTS, RESIDENT_REFRESH_TOKENS, StoredClient,
     StoredConsent, StoredGrant, StoredOrganization, StoredRefreshToken, StoredSignIn, StoredUser,
@@ -75,6 +86,8 @@ struct Resource {
     login_request_lifetime_secs: u64,
     /// Sign-ins are finished only by the browser that started them (Decisions §9).
     browser_binding: bool,
+    /// Scalekit's XAA toggle: the `jwt-bearer` grant with identity assertions.
+    cross_app_access: bool,
 }
 
 /// A registered client (from the configuration or DCR).
@@ -237,8 +250,15 @@ pub struct Flows {
     users: HashMap<(ConnectionId, String), UserId>,
     organizations: HashMap<(ConnectionId, String), OrganizationId>,
     remembered_consents: HashMap<(UserId, ClientId, ResourceId), RememberedConsent>,
+    /// The resources' agents: the fixtures' in their order, then those the control API created.
+    agents: Vec<agents::Agent>,
+    /// Cross-app access: redeemed assertions (until their `exp`) and the identity providers'
+    /// users.
+    cross_app: cross_app::CrossAppState,
     /// Login requests and consent pages in progress past which `/oauth/authorize` refuses.
     max_pending_login_requests: usize,
+    /// Redeemed assertions remembered past which the `jwt-bearer` grant refuses.
+    max_redeemed_assertions: usize,
     /// Durable changes not yet drained by the edge; `None` when nobody drains them.
     durable_log: Option<Vec<DurableChange>>,
     /// Grants and refresh tokens live in the store, not in `grants` and `refresh_tokens`: the
@@ -278,6 +298,7 @@ impl Flows {
                 refresh_token_lifetime_secs: resource.refresh_token_lifetime_secs,
                 login_request_lifetime_secs: resource.login_request_lifetime_secs,
                 browser_binding: resource.browser_binding,
+                cross_app_access: resource.cross_app_access,
             })
             .collect();
         let clients = config
@@ -296,6 +317,11 @@ impl Flows {
                 (id, record)
             })
             .collect();
+        let agents = config
+            .resources
+            .iter()
+            .flat_map(agents::Agent::configured)
+            .collect();
         Flows {
             environment_url: environment_url.as_str().trim_end_matches('/').to_owned(),
             connections,
@@ -312,7 +338,10 @@ impl Flows {
             users: HashMap::new(),
             organizations: HashMap::new(),
             remembered_consents: HashMap::new(),
+            agents,
+            cross_app: cross_app::CrossAppState::default(),
             max_pending_login_requests: config.max_pending_login_requests,
+            max_redeemed_assertions: config.max_redeemed_assertions,
             durable_log: None,
             grants_in_store: false,
         }
@@ -325,7 +354,8 @@ impl Flows {
     }
 
     /// Drops expired login requests, consent pages, codes, refresh tokens and the grants left
-    /// without one, so abandoned flows do not grow memory without bound. Users, organizations,
+    /// without one, and redeemed assertions past their `exp`, so abandoned flows do not grow
+    /// memory without bound. Users, organizations,
     /// remembered consents and clients are not time-bound and stay.
     pub fn sweep(&mut self, now: u64) {
         self.drop_expired_sign_ins(now);
@@ -344,6 +374,7 @@ impl Flows {
         }
         self.grants
             .retain(|_, grant| !grant.refresh_tokens.is_empty());
+        self.sweep_redeemed_assertions(now);
         self.record(DurableChange::Expired { now });
     }
 

@@ -5,7 +5,6 @@ use url::Url;
 use super::{Client, DurableChange, Flows, StoredClient};
 use crate::ids::IdGenerator;
 use crate::types::{ClientId, RedirectUri, ResourceId, ScopeSet, is_loopback_http};
-use scalekit_wire::prefix;
 
 /// The client metadata the state machine needs (the HTTP layer echoes the rest).
 #[derive(Debug, Clone, Default)]
@@ -86,7 +85,7 @@ impl Flows {
                 unknown.join(" ")
             )));
         }
-        let client_id = ClientId::new(ids.id(prefix::MCP_CLIENT));
+        let client_id = self.fresh_client_id(ids);
         let resource_id = resource.id.clone();
         self.clients.insert(
             client_id.clone(),

@@ -1,7 +1,9 @@
 //! The control API under `/_emulator/` (off with `control = false` or `--no-control`): move the
 //! clock, reset the state, read the pending login requests and the last requests served, arm
-//! one-shot faults, rotate and retire the signing keys ([`keys`]) and mint access tokens with or
-//! without a deliberate defect ([`tokens`]). It is described by the OpenAPI document at
+//! one-shot faults, rotate and retire the signing keys ([`keys`]), mint access tokens with or
+//! without a deliberate defect ([`tokens`]), create, list and delete agents ([`agents`]), and
+//! sign people in at the trusted identity providers and make ID-JAGs ([`idps`]). It is
+//! described by the OpenAPI document at
 //! `/_emulator/openapi.json`; the emulated Scalekit surface by the one at
 //! `/_emulator/scalekit-openapi.json`.
 //!
@@ -40,7 +42,9 @@ use crate::request_log::{REQUEST_LOG_CAPACITY, RequestRecord, truncate, wall_clo
 use crate::state::AppState;
 use flow_inspector::redact::redact_query;
 
+pub mod agents;
 pub(super) mod guard;
+pub mod idps;
 pub mod keys;
 pub mod tokens;
 
@@ -246,6 +250,18 @@ pub(super) fn routes() -> Vec<Route> {
         Route::new("/_emulator/tokens", Edge::Gateway)
             .post(tokens::mint)
             .takes(BodyKind::Json),
+        Route::new("/_emulator/agents", Edge::Gateway)
+            .get(agents::list)
+            .post(agents::create)
+            .takes(BodyKind::Json),
+        Route::new("/_emulator/agents/{client_id}", Edge::Gateway).delete(agents::delete),
+        Route::new("/_emulator/idps", Edge::Gateway).get(idps::list),
+        Route::new("/_emulator/idps/{idp}/id-token", Edge::Gateway)
+            .post(idps::id_token)
+            .takes(BodyKind::Json),
+        Route::new("/_emulator/idps/{idp}/id-jag", Edge::Gateway)
+            .post(idps::id_jag)
+            .takes(BodyKind::Json),
         Route::new("/_emulator/reset", Edge::Gateway).post(reset),
         Route::new("/_emulator/login-requests", Edge::Gateway).get(login_requests),
         Route::new("/_emulator/requests", Edge::Gateway).get(requests),
@@ -424,9 +440,11 @@ fn clock_error(error: ClockError) -> ApiError {
     }
 }
 
-/// Drops every sign-in in progress, code, grant, refresh token, consent, DCR client, user and
-/// organization by swapping in the state machine the configuration makes; the configured clients,
-/// the signing keys (rotated ones too), the clock and the configuration stay, and a state
+/// Drops every sign-in in progress, code, grant, refresh token, consent, DCR client, agent created
+/// through the control API, user (of a connection or an identity provider), organization and
+/// redeemed identity assertion by swapping in the state machine the configuration makes; the
+/// configured clients and agents, the signing keys (rotated ones too) and the identity
+/// providers' keys, the clock and the configuration stay, and a state
 /// directory is emptied of the same. The request log and the armed faults are cleared too.
 /// Management tokens are self-contained JWTs and stay valid until they expire or their key is
 /// retired.

@@ -13,7 +13,8 @@ use scalekit_wire::{
 
 use super::facts::FailedCheck;
 use super::html::{error_page, page};
-use crate::flow::{RegisterError, TokenError};
+use crate::flow::{AgentTokenError, JwtBearerError, RegisterError, TokenError};
+use crate::idp::TokenExchangeError;
 use crate::management::ApiError;
 
 /// An OAuth error response: `{error, error_description}` with `Cache-Control: no-store`. The
@@ -105,6 +106,51 @@ impl From<TokenError> for OAuthError {
             TokenError::InvalidGrant(_) => OAuthErrorCode::InvalidGrant,
             TokenError::InvalidTarget(_) => OAuthErrorCode::InvalidTarget,
             TokenError::InvalidScope(_) => OAuthErrorCode::InvalidScope,
+        };
+        OAuthError::new(code, error.to_string()).failed(error.failed_check())
+    }
+}
+
+impl From<AgentTokenError> for OAuthError {
+    fn from(error: AgentTokenError) -> Self {
+        let code = match error {
+            AgentTokenError::InvalidClient(_) => OAuthErrorCode::InvalidClient,
+            AgentTokenError::InvalidTarget { .. } => OAuthErrorCode::InvalidTarget,
+            AgentTokenError::InvalidScope { .. } => OAuthErrorCode::InvalidScope,
+        };
+        OAuthError::new(code, error.to_string()).failed(error.failed_check())
+    }
+}
+
+impl From<JwtBearerError> for OAuthError {
+    fn from(error: JwtBearerError) -> Self {
+        let code = match error {
+            JwtBearerError::InvalidClient(_) => OAuthErrorCode::InvalidClient,
+            JwtBearerError::InvalidGrant(_) => OAuthErrorCode::InvalidGrant,
+            JwtBearerError::InvalidTarget(_) => OAuthErrorCode::InvalidTarget,
+            JwtBearerError::UnauthorizedClient(_) => OAuthErrorCode::UnauthorizedClient,
+            JwtBearerError::InvalidScope(_) => OAuthErrorCode::InvalidScope,
+            JwtBearerError::TemporarilyUnavailable => {
+                return OAuthError::new(OAuthErrorCode::TemporarilyUnavailable, error.to_string())
+                    .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                    .failed(error.failed_check());
+            }
+        };
+        OAuthError::new(code, error.to_string()).failed(error.failed_check())
+    }
+}
+
+impl From<TokenExchangeError> for OAuthError {
+    fn from(error: TokenExchangeError) -> Self {
+        let code = match error {
+            TokenExchangeError::GrantTypeMissing | TokenExchangeError::InvalidRequest(_) => {
+                OAuthErrorCode::InvalidRequest
+            }
+            TokenExchangeError::UnsupportedGrantType(_) => OAuthErrorCode::UnsupportedGrantType,
+            TokenExchangeError::InvalidClient => OAuthErrorCode::InvalidClient,
+            TokenExchangeError::InvalidGrant(_) => OAuthErrorCode::InvalidGrant,
+            TokenExchangeError::UnknownAudience(_)
+            | TokenExchangeError::ResourceNotOfAudience { .. } => OAuthErrorCode::InvalidTarget,
         };
         OAuthError::new(code, error.to_string()).failed(error.failed_check())
     }

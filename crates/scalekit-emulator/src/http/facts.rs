@@ -53,9 +53,11 @@ pub(crate) fn attach(route_endpoint: Endpoint, mut response: Response) -> Respon
 pub(crate) fn general_check(endpoint: Endpoint) -> Check {
     match endpoint {
         Endpoint::Authorize => Check::AuthorizationRequestValid,
-        Endpoint::TokenAuthorizationCode | Endpoint::TokenRefresh | Endpoint::TokenOther => {
-            Check::TokenRequestValid
-        }
+        Endpoint::TokenAuthorizationCode
+        | Endpoint::TokenRefresh
+        | Endpoint::TokenJwtBearer
+        | Endpoint::TokenOther
+        | Endpoint::IdpTokenExchange => Check::TokenRequestValid,
         Endpoint::TokenClientCredentials => Check::ClientCredentialsValid,
         Endpoint::SubmitUser => Check::UserClaimsValid,
         Endpoint::PartnerCallback => Check::StateMatches,

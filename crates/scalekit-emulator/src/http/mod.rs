@@ -9,9 +9,11 @@ pub mod error;
 mod extract;
 mod facts;
 mod html;
+mod idp;
 pub mod inspector;
 mod oauth;
 mod sso;
+mod token;
 mod wellknown;
 
 #[cfg(test)]
@@ -137,11 +139,11 @@ fn table(config: &Config) -> Vec<Route> {
             .get(oauth::authorize_for_resource),
         Route::new("/oauth/token", Edge::OAuth)
             .serves(Endpoint::TokenOther)
-            .post(oauth::token)
+            .post(token::token)
             .takes(BodyKind::Form),
         Route::new("/resources/{resource}/oauth/token", Edge::OAuth)
             .serves(Endpoint::TokenOther)
-            .post(oauth::token)
+            .post(token::token)
             .takes(BodyKind::Form),
         Route::new("/oauth/consent", Edge::Page)
             .serves(Endpoint::Consent)
@@ -149,7 +151,7 @@ fn table(config: &Config) -> Vec<Route> {
             .takes(BodyKind::Form),
         Route::new("/oauth/revoke", Edge::OAuth)
             .serves(Endpoint::Revoke)
-            .post(oauth::revoke)
+            .post(token::revoke)
             .takes(BodyKind::Form),
         Route::new("/keys", Edge::Gateway).get(wellknown::keys),
         Route::new("/.well-known/openid-configuration", Edge::Gateway)
@@ -191,6 +193,9 @@ fn table(config: &Config) -> Vec<Route> {
     if config.control {
         table.extend(control::routes());
         table.extend(inspector::routes());
+        // The identity providers the emulator plays hand out assertions to whoever signs in
+        // through the control API; without it they do not exist.
+        table.extend(idp::routes());
     }
     table
 }

@@ -387,7 +387,8 @@ async fn no_secret_of_a_flow_shows_in_debug() {
     use axum::extract::FromRequest as _;
 
     use crate::flow::{AuthorizationCodeRequest, RefreshRequest};
-    use crate::http::oauth::{ConsentDecision, RevokeForm, TokenForm, TokenRequest};
+    use crate::http::oauth::ConsentDecision;
+    use crate::http::token::{RevokeForm, TokenForm, TokenRequest};
     use crate::tokens::TokenResponse;
     use crate::types::ClientId;
 
@@ -453,7 +454,7 @@ async fn no_secret_of_a_flow_shows_in_debug() {
         .await
         .expect("a token form");
     printed.push(format!("{form:?}"));
-    let parsed = TokenRequest::parse(form, &HeaderMap::new()).expect("a request");
+    let parsed = TokenRequest::parse(form, &HeaderMap::new(), true).expect("a request");
     printed.push(format!("{parsed:?}"));
     let TokenRequest::AuthorizationCode {
         code: parsed_code,
@@ -504,7 +505,7 @@ async fn no_secret_of_a_flow_shows_in_debug() {
         .await
         .expect("a token form");
     printed.push(format!("{form:?}"));
-    let parsed = TokenRequest::parse(form, &HeaderMap::new()).expect("a request");
+    let parsed = TokenRequest::parse(form, &HeaderMap::new(), true).expect("a request");
     printed.push(format!("{parsed:?}"));
     let TokenRequest::RefreshToken {
         refresh_token: parsed_token,
@@ -553,6 +554,96 @@ async fn no_secret_of_a_flow_shows_in_debug() {
         StatusCode::OK
     );
     printed.push(flows_debug(&harness));
+
+    // An agent's secret: the fixture's, in its token request, and a created one.
+    let agent_secret = "test_agent_secret_testbed_dev_not_for_production";
+    secrets.push(agent_secret.to_owned());
+    let agent = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "m2m_81920374650192842"),
+        ("client_secret", agent_secret),
+    ];
+    let form = TokenForm::from_request(form_request(&agent), &())
+        .await
+        .expect("a token form");
+    printed.push(format!("{form:?}"));
+    let parsed = TokenRequest::parse(form, &HeaderMap::new(), true).expect("a request");
+    printed.push(format!("{parsed:?}"));
+    let created = harness
+        .state
+        .flows()
+        .create_agent(
+            crate::flow::AgentRequest {
+                resource: "res_81920374650192839".to_owned(),
+                name: None,
+                scopes: Vec::new(),
+                token_lifetime_secs: 60,
+            },
+            0,
+            harness.state.ids.as_ref(),
+        )
+        .expect("an agent");
+    secrets.push(created.client_secret.expose().to_owned());
+    printed.push(format!("{created:?}"));
+    printed.push(flows_debug(&harness));
+    printed.push(format!(
+        "{:?}",
+        crate::flow::AgentTokenRequest {
+            client_id: "m2m_81920374650192842",
+            client_secret: Some(agent_secret),
+            scope: None,
+            resource: None,
+            audience: None,
+        }
+    ));
+
+    // Cross-app access: the identity provider's client secret, an ID token, an ID-JAG.
+    let idps = &harness.state.idps;
+    let idp = &idps.all()[0];
+    let idp_client = &idp.config.clients[0];
+    secrets.push(idp_client.client_secret.expose().to_owned());
+    let id_token = idps
+        .mint_id_token(
+            idp,
+            &idp.config.users[0],
+            &idp_client.client_id,
+            3600,
+            harness.state.clock.now(),
+            harness.state.ids.as_ref(),
+        )
+        .expect("an ID token");
+    secrets.push(id_token.token.clone());
+    printed.push(format!("{id_token:?}"));
+    let exchange = crate::idp::TokenExchangeRequest {
+        grant_type: Some(crate::idp::TOKEN_EXCHANGE.to_owned()),
+        client_id: Some(idp_client.client_id.clone()),
+        client_secret: Some(idp_client.client_secret.clone()),
+        requested_token_type: Some(crate::idp::ID_JAG_TOKEN_TYPE.to_owned()),
+        subject_token: Some(crate::types::IdpIdToken::new(id_token.token.clone())),
+        subject_token_type: Some(crate::idp::ID_TOKEN_TYPE.to_owned()),
+        audience: Some(
+            harness
+                .state
+                .environment_url()
+                .trim_end_matches('/')
+                .to_owned(),
+        ),
+        resource: None,
+        scope: None,
+    };
+    printed.push(format!("{exchange:?}"));
+    let issued = idps
+        .exchange(
+            idp,
+            &exchange,
+            &harness.state.config.resources,
+            harness.state.clock.now(),
+            harness.state.ids.as_ref(),
+        )
+        .expect("the key")
+        .expect("an ID-JAG");
+    secrets.push(issued.id_jag.token.clone());
+    printed.push(format!("{issued:?}"));
 
     for secret in &secrets {
         assert!(secret.len() >= 16, "a secret worth looking for: {secret}");

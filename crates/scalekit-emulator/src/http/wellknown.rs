@@ -39,6 +39,7 @@ pub(super) async fn resource_metadata(
     match state.config.resource(&resource) {
         Some(resource) => Json(metadata::resource_metadata(
             state.environment_url(),
+            &state.config,
             resource,
         ))
         .into_response(),

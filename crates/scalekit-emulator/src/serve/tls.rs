@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _,
 };
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -56,6 +56,7 @@ pub enum TlsError {
 pub struct TlsSetup {
     ca_cert_path: PathBuf,
     ca_cert_pem: String,
+    ca_public_key_pin: String,
     server_config: Arc<ServerConfig>,
 }
 
@@ -97,6 +98,7 @@ impl TlsSetup {
                 .ok_or_else(|| TlsError::Certificate(rcgen::Error::CouldNotParseCertificate))?,
         );
 
+        let ca_public_key_pin = public_key_pin(&ca_key.subject_public_key_info());
         let issuer = Issuer::new(ca_params(), ca_key);
         let server_key = KeyPair::generate()?;
         let now = OffsetDateTime::now_utc();
@@ -123,6 +125,7 @@ impl TlsSetup {
         Ok(TlsSetup {
             ca_cert_path,
             ca_cert_pem,
+            ca_public_key_pin,
             server_config: Arc::new(server_config),
         })
     }
@@ -135,6 +138,13 @@ impl TlsSetup {
     /// The CA certificate, PEM.
     pub fn ca_cert_pem(&self) -> &str {
         &self.ca_cert_pem
+    }
+
+    /// The base64 SHA-256 of the CA's SubjectPublicKeyInfo (RFC 5280 §4.1.2.7), the pin
+    /// Chromium's `--ignore-certificate-errors-spki-list` takes: Chromium has no switch to trust
+    /// a CA file.
+    pub fn ca_public_key_pin(&self) -> &str {
+        &self.ca_public_key_pin
     }
 
     /// The rustls server configuration (ALPN `h2`, `http/1.1`).
@@ -158,6 +168,14 @@ fn ca_params() -> CertificateParams {
         KeyUsagePurpose::DigitalSignature,
     ];
     params
+}
+
+/// The base64 SHA-256 of a DER SubjectPublicKeyInfo.
+fn public_key_pin(subject_public_key_info: &[u8]) -> String {
+    use base64::Engine as _;
+
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, subject_public_key_info);
+    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 /// The DER of the first PEM block (the CA file holds one certificate).
@@ -218,6 +236,7 @@ mod tests {
         let first = TlsSetup::load_or_create(&options).expect("first run makes a CA");
         let second = TlsSetup::load_or_create(&options).expect("second run reuses it");
         assert_eq!(first.ca_cert_pem(), second.ca_cert_pem());
+        assert_eq!(first.ca_public_key_pin(), second.ca_public_key_pin());
         assert_eq!(first.ca_cert_path(), dir.join(CA_CERT_FILE));
         assert!(
             first
@@ -237,5 +256,58 @@ mod tests {
             assert_eq!(mode, Some(0o600));
         }
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The public key of a P-256 CA made with `openssl req -x509` (`openssl x509 -pubkey
+    /// -noout`), and the pin `openssl pkey -pubin -outform der | openssl dgst -sha256 -binary |
+    /// base64` printed for it.
+    #[test]
+    fn a_pin_is_the_hash_of_the_public_key_info() {
+        use base64::Engine as _;
+
+        let subject_public_key_info = base64::engine::general_purpose::STANDARD
+            .decode(
+                "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEK4uS2to1oBFDpaQDMtyTyieQwIr1\
+                 abwTSMxhT8pA2Y+u/MWi4LFPaDKoN1kE8L8sG6S5Uw0tGXVLI+DmiTCvNg==",
+            )
+            .expect("base64");
+        assert_eq!(
+            public_key_pin(&subject_public_key_info),
+            "YBfISZMiDRLyfSusmwdBehlVHKxRBsm2FGFD5H9m5IU="
+        );
+    }
+
+    /// A CA kept on disk that openssl made (`openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256`, `openssl req -x509`) gets the pin openssl computes for it (as
+    /// above): the key pair's SubjectPublicKeyInfo is the certificate's.
+    #[test]
+    fn a_kept_cas_pin_matches_openssl() {
+        const KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgkxSlSGwNWaB3cY1m
+HNzu8h/2/16DRqjZ1Gse2Drqoz6hRANCAATKhrgpgFxfOZOO4zDmpcDAZnMK2pe7
+RdUP8yRF1EbV9iI8jcdoY7EUf/YbzSLSIb5uwKXCkRUlTYGcDM6gE644
+-----END PRIVATE KEY-----
+";
+        const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----
+MIIBeTCCAR+gAwIBAgIUJM/iZQ97CO27j93KQcfhIBW7w1owCgYIKoZIzj0EAwIw
+EjEQMA4GA1UEAwwHVGVzdCBDQTAeFw0yNjEyMDcwNDE0NTZaFw0zNjEyMDQwNDE0
+NTZaMBIxEDAOBgNVBAMMB1Rlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC
+AATKhrgpgFxfOZOO4zDmpcDAZnMK2pe7RdUP8yRF1EbV9iI8jcdoY7EUf/YbzSLS
+Ib5uwKXCkRUlTYGcDM6gE644o1MwUTAdBgNVHQ4EFgQUYMh7cb4w6I4YdayLVWcB
+PJTclB8wHwYDVR0jBBgwFoAUYMh7cb4w6I4YdayLVWcBPJTclB8wDwYDVR0TAQH/
+BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEA3jxb0ydpmoGRJE3+dgjiNmXUdR+U
+SONqpNGy15IMxs8CIDKr73Q3k5ap2Q6RcOaS3bP7D8h5eBbmgKNdcQC9pt0r
+-----END CERTIFICATE-----
+";
+        let dir = temporary_dir("openssl");
+        fs::create_dir_all(&dir).expect("a temporary directory");
+        fs::write(dir.join(CA_KEY_FILE), KEY).expect("the key");
+        fs::write(dir.join(CA_CERT_FILE), CERTIFICATE).expect("the certificate");
+        let setup = TlsSetup::load_or_create(&TlsOptions { dir: dir.clone() });
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(
+            setup.expect("the kept CA loads").ca_public_key_pin(),
+            "PdKDiKFjbGP1xhpP+OXG+ZbYGhDCNH+7S85tXlL3/EM="
+        );
     }
 }

@@ -21,8 +21,8 @@ use scalekit_wire::Secret;
 pub use guard::FlowsGuard;
 
 use crate::flow::{
-    DurableChange, DurableState, StoredClient, StoredConsent, StoredGrant, StoredOrganization,
-    StoredRefreshToken, StoredSignIn, StoredUser,
+    DurableChange, DurableState, StoredAgent, StoredAssertion, StoredClient, StoredConsent,
+    StoredGrant, StoredIdpUser, StoredOrganization, StoredRefreshToken, StoredSignIn, StoredUser,
 };
 use crate::keys::Signer;
 use crate::types::RefreshToken;
@@ -179,6 +179,34 @@ impl Store {
         transaction.commit().map_err(self.sqlite())
     }
 
+    /// The stored signing key of the emulated identity provider `idp`, if one was saved.
+    pub fn idp_signing_key(&self, idp: &str) -> Result<Option<StoredSigningKey>, StoreError> {
+        self.connection()
+            .query_row(
+                "SELECT kid, pem FROM idp_signing_keys WHERE idp_id = ?1",
+                params![idp],
+                |row| {
+                    Ok(StoredSigningKey {
+                        kid: Some(row.get(0)?),
+                        pem: Secret::new(row.get::<_, String>(1)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sqlite())
+    }
+
+    /// Saves the signing key of the emulated identity provider `idp`, replacing a stored one.
+    pub fn save_idp_signing_key(&self, idp: &str, key: &Signer) -> Result<(), StoreError> {
+        self.connection()
+            .execute(
+                "INSERT OR REPLACE INTO idp_signing_keys (idp_id, kid, pem) VALUES (?1, ?2, ?3)",
+                params![idp, key.kid(), key.private_key_pem().expose()],
+            )
+            .map(|_| ())
+            .map_err(self.sqlite())
+    }
+
     /// Saves a key ring (signing key first), replacing the stored one.
     pub fn save_key_ring(&self, keys: &[Arc<Signer>]) -> Result<(), StoreError> {
         let rows: Vec<(&str, &Secret)> = keys
@@ -278,6 +306,42 @@ impl Store {
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
 
+        let agents = query(
+            &connection,
+            "SELECT client_id, resource_id, name, scopes, token_lifetime_secs, secret_sha256,
+                    create_time
+             FROM agents ORDER BY create_time, client_id",
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            },
+        )
+        .map_err(&sqlite)?
+        .into_iter()
+        .map(
+            |(client_id, resource, name, scopes, lifetime, secret_sha256, create_time)| {
+                let scopes: Vec<String> = serde_json::from_str(&scopes)
+                    .map_err(|error| corrupt(format!("agent {client_id} scopes: {error}")))?;
+                Ok(StoredAgent {
+                    client_id,
+                    name,
+                    resource,
+                    scopes,
+                    token_lifetime_secs: from_sql_seconds(lifetime),
+                    secret_sha256,
+                    created_at: from_sql_seconds(create_time),
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
         let users = query(
             &connection,
             "SELECT connection_id, external_sub, user_id FROM users ORDER BY user_id",
@@ -327,14 +391,43 @@ impl Store {
         )
         .map_err(&sqlite)?;
 
+        let idp_users = query(
+            &connection,
+            "SELECT idp_id, external_sub, user_id FROM idp_users ORDER BY user_id",
+            |row| {
+                Ok(StoredIdpUser {
+                    idp: row.get(0)?,
+                    external_sub: row.get(1)?,
+                    user: row.get(2)?,
+                })
+            },
+        )
+        .map_err(&sqlite)?;
+
+        // Bounded: each lives at most the longest accepted assertion lifetime.
+        let assertions = query(
+            &connection,
+            "SELECT digest, expires_at FROM redeemed_assertions ORDER BY digest",
+            |row| {
+                Ok(StoredAssertion {
+                    digest: row.get(0)?,
+                    expires_at: from_sql_seconds(row.get(1)?),
+                })
+            },
+        )
+        .map_err(&sqlite)?;
+
         if !grants_too {
             return Ok(DurableState {
                 clients,
+                agents,
                 users,
                 organizations,
                 consents,
                 grants: Vec::new(),
                 refresh_tokens: Vec::new(),
+                idp_users,
+                assertions,
             });
         }
 
@@ -370,11 +463,14 @@ impl Store {
 
         Ok(DurableState {
             clients,
+            agents,
             users,
             organizations,
             consents,
             grants,
             refresh_tokens,
+            idp_users,
+            assertions,
         })
     }
 
@@ -438,6 +534,47 @@ fn apply_one(transaction: &Transaction<'_>, change: &DurableChange) -> Result<()
                  VALUES (?1, ?2, ?3)",
                 )?
                 .execute(params![user.connection, user.external_sub, user.user])?;
+        }
+        DurableChange::IdpUserCreated(user) => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO idp_users (idp_id, external_sub, user_id)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![user.idp, user.external_sub, user.user])?;
+        }
+        DurableChange::AssertionRedeemed(assertion) => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO redeemed_assertions (digest, expires_at)
+                     VALUES (?1, ?2)",
+                )?
+                .execute(params![
+                    assertion.digest,
+                    to_sql_seconds(assertion.expires_at)
+                ])?;
+        }
+        DurableChange::AgentCreated(agent) => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO agents (client_id, resource_id, name, scopes,
+                     token_lifetime_secs, secret_sha256, create_time)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    agent.client_id,
+                    agent.resource,
+                    agent.name,
+                    serde_json::to_string(&agent.scopes)?,
+                    to_sql_seconds(agent.token_lifetime_secs),
+                    agent.secret_sha256,
+                    to_sql_seconds(agent.created_at)
+                ])?;
+        }
+        DurableChange::AgentDeleted { client_id } => {
+            transaction
+                .prepare_cached("DELETE FROM agents WHERE client_id = ?1")?
+                .execute(params![client_id])?;
         }
         DurableChange::OrganizationCreated(organization) => {
             transaction
@@ -534,11 +671,15 @@ fn apply_one(transaction: &Transaction<'_>, change: &DurableChange) -> Result<()
             transaction
                 .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at <= ?1")?
                 .execute(params![to_sql_seconds(*now)])?;
+            transaction
+                .prepare_cached("DELETE FROM redeemed_assertions WHERE expires_at <= ?1")?
+                .execute(params![to_sql_seconds(*now)])?;
         }
         DurableChange::Reset => {
             transaction.execute_batch(
                 "DELETE FROM refresh_tokens; DELETE FROM grants; DELETE FROM consents;
-                 DELETE FROM organizations; DELETE FROM users; DELETE FROM clients;",
+                 DELETE FROM organizations; DELETE FROM users; DELETE FROM clients;
+                 DELETE FROM agents; DELETE FROM idp_users; DELETE FROM redeemed_assertions;",
             )?;
         }
     }

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema version this emulator writes. Bump it with a new entry in [`MIGRATIONS`].
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
 pub(super) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
@@ -85,6 +85,41 @@ CREATE TABLE signing_keys (
 );
 INSERT INTO signing_keys (position, kid, pem) SELECT 0, NULL, pem FROM signing_key WHERE id = 1;
 DROP TABLE signing_key;
+",
+    r"
+-- Version 5: agents (M2M clients of an MCP server) created through the control API. Of a secret
+-- only its SHA-256 is kept; the fixtures' agents come from the configuration each start.
+CREATE TABLE agents (
+    client_id TEXT PRIMARY KEY, -- m2m_…
+    resource_id TEXT NOT NULL,
+    name TEXT,
+    scopes TEXT NOT NULL, -- JSON array of strings
+    token_lifetime_secs INTEGER NOT NULL,
+    secret_sha256 TEXT NOT NULL, -- lowercase hex
+    create_time INTEGER NOT NULL -- unix seconds
+);
+",
+    r"
+-- Version 6: cross-app access. The emulated identity providers' signing keys (one each, made on
+-- first use and kept, as a real identity provider keeps its keys); their users (`usr_…` per
+-- identity provider and assertion `sub`); and the identity assertions redeemed, by the digest
+-- of their issuer and `jti` only, until their `exp` (the sweep deletes them then).
+CREATE TABLE idp_signing_keys (
+    idp_id TEXT PRIMARY KEY,
+    kid TEXT NOT NULL,
+    pem TEXT NOT NULL -- PKCS#8 PEM
+);
+CREATE TABLE idp_users (
+    idp_id TEXT NOT NULL,
+    external_sub TEXT NOT NULL,
+    user_id TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (idp_id, external_sub)
+);
+CREATE TABLE redeemed_assertions (
+    digest TEXT PRIMARY KEY, -- lowercase hex of SHA-256(iss NUL jti), first 16 bytes
+    expires_at INTEGER NOT NULL -- unix seconds
+);
+CREATE INDEX redeemed_assertions_by_expiry ON redeemed_assertions (expires_at);
 ",
 ];
 

@@ -80,6 +80,18 @@ fn grant(grant_id: &str) -> StoredGrant {
     }
 }
 
+fn agent(client_id: &str, created_at: u64) -> StoredAgent {
+    StoredAgent {
+        client_id: client_id.to_owned(),
+        name: Some("nightly".to_owned()),
+        resource: "res_1".to_owned(),
+        scopes: vec!["mcp:read".to_owned()],
+        token_lifetime_secs: 60,
+        secret_sha256: crate::types::ClientSecretDigest::of("agent-secret").to_hex(),
+        created_at,
+    }
+}
+
 /// One change of each kind.
 fn changes() -> Vec<DurableChange> {
     vec![
@@ -89,6 +101,11 @@ fn changes() -> Vec<DurableChange> {
             redirect_uris: vec!["http://127.0.0.1/cb".to_owned(), "app:/cb".to_owned()],
             resource: "res_1".to_owned(),
         }),
+        DurableChange::AgentCreated(agent("m2m_2", NOW)),
+        DurableChange::AgentCreated(agent("m2m_3", NOW + 1)),
+        DurableChange::AgentDeleted {
+            client_id: "m2m_3".to_owned(),
+        },
         DurableChange::UserCreated(StoredUser {
             connection: "conn_1".to_owned(),
             external_sub: "ada".to_owned(),
@@ -113,6 +130,15 @@ fn changes() -> Vec<DurableChange> {
             token: Secret::new("rt-1"),
         },
         DurableChange::RefreshTokenIssued(token("rt-2", "grant_1", NOW + 200)),
+        DurableChange::IdpUserCreated(StoredIdpUser {
+            idp: "acme-idp".to_owned(),
+            external_sub: "00u-ada".to_owned(),
+            user: "usr_2".to_owned(),
+        }),
+        DurableChange::AssertionRedeemed(StoredAssertion {
+            digest: "00112233445566778899aabbccddeeff".to_owned(),
+            expires_at: NOW + 300,
+        }),
     ]
 }
 
@@ -122,6 +148,7 @@ fn expected() -> DurableState {
     };
     DurableState {
         clients: vec![client.clone()],
+        agents: vec![agent("m2m_2", NOW)],
         users: vec![StoredUser {
             connection: "conn_1".to_owned(),
             external_sub: "ada".to_owned(),
@@ -148,6 +175,15 @@ fn expected() -> DurableState {
             },
             token("rt-2", "grant_1", NOW + 200),
         ],
+        idp_users: vec![StoredIdpUser {
+            idp: "acme-idp".to_owned(),
+            external_sub: "00u-ada".to_owned(),
+            user: "usr_2".to_owned(),
+        }],
+        assertions: vec![StoredAssertion {
+            digest: "00112233445566778899aabbccddeeff".to_owned(),
+            expires_at: NOW + 300,
+        }],
     }
 }
 
@@ -157,6 +193,14 @@ fn every_kind_of_change_round_trips_through_the_database() {
     assert_eq!(store.load().unwrap(), DurableState::default());
     store.apply(&changes()).unwrap();
     assert_eq!(store.load().unwrap(), expected());
+}
+
+#[test]
+fn a_reset_drops_the_created_agents() {
+    let store = Store::open_in_memory().unwrap();
+    store.apply(&changes()).unwrap();
+    store.apply(&[DurableChange::Reset]).unwrap();
+    assert_eq!(store.load().unwrap(), DurableState::default());
 }
 
 #[test]
@@ -192,6 +236,29 @@ fn the_sweep_deletes_expired_refresh_tokens_and_the_grants_left_without_one() {
     assert_eq!(loaded.grants, [grant("grant_1")]);
     assert_eq!(loaded.refresh_tokens, [token("rt-2", "grant_1", NOW + 200)]);
     assert_eq!(loaded.users.len(), 1, "users are not time-bound");
+    assert_eq!(
+        loaded.assertions.len(),
+        1,
+        "the assertion lives until NOW + 300"
+    );
+    store
+        .apply(&[DurableChange::Expired { now: NOW + 300 }])
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert!(loaded.assertions.is_empty(), "gone at its exp");
+    assert_eq!(loaded.idp_users.len(), 1, "users are not time-bound");
+}
+
+#[test]
+fn an_identity_providers_key_is_saved_and_replaced() {
+    let store = Store::open_in_memory().unwrap();
+    assert_eq!(store.idp_signing_key("acme-idp").unwrap(), None);
+    let first = Signer::generate().unwrap();
+    store.save_idp_signing_key("acme-idp", &first).unwrap();
+    let stored = store.idp_signing_key("acme-idp").unwrap().unwrap();
+    assert_eq!(stored.kid.as_deref(), Some(first.kid()));
+    assert_eq!(stored.pem, *first.private_key_pem());
+    assert_eq!(store.idp_signing_key("other").unwrap(), None);
 }
 
 #[test]
@@ -284,7 +351,7 @@ fn a_version_3_database_keeps_its_signing_key_and_kid() {
         .connection()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, schema::SCHEMA_VERSION);
     let old_tables: i64 = store
         .connection()
         .query_row(
@@ -357,7 +424,7 @@ fn a_database_from_a_newer_emulator_is_refused_with_a_clear_error() {
     assert_eq!(
         error.to_string(),
         format!(
-            "state database {} has schema version 99, newer than this emulator's 4; \
+            "state database {} has schema version 99, newer than this emulator's 6; \
              use a newer emulator or another --state-dir",
             path.display()
         )

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::stack::{RESOURCE, Stack, claims, persona};
+use crate::stack::{AGENT, AGENT_SECRET, RESOURCE, Stack, claims, persona};
 
 /// Signs `name` in, redeems the code, and returns the token response with both claim sets.
 async fn tokens_for(stack: &Stack, name: &str) -> Result<Value> {
@@ -106,5 +106,24 @@ async fn the_management_token_carries_the_api_client() -> Result<()> {
     let stack = Stack::spawn().await?;
     let token = stack.management_token().await?;
     insta::assert_json_snapshot!(claims(&token)?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agents_token_carries_the_m2m_claims_bound_to_its_server() -> Result<()> {
+    let stack = Stack::spawn().await?;
+    let answer = stack
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", AGENT),
+                ("client_secret", AGENT_SECRET),
+            ],
+        )
+        .await?;
+    let body = answer.token_json(StatusCode::OK)?;
+    let access = claims(body["access_token"].as_str().context("access_token")?)?;
+    insta::assert_json_snapshot!(json!({ "response": redact_jwts(body), "access_token": access }));
     Ok(())
 }

@@ -5,7 +5,10 @@ use anyhow::{Context as _, Result};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::stack::{CLIENT, CONNECTION, Stack, VERIFIER, persona};
+use crate::stack::{
+    AGENT, AGENT_SECRET, API_CLIENT_ID, API_CLIENT_SECRET, CLIENT, CONNECTION, RESOURCE, Stack,
+    VERIFIER, persona,
+};
 
 async fn code(stack: &Stack) -> Result<String> {
     Ok(stack.sign_in(&[], &persona("ada")?).await?.code)
@@ -177,6 +180,53 @@ async fn refresh_errors_reuse_scope_and_target() -> Result<()> {
         "reused": reused.token_json(StatusCode::BAD_REQUEST)?,
         "after_reuse_the_newer_token": revoked.token_json(StatusCode::BAD_REQUEST)?,
         "unknown": unknown.token_json(StatusCode::BAD_REQUEST)?,
+    }));
+    Ok(())
+}
+
+#[tokio::test]
+async fn agent_refusals_secret_scope_and_target() -> Result<()> {
+    let stack = Stack::spawn().await?;
+    let agent = |extra: &[(&'static str, &'static str)]| {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", AGENT),
+            ("client_secret", AGENT_SECRET),
+        ];
+        for (name, value) in extra {
+            form.retain(|(existing, _)| existing != name);
+            form.push((name, value));
+        }
+        form
+    };
+    let wrong_secret = stack
+        .post_form("/oauth/token", &agent(&[("client_secret", "wrong")]))
+        .await?;
+    let beyond = stack
+        .post_form("/oauth/token", &agent(&[("scope", "mcp:write")]))
+        .await?;
+    let target = stack
+        .post_form(
+            "/oauth/token",
+            &agent(&[("resource", "http://127.0.0.1:9999/other")]),
+        )
+        .await?;
+    let api_client_at_a_resource = stack
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", API_CLIENT_ID),
+                ("client_secret", API_CLIENT_SECRET),
+                ("resource", RESOURCE),
+            ],
+        )
+        .await?;
+    insta::assert_json_snapshot!(json!({
+        "wrong_secret": wrong_secret.token_json(StatusCode::UNAUTHORIZED)?,
+        "scope_beyond_the_agents": beyond.token_json(StatusCode::BAD_REQUEST)?,
+        "another_resource": target.token_json(StatusCode::BAD_REQUEST)?,
+        "api_client_at_a_resource": api_client_at_a_resource.token_json(StatusCode::BAD_REQUEST)?,
     }));
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod agents;
 mod browser_binding;
 mod cimd;
 mod client_credentials;
@@ -24,3 +25,4 @@ mod properties;
 mod restart;
 mod routes;
 mod tls;
+mod xaa;

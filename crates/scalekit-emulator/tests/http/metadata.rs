@@ -51,9 +51,20 @@ async fn per_resource_metadata_is_identical_at_both_urls_and_names_the_resource_
         inserted["response_types_supported"],
         serde_json::json!(["code"])
     );
+    // The fixtures' resource has cross-app access on (`cross_app_access`): `jwt-bearer` and the
+    // ID-JAG grant profile are advertised.
     assert_eq!(
         inserted["grant_types_supported"],
-        serde_json::json!(["authorization_code", "refresh_token"])
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        ])
+    );
+    assert_eq!(
+        inserted["authorization_grant_profiles_supported"],
+        serde_json::json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
     );
     assert_eq!(
         inserted["scopes_supported"],

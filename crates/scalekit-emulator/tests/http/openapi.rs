@@ -194,6 +194,7 @@ async fn a_json_array_is_refused_where_an_object_is_documented() -> Result<()> {
         ("/_emulator/keys/rotate", "[]"),
         ("/_emulator/keys/retire", "[null]"),
         ("/_emulator/tokens", "[]"),
+        ("/_emulator/agents", "[]"),
         ("/_emulator/faults", r#"[null, "/keys", 503]"#),
     ] {
         let (status, answer) = env.control(Method::POST, path, Some(body)).await?;

@@ -1,6 +1,6 @@
 //! State that survives restarts: a second emulator on the same state directory keeps the signing
-//! keys (the rotated key ring, in order), the DCR clients, the users and the refresh tokens (with
-//! their rotation state) of the first.
+//! keys (the rotated key ring, in order), the DCR clients, the agents created through the control
+//! API, the users and the refresh tokens (with their rotation state) of the first.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -240,6 +240,95 @@ async fn keys_clients_users_and_refresh_tokens_survive_a_restart() -> Result<()>
         .await?;
     assert_eq!(third.subject(&other_grant).await?, user);
     third.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agent_created_through_the_control_api_survives_a_restart_and_its_deletion_too()
+-> Result<()> {
+    let state_dir = StateDir::new("agents");
+    let clock = ManualClock::now();
+    let first = Running::start(&state_dir.0, &clock).await?;
+    let mut agents = Vec::new();
+    for name in ["kept", "deleted"] {
+        let (status, created) = first
+            .env
+            .control(
+                Method::POST,
+                "/_emulator/agents",
+                Some(&format!(
+                    r#"{{"resource_id": "{RESOURCE}", "name": "{name}", "scopes": ["mcp:read"]}}"#
+                )),
+            )
+            .await?;
+        ensure!(status == StatusCode::CREATED, "{status} {created}");
+        agents.push((
+            created["client_id"]
+                .as_str()
+                .context("client_id")?
+                .to_owned(),
+            created["client_secret"]
+                .as_str()
+                .context("client_secret")?
+                .to_owned(),
+        ));
+    }
+    let (status, _) = first
+        .env
+        .control(
+            Method::DELETE,
+            &format!("/_emulator/agents/{}", agents[1].0),
+            None,
+        )
+        .await?;
+    ensure!(status == StatusCode::NO_CONTENT, "{status}");
+    first.stop().await;
+
+    // The database (and its write-ahead log) keeps a digest of the secret, never the secret.
+    let secret = agents[0].1.as_bytes();
+    for file in std::fs::read_dir(&state_dir.0)? {
+        let path = file?.path();
+        let bytes = std::fs::read(&path)?;
+        ensure!(
+            !bytes.windows(secret.len()).any(|window| window == secret),
+            "the agent's secret is in {}",
+            path.display()
+        );
+    }
+
+    let second = Running::start(&state_dir.0, &clock).await?;
+    let token = |(client_id, secret): &(String, String)| {
+        [
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", client_id.clone()),
+            ("client_secret", secret.clone()),
+        ]
+    };
+    let form = token(&agents[0]);
+    let form: Vec<(&str, &str)> = form
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let body = second.env.token(&form, StatusCode::OK).await?;
+    assert_eq!(body["scope"], "mcp:read");
+    let form = token(&agents[1]);
+    let form: Vec<(&str, &str)> = form
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    second.env.token(&form, StatusCode::UNAUTHORIZED).await?;
+    let (_, listed) = second
+        .env
+        .control(Method::GET, "/_emulator/agents", None)
+        .await?;
+    let names: Vec<&str> = listed["agents"]
+        .as_array()
+        .context("agents")?
+        .iter()
+        .filter_map(|agent| agent["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Testbed agent", "kept"]);
+    second.stop().await;
     Ok(())
 }
 

@@ -108,25 +108,26 @@ impl Emulator {
             .with_context(|| format!("cannot start {}", binary.display()))?;
         let stdout = child.stdout.take().context("the child's stdout")?;
         let stderr = child.stderr.take().context("the child's stderr")?;
-        // Both pipes are drained until the child exits, so its logging never blocks it.
+        // Both pipes are drained until the child exits, so its output never blocks it. The log
+        // (standard error) says where it listens, and is kept for the error message.
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut chunk = [0u8; 4096];
+            while let Ok(1..) = reader.read(&mut chunk) {}
+        });
         let errors = Arc::new(Mutex::new(String::new()));
         let errors_writer = Arc::clone(&errors);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut chunk = [0u8; 4096];
-            while let Ok(read @ 1..) = reader.read(&mut chunk) {
-                if let Ok(mut errors) = errors_writer.lock()
-                    && errors.len() < 16 * 1024
-                {
-                    errors.push_str(&String::from_utf8_lossy(&chunk[..read]));
-                }
-            }
-        });
         let (address_sender, address_receiver) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
             let mut address_sender = Some(address_sender);
-            for line in BufReader::new(stdout).lines() {
+            for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Ok(mut errors) = errors_writer.lock()
+                    && errors.len() < 16 * 1024
+                {
+                    errors.push_str(&line);
+                    errors.push('\n');
+                }
                 if let Some(base) = environment_url(&line)
                     && let Some(sender) = address_sender.take()
                 {

@@ -180,6 +180,7 @@ pub fn config(environment_url: &Url, auto_login: Option<&str>) -> anyhow::Result
         auto_login: auto_login.map(str::to_owned),
         behaviour: your_app::Behaviour::Correct,
         personas: fixture_personas()?,
+        ca_cert_pem: None,
     })
 }
 

@@ -60,6 +60,9 @@ fn inferred(endpoint: Endpoint, status: u16, error: &str, description: &str) -> 
         Endpoint::TokenClientCredentials => Check::ClientCredentialsValid,
         Endpoint::TokenOther if error == "unsupported_grant_type" => Check::GrantTypeSupported,
         Endpoint::TokenOther => Check::TokenRequestValid,
+        // Cross-app access came after the handlers attached facts: no rule to keep; its errors
+        // name their checks in `flow::cross_app` and `idp`, tested there and over HTTP.
+        Endpoint::TokenJwtBearer | Endpoint::IdpTokenExchange => Check::TokenRequestValid,
 
         Endpoint::SubmitUser if status == 401 => Check::ManagementTokenValid,
         Endpoint::SubmitUser if status == 404 => Check::LoginRequestPending,

@@ -1,5 +1,7 @@
 //! End-to-end: the MCP client driver runs the whole BYOA flow against the stack, over HTTP only.
 
+#[path = "../support/env_files.rs"]
+mod env_files;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -13,13 +13,11 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use url::Url;
 
+use crate::env_files::{copy_fixtures_on_ephemeral_ports, parse_env_file};
+
 const CLIENT_ID: &str = "testbed-e2e-client";
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-
-fn repository() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
 
 /// An empty folder of the test's own, outside the repository.
 fn folder(name: &str) -> PathBuf {
@@ -32,22 +30,15 @@ fn folder(name: &str) -> PathBuf {
 /// The repository's fixtures on ephemeral ports, with one pre-registered public client.
 fn fixtures_in(folder: &Path) -> PathBuf {
     let fixtures = folder.join("fixtures");
-    std::fs::create_dir_all(&fixtures).expect("a fixtures folder");
-    let environment = std::fs::read_to_string(repository().join("fixtures/environment.toml"))
-        .expect("the repository's environment")
-        .replace("127.0.0.1:8400", "127.0.0.1:0")
-        .replace("127.0.0.1:8401", "127.0.0.1:0")
-        .replace("127.0.0.1:8402", "127.0.0.1:0");
+    copy_fixtures_on_ephemeral_ports(&fixtures);
     let client = format!(
         "\n[[clients]]\nclient_id = \"{CLIENT_ID}\"\nredirect_uris = [\"{REDIRECT_URI}\"]\nresource = \"res_81920374650192839\"\n"
     );
-    std::fs::write(fixtures.join("environment.toml"), environment + &client)
-        .expect("environment.toml written");
-    std::fs::copy(
-        repository().join("fixtures/users.toml"),
-        fixtures.join("users.toml"),
-    )
-    .expect("users.toml copied");
+    let mut environment = std::fs::OpenOptions::new()
+        .append(true)
+        .open(fixtures.join("environment.toml"))
+        .expect("environment.toml opened");
+    std::io::Write::write_all(&mut environment, client.as_bytes()).expect("the client appended");
     fixtures
 }
 
@@ -69,20 +60,7 @@ async fn read_env_file(path: &Path, up: &mut Child) -> BTreeMap<String, String> 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    std::fs::read_to_string(path)
-        .expect("the env file")
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .map(|line| {
-            let (key, value) = line.split_once('=').expect("KEY=value");
-            // Values are bare, or in single quotes when a shell would read them otherwise.
-            let value = match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-                Some(quoted) => quoted.replace(r"'\''", "'"),
-                None => value.to_owned(),
-            };
-            (key.to_owned(), value)
-        })
-        .collect()
+    parse_env_file(&std::fs::read_to_string(path).expect("the env file"))
 }
 
 /// A client that gives up instead of hanging a test.

@@ -15,6 +15,8 @@
 //! Each Node package folder needs `npm ci` (`.ci/run` and `cargo xtask ci` do it). Without it a
 //! test says why and passes outside CI; under `CI=true` it fails instead.
 
+#[path = "../support/env_files.rs"]
+mod env_files;
 #[path = "../support/mod.rs"]
 mod support;
 

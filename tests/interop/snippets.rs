@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use url::Url;
 
+use crate::env_files::{copy_fixtures_on_ephemeral_ports, parse_env_file};
 use crate::node;
 
 /// Every file the README shows under a `<!-- snippet: PATH -->` marker, relative to the
@@ -329,52 +330,6 @@ struct SignIn {
     client_id: String,
     login_request_id: String,
     state: String,
-}
-
-/// `environment.toml` and `users.toml` of the repository, with the emulator's, Your App's and the
-/// MCP server's ports set to 0.
-fn copy_fixtures_on_ephemeral_ports(to: &Path) {
-    let from = workspace_root().join("fixtures");
-    std::fs::create_dir_all(to).expect("the fixtures folder is created");
-    std::fs::copy(from.join("users.toml"), to.join("users.toml")).expect("users.toml is copied");
-    let mut environment =
-        std::fs::read_to_string(from.join("environment.toml")).expect("environment.toml is read");
-    for (fixed, ephemeral) in [
-        (r#""127.0.0.1:8400""#, r#""127.0.0.1:0""#),
-        (
-            r#""http://127.0.0.1:8401/login""#,
-            r#""http://127.0.0.1:0/login""#,
-        ),
-        (
-            r#""http://127.0.0.1:8402/mcp""#,
-            r#""http://127.0.0.1:0/mcp""#,
-        ),
-    ] {
-        assert_eq!(
-            environment.matches(fixed).count(),
-            1,
-            "fixtures/environment.toml should name {fixed} once"
-        );
-        environment = environment.replace(fixed, ephemeral);
-    }
-    std::fs::write(to.join("environment.toml"), environment).expect("environment.toml is written");
-}
-
-/// `KEY=value` lines; blank lines and `#` comments skipped.
-fn parse_env_file(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| {
-            // Bare, or in single quotes when a shell would read the value otherwise.
-            let value = match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-                Some(quoted) => quoted.replace(r"'\''", "'"),
-                None => value.to_owned(),
-            };
-            (key.to_owned(), value)
-        })
-        .collect()
 }
 
 /// The `Location` of a 302.

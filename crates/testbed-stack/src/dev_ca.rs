@@ -57,17 +57,6 @@ const TRUST_VARIABLES: [(&str, TrustFile, &str); 5] = [
     ),
 ];
 
-/// The names of [`TRUST_VARIABLES`], in order.
-pub(crate) const TRUST_VARIABLE_NAMES: [&str; 5] = {
-    let mut names = [""; 5];
-    let mut index = 0;
-    while index < TRUST_VARIABLES.len() {
-        names[index] = TRUST_VARIABLES[index].0;
-        index += 1;
-    }
-    names
-};
-
 /// One variable that makes a program trust the CA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustVariable {

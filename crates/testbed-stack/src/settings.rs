@@ -52,9 +52,6 @@ pub const LOGIN_SERVICE_SETTINGS: [&str; 4] = [
     "SCALEKIT_CONNECTION_ID",
 ];
 
-/// The names of the variables that make programs trust the development CA (under TLS).
-pub const TRUST: [&str; 5] = crate::dev_ca::TRUST_VARIABLE_NAMES;
-
 /// Everything a login service or MCP server needs for `stack`'s first resource and its
 /// connection, then, under TLS, the variables that make Node, Python and gRPC trust the CA.
 pub fn settings(stack: &Stack, trust: Option<&DevCa>) -> Vec<Setting> {

@@ -335,11 +335,18 @@ impl AppCheck {
     /// variables that make Node, Python and gRPC trust the development CA (`TESTBED_CA_CERT`
     /// names the CA itself).
     pub fn app_settings(&self) -> String {
-        use testbed_stack::settings::{LOGIN_SERVICE_SETTINGS, TRUST, quoted, settings};
+        use testbed_stack::settings::{LOGIN_SERVICE_SETTINGS, quoted, settings};
+        let trust_names: Vec<&str> = self
+            .trust
+            .iter()
+            .flat_map(DevCa::variables)
+            .map(|variable| variable.name)
+            .collect();
         settings(&self.stack, self.trust.as_ref())
             .into_iter()
             .filter(|setting| {
-                LOGIN_SERVICE_SETTINGS.contains(&setting.name) || TRUST.contains(&setting.name)
+                LOGIN_SERVICE_SETTINGS.contains(&setting.name)
+                    || trust_names.contains(&setting.name)
             })
             .map(|setting| format!("{}={}", setting.name, quoted(&setting.value)))
             .collect::<Vec<_>>()

@@ -11,14 +11,13 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, extract::rejection::FormRejection};
 use serde::{Deserialize, Serialize};
 
 use scalekit_wire::{Check, Endpoint, OAuthErrorCode, Secret};
 
 use super::error::OAuthError;
 use super::extract::GatewayPath;
-use super::token::{ClientCredentials, server_error};
+use super::token::{ClientCredentials, oauth_form, server_error};
 use super::{BodyKind, Edge, Route};
 use crate::idp::{ID_JAG_TOKEN_TYPE, IssuedIdJag, TokenExchangeRequest, TrustedIdp};
 use crate::management::{ApiError, GrpcCode};
@@ -117,16 +116,7 @@ impl<S: Send + Sync> FromRequest<S> for TokenExchangeForm {
     type Rejection = OAuthError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, OAuthError> {
-        let Form(form) = Form::<TokenExchangeForm>::from_request(request, state)
-            .await
-            .map_err(|rejection: FormRejection| {
-                OAuthError::new(
-                    OAuthErrorCode::InvalidRequest,
-                    "the token request must be a form (application/x-www-form-urlencoded)",
-                )
-                .internal(rejection.body_text())
-            })?;
-        Ok(form)
+        oauth_form(request, state, "the token request").await
     }
 }
 

@@ -49,20 +49,34 @@ pub(super) struct TokenForm {
     assertion: Option<Assertion>,
 }
 
+/// The form of an OAuth endpoint's request (`what`, e.g. "the token request"); a body that is not
+/// a form of that shape is `invalid_request`, the rejection's text kept for the request log.
+pub(super) async fn oauth_form<T, S>(
+    request: Request,
+    state: &S,
+    what: &str,
+) -> Result<T, OAuthError>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    let Form(form) = Form::<T>::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            OAuthError::new(
+                OAuthErrorCode::InvalidRequest,
+                format!("{what} must be a form (application/x-www-form-urlencoded)"),
+            )
+            .internal(rejection.body_text())
+        })?;
+    Ok(form)
+}
+
 impl<S: Send + Sync> FromRequest<S> for TokenForm {
     type Rejection = OAuthError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, OAuthError> {
-        let Form(form) = Form::<TokenForm>::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                OAuthError::new(
-                    OAuthErrorCode::InvalidRequest,
-                    "the token request must be a form (application/x-www-form-urlencoded)",
-                )
-                .internal(rejection.body_text())
-            })?;
-        Ok(form)
+        oauth_form(request, state, "the token request").await
     }
 }
 
@@ -607,16 +621,7 @@ impl<S: Send + Sync> FromRequest<S> for RevokeForm {
     type Rejection = OAuthError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, OAuthError> {
-        let Form(form) = Form::<RevokeForm>::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                OAuthError::new(
-                    OAuthErrorCode::InvalidRequest,
-                    "the revocation request must be a form (application/x-www-form-urlencoded)",
-                )
-                .internal(rejection.body_text())
-            })?;
-        Ok(form)
+        oauth_form(request, state, "the revocation request").await
     }
 }
 

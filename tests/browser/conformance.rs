@@ -42,6 +42,8 @@ fn options(browser: bool) -> anyhow::Result<RunOptions> {
         concurrency: 2,
         target: RunTarget::Embedded,
         browser,
+        record: false,
+        probe: false,
     })
 }
 

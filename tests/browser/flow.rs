@@ -96,7 +96,7 @@ impl McpClient {
             http,
             environment,
             resource_id: resource.id.clone(),
-            server_url: resource.server_url.to_string(),
+            server_url: resource.resource_indicator().to_owned(),
             client_id,
             redirect_uri,
         })
@@ -281,6 +281,15 @@ async fn a_person_types_the_password_and_allows_and_the_client_gets_a_working_co
         assert_eq!(text("resource_name").await?, resource.name);
         assert_eq!(text("user").await?, "ada@analytical-engines.example");
         assert_eq!(text("redirect_host").await?, "127.0.0.1");
+        let environment_domain = stack
+            .environment_url
+            .host_str()
+            .map(|host| match stack.environment_url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            })
+            .context("the environment's host")?;
+        assert_eq!(text("environment_domain").await?, environment_domain);
         let scopes = text("scopes").await?;
         for scope in SCOPES.split(' ') {
             assert!(scopes.contains(scope), "{scope} missing from {scopes}");
@@ -398,8 +407,15 @@ async fn a_sign_in_that_reaches_the_callback_after_expiry_shows_the_invalid_stat
             "{}",
             browser.title().await?
         );
+        // The callback sent the browser on to the environment's error page, whose URL names
+        // the error, as Scalekit's does.
         let url = browser.current_url().await?;
-        assert!(url.path().ends_with("/partner:callback"), "{url}");
+        assert_eq!(url.path(), "/error", "{url}");
+        assert!(
+            url.query_pairs()
+                .any(|(name, value)| name == "error" && value == "invalid_state"),
+            "{url}"
+        );
         save_screenshot(&browser, "error").await?;
         Ok(())
     })

@@ -44,7 +44,7 @@ async fn an_agent_gets_a_token_and_calls_the_reference_mcp_server() {
     assert!(report.whoami.get("scope").is_none(), "{}", report.whoami);
     assert_eq!(
         report.access_token_claims["aud"],
-        json!([resource.server_url.as_str(), resource.id])
+        json!(resource.audience())
     );
     assert_eq!(
         report.access_token_claims["iss"].as_str(),

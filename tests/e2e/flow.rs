@@ -56,7 +56,7 @@ async fn a_persona_signs_in_through_your_app_and_whoami_shows_them() {
     );
     assert_eq!(
         claim(&report.access_token_claims, "aud"),
-        &serde_json::json!([resource.server_url.as_str(), resource.id])
+        &serde_json::json!(resource.audience())
     );
     assert_eq!(
         claim(&report.access_token_claims, "iss").as_str(),

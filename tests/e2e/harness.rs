@@ -17,6 +17,8 @@ fn options() -> RunOptions {
         concurrency: 2,
         target: RunTarget::Embedded,
         browser: false,
+        record: false,
+        probe: false,
     }
 }
 

@@ -7,8 +7,10 @@ mod support;
 
 mod agents;
 mod cli;
+mod emulator;
 mod flow;
 mod harness;
+mod parity;
 mod server_check;
 mod up;
 mod url_target;

@@ -1,12 +1,14 @@
 //! `cargo xtask`: the one entry point for the project's own jobs; CI runs the same commands.
 //!
 //! - `cargo xtask conformance [ARGS]`: every scenario against the embedded stack (`testbed conformance`).
+//! - `cargo xtask parity [DIR] [ARGS]`: the recordings in DIR (default `fixtures/parity`) replayed
+//!   against the embedded emulator (`testbed parity`).
 //! - `cargo xtask up [ARGS]`: the stack on the fixtures' ports (`testbed up`).
 //! - `cargo xtask ci`: first the prerequisites of every suite (`ci::plan`), then format check,
 //!   clippy, docs, the workspace's tests, the testbed's e2e, interop and browser suites (with
 //!   `TESTBED_REQUIRE_SETUP=1`, so none of their tests can skip for a missing setup),
-//!   Schemathesis and conformance, each run to its end, and a table of what passed, failed or
-//!   was skipped and why (`ci`).
+//!   Schemathesis, conformance and parity, each run to its end, and a table of what passed,
+//!   failed or was skipped and why (`ci`).
 //! - `cargo xtask schemathesis [ARGS]`: Schemathesis against the emulator's two OpenAPI documents
 //!   (the control API's and the emulated Scalekit surface's), each on an emulator of its own.
 //! - `cargo xtask bench [ARGS]`: release builds of the emulator and `testbed-bench`, then the
@@ -21,10 +23,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-const USAGE: &str = "usage: cargo xtask <conformance|up|ci|schemathesis|bench> [ARGS]
+const USAGE: &str = "usage: cargo xtask <conformance|parity|up|ci|schemathesis|bench> [ARGS]
 
   conformance [ARGS]  run every scenario against the embedded stack; ARGS go to `testbed conformance`
-                      (--filter ID, --list, --concurrency N, --report-dir DIR, --fixtures DIR)
+                      (--filter ID, --list, --concurrency N, --report-dir DIR, --fixtures DIR,
+                      --record DIR to write each scenario's normalized exchanges)
+  parity [DIR] [ARGS] replay the recordings in DIR (default fixtures/parity) against the embedded
+                      emulator and name every answer that differs; ARGS go to `testbed parity`
+                      (--target url=URL, --baseline FILE, --report-dir DIR)
   up [ARGS]           start the emulator, Your App and the MCP server on the fixtures' ports;
                       ARGS go to `testbed up` (--auto-login PERSONA, --consent auto|prompt,
                       --tls [--tls-dir DIR] for HTTPS and gRPC over TLS from a local development
@@ -38,7 +44,8 @@ const USAGE: &str = "usage: cargo xtask <conformance|up|ci|schemathesis|bench> [
                       one fails at once. Then: fmt --check, clippy -D warnings, doc -D warnings,
                       the workspace's tests, the e2e, interop (after building mcp-driver) and
                       browser suites (npm ci first where needed, before whichever runs first),
-                      schemathesis, conformance; tests with --no-fail-fast and
+                      schemathesis, conformance, parity (fixtures/parity against the emulator);
+                      tests with --no-fail-fast and
                       TESTBED_REQUIRE_SETUP=1 (a test that would skip for missing setup fails),
                       and a failing suite does not stop the next. It ends with a table (PASSED,
                       FAILED, or SKIPPED with the reason) and exits non-zero if anything failed,
@@ -62,6 +69,7 @@ fn main() -> anyhow::Result<()> {
     let root = workspace_root();
     match task.as_str() {
         "conformance" => conformance(&root, &rest),
+        "parity" => testbed(&root, "parity", &parity_args(&root, &rest)),
         "up" => testbed(&root, "up", &rest),
         "ci" => ci::run(&root),
         "schemathesis" => schemathesis(&root, &rest),
@@ -115,6 +123,23 @@ fn conformance_args(root: &Path, rest: &[String]) -> Vec<String> {
         "--report-dir".to_owned(),
         root.join("target/conformance").display().to_string(),
     ];
+    args.extend(rest.iter().cloned());
+    args
+}
+
+/// The recordings `cargo xtask parity` and `ci` replay when no folder is given.
+const PARITY_RECORDINGS: &str = "fixtures/parity";
+
+/// The parity task's arguments: `fixtures/parity` unless a folder is given (an argument that is
+/// not an option), the report under `target/conformance/`.
+fn parity_args(root: &Path, rest: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "--report-dir".to_owned(),
+        root.join("target/conformance").display().to_string(),
+    ];
+    if !rest.iter().any(|arg| !arg.starts_with('-')) {
+        args.push(root.join(PARITY_RECORDINGS).display().to_string());
+    }
     args.extend(rest.iter().cloned());
     args
 }
@@ -240,6 +265,8 @@ impl ChildEmulator {
             .arg("--config")
             .arg(root.join("fixtures/environment.toml"))
             .args(["--listen", "127.0.0.1:0"])
+            // In memory, as documented: no key file in the developer's `.testbed/`.
+            .arg("--fresh-signing-key")
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

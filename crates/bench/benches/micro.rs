@@ -81,7 +81,7 @@ impl Fixture {
             code_challenge: Some(pkce_s256(&verifier).as_str().to_owned()),
             code_challenge_method: Some("S256".to_owned()),
             nonce: None,
-            resource: Some(self.config.resources[0].server_url.to_string()),
+            resource: Some(self.config.resources[0].resource_indicator().to_owned()),
         }
     }
 

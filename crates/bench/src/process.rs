@@ -51,9 +51,11 @@ impl EmulatorCommand {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(state_dir) = state_dir {
-            command.arg("--state-dir").arg(state_dir);
-        }
+        match state_dir {
+            Some(state_dir) => command.arg("--state-dir").arg(state_dir),
+            // In memory: a new key, and no key file in the working directory's `.testbed/`.
+            None => command.arg("--fresh-signing-key"),
+        };
         let child = command.spawn().map_err(BenchError::io(format!(
             "cannot start {}",
             self.binary.display()

@@ -62,7 +62,7 @@ impl Target {
             api_client_secret: config.api_client.client_secret.expose().to_owned(),
             connection_id: resource.connection.clone(),
             resource_id: resource.id.clone(),
-            server_url: resource.server_url.to_string(),
+            server_url: resource.resource_indicator().to_owned(),
             scope: scopes.join(" "),
         })
     }
@@ -210,6 +210,7 @@ pub async fn run_flow(
         .await?
         .expect("partner:callback", StatusCode::FOUND)?;
     let back = location_query(&answer.location, "partner:callback")?;
+    refused_by_the_error_page(&back, "partner:callback")?;
     if find(&back, "state", "partner:callback")? != client_state {
         return Err(BenchError::Protocol {
             step: "partner:callback",
@@ -298,6 +299,27 @@ fn location_query(
     Ok(url.query_pairs().into_owned().collect())
 }
 
+/// The hosted error page's redirect (`invalid_state`, Decision 25) names its error: say it, rather
+/// than that the redirect lacks a code.
+fn refused_by_the_error_page(
+    pairs: &[(String, String)],
+    step: &'static str,
+) -> Result<(), BenchError> {
+    match pairs.iter().find(|(key, _)| key == "error") {
+        Some((_, error)) => {
+            let description = pairs
+                .iter()
+                .find(|(key, _)| key == "error_description")
+                .map_or("", |(_, value)| value.as_str());
+            Err(BenchError::Protocol {
+                step,
+                message: format!("redirected with error {error}: {description}"),
+            })
+        }
+        None => Ok(()),
+    }
+}
+
 fn find(pairs: &[(String, String)], name: &str, step: &'static str) -> Result<String, BenchError> {
     pairs
         .iter()
@@ -333,6 +355,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(find(&pairs, "state", "partner:callback").unwrap(), "a");
+        assert!(refused_by_the_error_page(&pairs, "partner:callback").is_ok());
+        let error_page = location_query(
+            &Some(
+                "http://127.0.0.1:8400/error?error=invalid_state&error_description=the+sign-in+request+expired"
+                    .to_owned(),
+            ),
+            "partner:callback",
+        )
+        .unwrap();
+        assert_eq!(
+            refused_by_the_error_page(&error_page, "partner:callback")
+                .unwrap_err()
+                .to_string(),
+            "partner:callback: redirected with error invalid_state: the sign-in request expired"
+        );
         let error = find(&pairs, "code", "partner:callback").unwrap_err();
         assert_eq!(
             error.to_string(),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 use testbed_stack::Stack;
 use url::Url;
 
+use crate::record::RawExchange;
 use crate::steps::{Action, Browser, ClientAuth, Param, RedirectTarget, Step, StepExpectation};
 
 /// The redirect URI step scenarios register and authorize with. Nothing listens there.
@@ -46,6 +48,17 @@ impl Answer {
     }
 }
 
+/// How a step tells the environment's hosted error page (`redirect = "error-page"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorPageMatch {
+    /// The emulator's page: exactly `{env}/error`, whatever the query.
+    Emulator,
+    /// A real Scalekit environment's page, whose path is unknown (its docs give only
+    /// `error=invalid_state` in the page's URL): any page on the environment's host whose query
+    /// carries `error`.
+    AnyOnTheEnvironmentsHost,
+}
+
 /// The variables and HTTP clients of one step scenario. It reaches the stack only over HTTP.
 pub struct StepRunner {
     /// The MCP client's and Your App's server-side calls, and the harness's: no cookies.
@@ -57,6 +70,9 @@ pub struct StepRunner {
     environment: String,
     persona_claims: Value,
     variables: BTreeMap<String, String>,
+    error_page: ErrorPageMatch,
+    /// The exchanges of the step running now, for a recording (see [`StepRunner::take_exchanges`]).
+    exchanges: Mutex<Vec<RawExchange>>,
 }
 
 impl StepRunner {
@@ -78,79 +94,7 @@ impl StepRunner {
             .as_str()
             .trim_end_matches('/')
             .to_owned();
-        let config = &stack.fixtures.environment;
-        let resource = config
-            .resources
-            .first()
-            .ok_or("the environment has no resource")?;
-        let connection = config
-            .connections
-            .first()
-            .ok_or("the environment has no connection")?;
-        let mut variables = BTreeMap::new();
-        let mut set = |name: &str, value: &str| {
-            variables.insert(name.to_owned(), value.to_owned());
-        };
-        set("env", &environment);
-        set(
-            "env_origin",
-            &stack.environment_url.origin().ascii_serialization(),
-        );
-        set(
-            "issuer",
-            &format!("{environment}/resources/{}", resource.id),
-        );
-        set("resource_id", &resource.id);
-        set("server_url", resource.server_url.as_str());
-        set("connection_id", &connection.id);
-        set("login_endpoint", connection.login_endpoint.as_str());
-        set("api_client_id", &config.api_client.client_id);
-        set(
-            "api_client_secret",
-            config.api_client.client_secret.expose(),
-        );
-        // The fixtures' agent of the first resource, when they declare one.
-        if let Some(agent) = resource.agents.first() {
-            set("agent_client_id", &agent.client_id);
-            set("agent_client_secret", agent.client_secret.expose());
-        }
-        // The fixtures' first trusted identity provider (cross-app access), its first client and
-        // user, and the client that client is at this environment, when they declare one.
-        if let Some(idp) = config.trusted_idps.first() {
-            set("idp_id", &idp.id);
-            set("idp_issuer", &format!("{environment}/_idp/{}", idp.id));
-            if let Some(user) = idp.users.first() {
-                set("idp_user", &user.sub);
-            }
-            if let Some(client) = idp.clients.first() {
-                set("idp_client_id", &client.client_id);
-                set("idp_client_secret", client.client_secret.expose());
-                set("xaa_client_id", &client.resource_client_id);
-                let agent_secret = config
-                    .resources
-                    .iter()
-                    .flat_map(|resource| &resource.agents)
-                    .find(|agent| agent.client_id == client.resource_client_id)
-                    .map(|agent| agent.client_secret.clone());
-                let client_secret = config
-                    .clients
-                    .iter()
-                    .find(|known| known.client_id == client.resource_client_id)
-                    .and_then(|known| known.client_secret.clone());
-                if let Some(secret) = agent_secret.or(client_secret) {
-                    set("xaa_client_secret", secret.expose());
-                }
-            }
-        }
-        set("redirect_uri", STEP_REDIRECT_URI);
-        set("mcp_url", stack.mcp_url.as_str());
-        set("mcp_origin", &stack.mcp_url.origin().ascii_serialization());
-        let mut metadata_url = stack.mcp_url.clone();
-        metadata_url.set_path(&format!(
-            "/.well-known/oauth-protected-resource{}",
-            stack.mcp_url.path()
-        ));
-        set("resource_metadata_url", metadata_url.as_str());
+        let variables = stack_variables(stack)?;
         Ok(Self {
             http,
             browser,
@@ -158,7 +102,30 @@ impl StepRunner {
             environment,
             persona_claims,
             variables,
+            error_page: ErrorPageMatch::Emulator,
+            exchanges: Mutex::default(),
         })
+    }
+
+    /// The variables known now (`{env}`, `{code}`, …): a recording names values by them.
+    pub fn variables(&self) -> &BTreeMap<String, String> {
+        &self.variables
+    }
+
+    /// The exchanges sent since the last call, in order: a step's own request is the last.
+    pub fn take_exchanges(&self) -> Vec<RawExchange> {
+        std::mem::take(
+            &mut *self
+                .exchanges
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Tells the hosted error page as `error_page` says (the emulator's by default).
+    pub fn with_error_page(mut self, error_page: ErrorPageMatch) -> Self {
+        self.error_page = error_page;
+        self
     }
 
     /// Runs one step: sends its request, records what it learned, and returns the answer.
@@ -427,8 +394,34 @@ impl StepRunner {
             Some(RedirectTarget::LoginEndpoint)
         } else if location.starts_with(self.variable("redirect_uri")) {
             Some(RedirectTarget::Client)
+        } else if answer
+            .location
+            .as_ref()
+            .is_some_and(|location| self.is_error_page(location))
+        {
+            Some(RedirectTarget::ErrorPage)
         } else {
             None
+        }
+    }
+
+    /// Whether `location` is the environment's hosted error page ([`ErrorPageMatch`]).
+    fn is_error_page(&self, location: &Url) -> bool {
+        match self.error_page {
+            ErrorPageMatch::Emulator => {
+                let mut page = location.clone();
+                page.set_query(None);
+                page.set_fragment(None);
+                page.as_str() == format!("{}/error", self.environment)
+            }
+            ErrorPageMatch::AnyOnTheEnvironmentsHost => {
+                let environment_host = Url::parse(&self.environment)
+                    .ok()
+                    .and_then(|environment| environment.host_str().map(str::to_owned));
+                environment_host.is_some()
+                    && location.host_str() == environment_host.as_deref()
+                    && location.query_pairs().any(|(name, _)| name == "error")
+            }
         }
     }
 
@@ -544,11 +537,14 @@ impl StepRunner {
         Url::parse(&url).map_err(|error| format!("{url}: {error}"))
     }
 
-    /// Sends `request` with the client that built it (its user agent's cookies included).
+    /// Sends `request` with the client that built it (its user agent's cookies included), and
+    /// keeps the exchange for a recording: the names of the parameters sent, never their values.
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Answer, String> {
         let (client, request) = request.build_split();
         let request = request.map_err(|error| error.to_string())?;
         let url = request.url().clone();
+        let method = request.method().as_str().to_owned();
+        let (form, body_names) = sent_names(&request);
         let response = client
             .execute(request)
             .await
@@ -564,6 +560,28 @@ impl StepRunner {
             .await
             .map_err(|error| format!("{url}: {error}"))?
             .to_vec();
+        let header = |name: reqwest::header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let exchange = RawExchange {
+            method,
+            url,
+            form,
+            body: body_names,
+            status,
+            location: location.clone(),
+            www_authenticate: header(reqwest::header::WWW_AUTHENTICATE),
+            cache_control: header(reqwest::header::CACHE_CONTROL),
+            content_type: header(CONTENT_TYPE),
+            response_body: body.clone(),
+        };
+        self.exchanges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(exchange);
         Ok(Answer {
             status,
             headers,
@@ -943,6 +961,114 @@ impl StepRunner {
     }
 }
 
+/// The variables every step scenario starts with (`scenarios/README.md`): the environment's URLs,
+/// the fixtures' ids and credentials, the MCP server's URLs. A flow scenario's recording names
+/// values by them too.
+pub(crate) fn stack_variables(stack: &Stack) -> Result<BTreeMap<String, String>, String> {
+    let environment = stack
+        .environment_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let config = &stack.fixtures.environment;
+    let resource = config
+        .resources
+        .first()
+        .ok_or("the environment has no resource")?;
+    let connection = config
+        .connections
+        .first()
+        .ok_or("the environment has no connection")?;
+    let mut variables = BTreeMap::new();
+    let mut set = |name: &str, value: &str| {
+        variables.insert(name.to_owned(), value.to_owned());
+    };
+    set("env", &environment);
+    set(
+        "env_origin",
+        &stack.environment_url.origin().ascii_serialization(),
+    );
+    set(
+        "issuer",
+        &format!("{environment}/resources/{}", resource.id),
+    );
+    set("resource_id", &resource.id);
+    set("server_url", resource.resource_indicator());
+    set("connection_id", &connection.id);
+    set("login_endpoint", connection.login_endpoint.as_str());
+    set("api_client_id", &config.api_client.client_id);
+    set(
+        "api_client_secret",
+        config.api_client.client_secret.expose(),
+    );
+    // The fixtures' agent of the first resource, when they declare one.
+    if let Some(agent) = resource.agents.first() {
+        set("agent_client_id", &agent.client_id);
+        set("agent_client_secret", agent.client_secret.expose());
+    }
+    // The fixtures' first trusted identity provider (cross-app access), its first client and
+    // user, and the client that client is at this environment, when they declare one.
+    if let Some(idp) = config.trusted_idps.first() {
+        set("idp_id", &idp.id);
+        set("idp_issuer", &format!("{environment}/_idp/{}", idp.id));
+        if let Some(user) = idp.users.first() {
+            set("idp_user", &user.sub);
+        }
+        if let Some(client) = idp.clients.first() {
+            set("idp_client_id", &client.client_id);
+            set("idp_client_secret", client.client_secret.expose());
+            set("xaa_client_id", &client.resource_client_id);
+            let agent_secret = config
+                .resources
+                .iter()
+                .flat_map(|resource| &resource.agents)
+                .find(|agent| agent.client_id == client.resource_client_id)
+                .map(|agent| agent.client_secret.clone());
+            let client_secret = config
+                .clients
+                .iter()
+                .find(|known| known.client_id == client.resource_client_id)
+                .and_then(|known| known.client_secret.clone());
+            if let Some(secret) = agent_secret.or(client_secret) {
+                set("xaa_client_secret", secret.expose());
+            }
+        }
+    }
+    set("redirect_uri", STEP_REDIRECT_URI);
+    set("mcp_url", stack.mcp_url.as_str());
+    set("mcp_origin", &stack.mcp_url.origin().ascii_serialization());
+    let mut metadata_url = stack.mcp_url.clone();
+    metadata_url.set_path(&format!(
+        "/.well-known/oauth-protected-resource{}",
+        stack.mcp_url.path()
+    ));
+    set("resource_metadata_url", metadata_url.as_str());
+    Ok(variables)
+}
+
+/// The names of the form fields and of the JSON body's members a request sends, read from its
+/// body by its `Content-Type` (the values stay here).
+fn sent_names(request: &reqwest::Request) -> (Vec<String>, Vec<String>) {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let Some(bytes) = request.body().and_then(reqwest::Body::as_bytes) else {
+        return (Vec::new(), Vec::new());
+    };
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let names = url::form_urlencoded::parse(bytes)
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        return (names, Vec::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(members)) => (Vec::new(), members.keys().cloned().collect()),
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
 /// `Basic …` of the `client_id` and `client_secret` parameters, taken out of `params` (RFC 6749
 /// §2.3.1: each part form-encoded first).
 fn basic_credentials(params: &mut Vec<(String, String)>) -> String {
@@ -1058,6 +1184,8 @@ mod tests {
             environment: "http://127.0.0.1:1".to_owned(),
             persona_claims: Value::Null,
             variables: BTreeMap::new(),
+            error_page: ErrorPageMatch::Emulator,
+            exchanges: Mutex::default(),
         };
         let id_jag = "eyJ0eXAiOiJvYXV0aC1pZC1qYWcrand0In0.payload-of-the-id-jag.signature";
         let answer = Answer {
@@ -1081,6 +1209,48 @@ json_absent = ["/id_jag"]
         for problem in &problems {
             assert!(!problem.contains("payload-of-the-id-jag"), "{problem}");
             assert!(problem.contains("eyJ0eX…"), "{problem}");
+        }
+    }
+
+    #[test]
+    fn the_error_page_is_the_emulators_path_or_any_page_naming_an_error_on_a_real_environment() {
+        let runner = |error_page| StepRunner {
+            http: reqwest::Client::new(),
+            browser: reqwest::Client::new(),
+            other_browser: reqwest::Client::new(),
+            environment: "https://acme.scalekit.test".to_owned(),
+            persona_claims: Value::Null,
+            variables: BTreeMap::from([
+                (
+                    "login_endpoint".to_owned(),
+                    "https://app.test/login".to_owned(),
+                ),
+                ("redirect_uri".to_owned(), STEP_REDIRECT_URI.to_owned()),
+            ]),
+            error_page,
+            exchanges: Mutex::default(),
+        };
+        let redirect = |location: &str| Answer {
+            status: 302,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+            location: Some(Url::parse(location).unwrap()),
+        };
+        let emulator = runner(ErrorPageMatch::Emulator);
+        let scalekit = runner(ErrorPageMatch::AnyOnTheEnvironmentsHost);
+        let ours = redirect("https://acme.scalekit.test/error?error=invalid_state");
+        let theirs = redirect("https://acme.scalekit.test/ui/error?error=invalid_state");
+        let elsewhere = redirect("https://other.test/error?error=invalid_state");
+        let no_error = redirect("https://acme.scalekit.test/ui/login");
+        for (answer, on_emulator, on_scalekit) in [
+            (&ours, true, true),
+            (&theirs, false, true),
+            (&elsewhere, false, false),
+            (&no_error, false, false),
+        ] {
+            let expected = |yes: bool| yes.then_some(RedirectTarget::ErrorPage);
+            assert_eq!(emulator.redirect_target(answer), expected(on_emulator));
+            assert_eq!(scalekit.redirect_target(answer), expected(on_scalekit));
         }
     }
 

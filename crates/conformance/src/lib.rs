@@ -8,6 +8,8 @@
 pub mod app_check;
 mod baseline;
 mod exec;
+pub mod parity;
+pub mod record;
 mod report;
 mod runner;
 mod scenario;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use testbed_web::escape;
 
 use crate::baseline::Baseline;
+use crate::record::Recording;
 use crate::{Check, CheckStatus};
 
 /// The outcome of one scenario.
@@ -27,6 +28,9 @@ pub enum ScenarioStatus {
     ExpectedFailure,
     /// It passed, but the baseline still lists it as failing: the baseline is stale, the run fails.
     StaleBaseline,
+    /// A probe that failed on a real environment (`--probe`): a fidelity finding, the emulator's
+    /// decided or inferred behaviour differs from Scalekit's. It never fails the run.
+    Info,
 }
 
 impl ScenarioStatus {
@@ -38,6 +42,7 @@ impl ScenarioStatus {
             Self::Skipped => "SKIP",
             Self::ExpectedFailure => "XFAIL",
             Self::StaleBaseline => "STALE",
+            Self::Info => "INFO",
         }
     }
 
@@ -68,6 +73,20 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
+    /// A probe's failure on a real environment is a fidelity finding: the scenario becomes INFO
+    /// and each failed check an INFO check that keeps its message.
+    pub(crate) fn report_failures_as_findings(&mut self) {
+        if self.status != ScenarioStatus::Failed {
+            return;
+        }
+        self.status = ScenarioStatus::Info;
+        for check in &mut self.checks {
+            if check.status == CheckStatus::Failure {
+                check.status = CheckStatus::Info;
+            }
+        }
+    }
+
     /// A scenario whose task died: a bug in the harness, reported as a failure.
     pub(crate) fn crashed(message: String) -> Self {
         Self {
@@ -101,12 +120,17 @@ pub struct Report {
     pub skipped: usize,
     /// Failures the baseline expects.
     pub expected_failures: usize,
+    /// Fidelity findings: probes that failed on a real environment (INFO).
+    pub findings: usize,
     /// Baseline entries that name no scenario of the suite (the scenario was renamed or removed).
     pub unknown_baseline_entries: Vec<String>,
     /// Wall time of the run.
     pub duration_ms: u128,
     /// Every scenario, sorted by id.
     pub scenarios: Vec<ScenarioResult>,
+    /// With `RunOptions::record`, each scenario's recording (skipped ones have none), by id.
+    #[serde(skip)]
+    pub recordings: Vec<Recording>,
 }
 
 impl Report {
@@ -116,9 +140,11 @@ impl Report {
             failed: 0,
             skipped: 0,
             expected_failures: 0,
+            findings: 0,
             unknown_baseline_entries: Vec::new(),
             duration_ms: elapsed.as_millis(),
             scenarios,
+            recordings: Vec::new(),
         };
         report.count();
         report
@@ -134,6 +160,7 @@ impl Report {
         self.passed = count(ScenarioStatus::Passed);
         self.skipped = count(ScenarioStatus::Skipped);
         self.expected_failures = count(ScenarioStatus::ExpectedFailure);
+        self.findings = count(ScenarioStatus::Info);
         self.failed = self
             .scenarios
             .iter()
@@ -239,6 +266,27 @@ pub fn render_table(report: &Report) -> String {
             }
         }
     }
+    let findings: Vec<&ScenarioResult> = report
+        .scenarios
+        .iter()
+        .filter(|result| result.status == ScenarioStatus::Info)
+        .collect();
+    if !findings.is_empty() {
+        out.push_str(
+            "\nFidelity findings (probes whose answer differs from the emulator's; correct docs/fidelity.md):\n",
+        );
+        for check in findings.iter().flat_map(|result| &result.checks) {
+            if check.status == CheckStatus::Info {
+                let _ = write!(
+                    out,
+                    "  {}: {}\n    {}\n",
+                    check.id,
+                    check.description,
+                    check.error_message.as_deref().unwrap_or("(no message)")
+                );
+            }
+        }
+    }
     let stale: Vec<&ScenarioResult> = report
         .scenarios
         .iter()
@@ -253,10 +301,15 @@ pub fn render_table(report: &Report) -> String {
             let _ = writeln!(out, "  {id}: no such scenario");
         }
     }
+    let findings = match report.findings {
+        0 => String::new(),
+        1 => ", 1 fidelity finding".to_owned(),
+        count => format!(", {count} fidelity findings"),
+    };
     // The count line stands alone so that CI log readers recognise it.
     let _ = write!(
         out,
-        "\nWall time {:.1}s, {} expected failures\n{} passed, {} failed, {} skipped\n",
+        "\nWall time {:.1}s, {} expected failures{findings}\n{} passed, {} failed, {} skipped\n",
         report.duration_ms as f64 / 1000.0,
         report.expected_failures,
         report.passed,
@@ -342,16 +395,17 @@ pub fn render_html(report: &Report) -> String {
          <title>testbed conformance report</title>\n<style>\n\
          body{font-family:system-ui,sans-serif;margin:2rem;color:#1b1b1b}\n\
          table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}\n\
-         .PASS{color:#1a7f37}.FAIL,.STALE{color:#cf222e;font-weight:bold}.SKIP,.XFAIL{color:#9a6700}\n\
+         .PASS{color:#1a7f37}.FAIL,.STALE{color:#cf222e;font-weight:bold}.SKIP,.XFAIL{color:#9a6700}.INFO{color:#0969da}\n\
          details{margin:.2rem 0}code{font-size:.9em}\n</style>\n</head>\n<body>\n",
     );
     let _ = writeln!(
         out,
-        "<h1>testbed conformance report</h1>\n<p>{} passed, {} failed, {} skipped, {} expected failures, in {:.1}s.</p>",
+        "<h1>testbed conformance report</h1>\n<p>{} passed, {} failed, {} skipped, {} expected failures, {} fidelity findings, in {:.1}s.</p>",
         report.passed,
         report.failed,
         report.skipped,
         report.expected_failures,
+        report.findings,
         report.duration_ms as f64 / 1000.0
     );
     out.push_str("<table>\n<thead><tr><th>Status</th><th>Scenario</th><th>Checks</th></tr></thead>\n<tbody>\n");
@@ -490,6 +544,34 @@ mod tests {
         assert!(!report.succeeded());
         assert_eq!(report.unknown_baseline_entries, ["renamed"]);
         assert!(render_table(&report).contains("  renamed: no such scenario\n"));
+    }
+
+    #[test]
+    fn a_failed_probe_is_a_finding_that_never_fails_the_run() {
+        let mut probe = result("consent-is-remembered", CheckStatus::Failure);
+        probe.report_failures_as_findings();
+        let mut passing = result("good", CheckStatus::Success);
+        passing.report_failures_as_findings();
+        assert_eq!(passing.status, ScenarioStatus::Passed);
+        let report = Report::new(vec![passing, probe], Duration::from_millis(1500));
+        assert!(report.succeeded());
+        assert_eq!((report.passed, report.failed, report.findings), (1, 0, 1));
+        assert_eq!(report.scenarios[1].status, ScenarioStatus::Info);
+        assert_eq!(report.scenarios[1].checks[0].status, CheckStatus::Info);
+        let table = render_table(&report);
+        assert!(table.contains("INFO   consent-is-remembered"), "{table}");
+        assert!(
+            table.contains(
+                "Fidelity findings (probes whose answer differs from the emulator's; correct docs/fidelity.md):\n  consent-is-remembered/flow-completes: The flow completes\n    boom <&>\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("\nWall time 1.5s, 0 expected failures, 1 fidelity finding\n1 passed, 0 failed, 0 skipped\n"),
+            "{table}"
+        );
+        let xml = render_junit(&report);
+        assert!(!xml.contains("<failure"), "{xml}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use url::Url;
 
-use crate::exec::StepRunner;
+use crate::exec::{ErrorPageMatch, StepRunner};
+use crate::record::ScenarioRecorder;
 use crate::report::{Report, ScenarioResult, ScenarioStatus};
 use crate::scenario::{
     AppMistake, Consent, ConsentDecision, Expectation, Grant, Outcome, Scenario, Target,
@@ -56,7 +57,8 @@ pub struct RunOptions {
     /// configuration, whose login endpoint and Server URL say where Your App and the MCP server
     /// listen).
     pub fixtures: Fixtures,
-    /// Only scenarios whose id contains this run.
+    /// Only scenarios whose id contains this run; commas separate alternatives
+    /// (`expired-code,dynamic-registration`: ids containing either).
     pub filter: Option<String>,
     /// How many scenarios run at once.
     pub concurrency: usize,
@@ -69,6 +71,12 @@ pub struct RunOptions {
     /// Your App keeps signing its persona in on a plain GET (step scenarios rely on it), so there
     /// the browser follows the redirects and clicks consent.
     pub browser: bool,
+    /// Keep each scenario's exchanges, normalized, in [`Report::recordings`] (`--record`).
+    pub record: bool,
+    /// On the `scalekit` target, run the probe scenarios (`probe = true`) too, and report a
+    /// failure of one as a fidelity finding (INFO) rather than a failure (`--probe`). Without it
+    /// they are skipped there; on the emulator's targets they are ordinary scenarios.
+    pub probe: bool,
 }
 
 /// How long the browser may take from the authorization URL to the redirect URI.
@@ -96,15 +104,18 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
     let selected: Vec<Scenario> = scenarios
         .into_iter()
         .filter(|scenario| {
-            options
-                .filter
-                .as_ref()
-                .is_none_or(|filter| scenario.id.contains(filter.as_str()))
+            options.filter.as_ref().is_none_or(|filter| {
+                filter
+                    .split(',')
+                    .any(|part| scenario.id.contains(part.trim()))
+            })
         })
         .collect();
     let total = selected.len();
     let progress = Progress::new();
     let mut results = Vec::with_capacity(total);
+    let mut recordings = Vec::new();
+    let recorded_at = crate::record::today();
     // Chromium only when a flow scenario will use it; if it cannot start, those scenarios fail
     // and the step scenarios still run.
     let mut selected = selected;
@@ -164,15 +175,28 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
                 let target = options.target.clone();
                 let shared = shared.clone();
                 let browser = browser.clone();
+                let run = ScenarioRun {
+                    record: options.record,
+                    probe: options.probe,
+                };
                 running.spawn(async move {
-                    run_scenario(scenario, fixtures, target, shared, browser).await
+                    run_scenario(scenario, fixtures, target, shared, browser, run).await
                 });
             }
             let Some(joined) = running.join_next().await else {
                 break;
             };
             let result = match joined {
-                Ok(result) => result,
+                Ok((result, recorder)) => {
+                    if let Some(recorder) = recorder {
+                        recordings.push(recorder.finish(
+                            &result.id,
+                            options.target.kind(),
+                            &recorded_at,
+                        ));
+                    }
+                    result
+                }
                 Err(join_error) => ScenarioResult::crashed(join_error.to_string()),
             };
             progress.finished(&result, results.len() + 1, total);
@@ -180,7 +204,19 @@ pub async fn run(scenarios: Vec<Scenario>, options: &RunOptions) -> Report {
         }
     }
     results.sort_by(|left, right| left.id.cmp(&right.id));
-    Report::new(results, started.elapsed())
+    recordings.sort_by(|left, right| left.scenario.cmp(&right.scenario));
+    let mut report = Report::new(results, started.elapsed());
+    report.recordings = recordings;
+    report
+}
+
+/// What a run asks of each scenario besides its checks.
+#[derive(Debug, Clone, Copy)]
+struct ScenarioRun {
+    /// Record its exchanges.
+    record: bool,
+    /// `--probe`: run a probe on the `scalekit` target, a failure being a finding.
+    probe: bool,
 }
 
 /// Every scenario failed by one check that could not hold for any of them, sorted by id.
@@ -201,16 +237,20 @@ fn failed_all(
     results
 }
 
+/// Runs one scenario; with `run.record`, its recording too (none when it was skipped).
 async fn run_scenario(
     scenario: Scenario,
     fixtures: Fixtures,
     target: RunTarget,
     shared: Option<Arc<Stack>>,
     browser: Option<Browser>,
-) -> ScenarioResult {
+    run: ScenarioRun,
+) -> (ScenarioResult, Option<ScenarioRecorder>) {
     let started = Instant::now();
     let mut checks = Checks::new(&scenario);
-    if let Some(reason) = skip_reason(&scenario, &target, &fixtures, browser.is_some()) {
+    let skip = skip_reason(&scenario, &target, &fixtures, browser.is_some())
+        .or_else(|| probe_skip_reason(&scenario, &target, run.probe));
+    if let Some(reason) = skip {
         checks.push(
             "target",
             "The scenario runs on this target",
@@ -218,14 +258,30 @@ async fn run_scenario(
             None,
             Some(reason),
         );
-        return checks.finish(&scenario, started.elapsed());
+        return (checks.finish(&scenario, started.elapsed()), None);
     }
     let browser = browser.as_ref();
+    let mut recorder = run.record.then(ScenarioRecorder::new);
+    let recording = recorder.as_mut();
     match shared {
-        Some(stack) => run_on(&scenario, &stack, &mut checks, browser).await,
-        None => run_embedded(&scenario, fixtures, &mut checks, browser).await,
+        Some(stack) => run_on(&scenario, &stack, &target, &mut checks, browser, recording).await,
+        None => run_embedded(&scenario, fixtures, &mut checks, browser, recording).await,
     }
-    checks.finish(&scenario, started.elapsed())
+    let mut result = checks.finish(&scenario, started.elapsed());
+    if scenario.probe && matches!(target, RunTarget::Scalekit(_)) {
+        result.report_failures_as_findings();
+    }
+    (result, recorder)
+}
+
+/// Why a probe does not run: on the `scalekit` target it runs only with `--probe`, so that a
+/// behaviour the emulator decided or inferred never fails somebody's run against their
+/// environment unasked.
+fn probe_skip_reason(scenario: &Scenario, target: &RunTarget, probe: bool) -> Option<String> {
+    (scenario.probe && !probe && matches!(target, RunTarget::Scalekit(_))).then(|| {
+        "a probe (it checks a behaviour the emulator decided or inferred): runs on scalekit with --probe, where a failure is a fidelity finding"
+            .to_owned()
+    })
 }
 
 /// Why `scenario` cannot run on `target` (with the browser user agent or without), if it cannot.
@@ -284,6 +340,18 @@ fn skip_reason(
             ));
         }
     }
+    if let Some(wanted) = scenario.stack.intersect_scopes_user_permission {
+        let actual = fixtures
+            .environment
+            .resources
+            .first()
+            .map(|resource| resource.intersect_scopes_user_permission);
+        if actual != Some(wanted) {
+            return Some(format!(
+                "needs the resource's intersect_scopes_user_permission to be {wanted}; the target's is {actual:?} and cannot be changed from here"
+            ));
+        }
+    }
     if scenario.expect.is_some()
         && let Some(persona) = &scenario.stack.persona
         && persona != REMOTE_PERSONA
@@ -304,16 +372,24 @@ fn skip_reason(
     None
 }
 
-/// Runs a scenario against a stack that is already up (remote targets).
+/// Runs a scenario against a stack that is already up (remote targets). On a real Scalekit
+/// environment, whose hosted error page's path is unknown, `redirect = "error-page"` accepts any
+/// page on the environment's host whose query names an error.
 async fn run_on(
     scenario: &Scenario,
     stack: &Stack,
+    target: &RunTarget,
     checks: &mut Checks,
     browser: Option<&Browser>,
+    recorder: Option<&mut ScenarioRecorder>,
 ) {
+    let error_page = match target {
+        RunTarget::Scalekit(_) => ErrorPageMatch::AnyOnTheEnvironmentsHost,
+        RunTarget::Embedded | RunTarget::Url(_) => ErrorPageMatch::Emulator,
+    };
     match &scenario.expect {
-        Some(expect) => run_flow(scenario, expect, stack, checks, browser).await,
-        None => run_steps(scenario, stack, checks).await,
+        Some(expect) => run_flow(scenario, expect, stack, checks, browser, recorder).await,
+        None => run_steps(scenario, stack, error_page, checks, recorder).await,
     }
 }
 
@@ -331,6 +407,7 @@ async fn run_embedded(
     fixtures: Fixtures,
     checks: &mut Checks,
     browser: Option<&Browser>,
+    recorder: Option<&mut ScenarioRecorder>,
 ) {
     // A browser signs the persona in through Your App's form; the HTTP user agent needs Your
     // App to sign it in on a plain GET.
@@ -338,6 +415,12 @@ async fn run_embedded(
         (Some(_), Some(_)) => None,
         _ => scenario.stack.persona.as_deref(),
     };
+    let mut fixtures = fixtures;
+    if let Some(intersect) = scenario.stack.intersect_scopes_user_permission
+        && let Some(resource) = fixtures.environment.resources.first_mut()
+    {
+        resource.intersect_scopes_user_permission = intersect;
+    }
     let mut config = StackConfig::ephemeral(fixtures, auto_login);
     config.signing_key_pem = shared_signing_key();
     config.consent = scenario.stack.consent.map(|consent| match consent {
@@ -372,13 +455,20 @@ async fn run_embedded(
         }
     };
     match &scenario.expect {
-        Some(expect) => run_flow(scenario, expect, &stack, checks, browser).await,
-        None => run_steps(scenario, &stack, checks).await,
+        Some(expect) => run_flow(scenario, expect, &stack, checks, browser, recorder).await,
+        None => run_steps(scenario, &stack, ErrorPageMatch::Emulator, checks, recorder).await,
     }
 }
 
-/// A step scenario: each step is one check; the first failing step ends the scenario.
-async fn run_steps(scenario: &Scenario, stack: &Stack, checks: &mut Checks) {
+/// A step scenario: each step is one check; the first failing step ends the scenario. With a
+/// recorder, each step that ran is recorded, the failing one included.
+async fn run_steps(
+    scenario: &Scenario,
+    stack: &Stack,
+    error_page: ErrorPageMatch,
+    checks: &mut Checks,
+    mut recorder: Option<&mut ScenarioRecorder>,
+) {
     let persona_name = scenario.stack.persona.as_deref().unwrap_or(DEFAULT_PERSONA);
     let Some(persona) = stack.fixtures.persona(persona_name) else {
         checks.fail(
@@ -400,7 +490,7 @@ async fn run_steps(scenario: &Scenario, stack: &Stack, checks: &mut Checks) {
         }
     };
     let mut runner = match StepRunner::new(stack, claims) {
-        Ok(runner) => runner,
+        Ok(runner) => runner.with_error_page(error_page),
         Err(message) => {
             checks.fail("steps", "The step runner starts", message);
             return;
@@ -419,6 +509,10 @@ async fn run_steps(scenario: &Scenario, stack: &Stack, checks: &mut Checks) {
                 .map(|problems| (answer.status, problems)),
             Err(message) => Err(message),
         };
+        let exchanges = runner.take_exchanges();
+        if let Some(recorder) = recorder.as_deref_mut() {
+            recorder.step(index + 1, step.action.name(), runner.variables(), exchanges);
+        }
         match outcome {
             Ok((status, problems)) if problems.is_empty() => {
                 checks.push(
@@ -482,6 +576,7 @@ async fn run_flow(
     stack: &Stack,
     checks: &mut Checks,
     browser: Option<&Browser>,
+    recorder: Option<&mut ScenarioRecorder>,
 ) {
     let driver_config = DriverConfig {
         mcp_url: stack.mcp_url.clone(),
@@ -531,6 +626,13 @@ async fn run_flow(
             mcp_driver::run_flow_recorded(&driver_config).await
         }
     };
+    if let Some(recorder) = recorder {
+        // The driver's redirect URI is the step runner's, so the stack's variables name it.
+        match crate::exec::stack_variables(stack) {
+            Ok(variables) => recorder.hops(&variables, &hops),
+            Err(message) => checks.fail("record", "The flow's hops are recorded", message),
+        }
+    }
     let path = browser_path(&driver_config, &hops);
     if expect.outcome == Outcome::Failure {
         check_failure(expect, outcome, path, checks);
@@ -656,6 +758,7 @@ fn driver_error_kind(error: &mcp_driver::DriverError) -> &'static str {
         E::NoRegistrationEndpoint => "no-registration-endpoint",
         E::Registration { .. } => "registration",
         E::AuthorizationRedirect { .. } => "authorization-redirect",
+        E::HostedErrorPage { .. } => "hosted-error-page",
         E::AuthorizationError { .. } => "authorization-error",
         E::StateMismatch => "state-mismatch",
         E::MissingIss => "missing-iss",
@@ -729,9 +832,7 @@ async fn check_expectations(
         .filter_map(Value::as_str)
         .collect();
     match resource {
-        Some(resource)
-            if audience_strings == [resource.server_url.as_str(), resource.id.as_str()] =>
-        {
+        Some(resource) if audience_strings == resource.audience() => {
             checks.pass("audience", audience_name, Some(audience));
         }
         _ => checks.fail_with(
@@ -1014,5 +1115,28 @@ mod tests {
                 "browser: {browser}"
             );
         }
+    }
+
+    #[test]
+    fn the_scope_intersection_is_set_on_the_embedded_stack_and_required_of_a_remote_one() {
+        let intersecting = scenario(
+            "\"embedded\", \"url\"",
+            "intersect_scopes_user_permission = true",
+        );
+        let mut fixtures = Fixtures::embedded().unwrap();
+        assert!(!fixtures.environment.resources[0].intersect_scopes_user_permission);
+        assert_eq!(
+            skip_reason(&intersecting, &RunTarget::Embedded, &fixtures, false),
+            None
+        );
+        let remote = RunTarget::Url(Url::parse("http://127.0.0.1:9/").unwrap());
+        assert_eq!(
+            skip_reason(&intersecting, &remote, &fixtures, false).as_deref(),
+            Some(
+                "needs the resource's intersect_scopes_user_permission to be true; the target's is Some(false) and cannot be changed from here"
+            )
+        );
+        fixtures.environment.resources[0].intersect_scopes_user_permission = true;
+        assert_eq!(skip_reason(&intersecting, &remote, &fixtures, false), None);
     }
 }

@@ -18,6 +18,11 @@ pub struct Scenario {
     pub spec: Vec<String>,
     /// Where the scenario can run.
     pub targets: Vec<Target>,
+    /// A probe: it asserts a behaviour `docs/fidelity.md` tags only `decided` or `[I]`. On the
+    /// `scalekit` target it runs only with `--probe`, and there a failure is a fidelity finding
+    /// (INFO), not a failed run. A probe must list `scalekit`.
+    #[serde(default)]
+    pub probe: bool,
     /// How the stack is set up.
     #[serde(default)]
     pub stack: StackSetup,
@@ -67,7 +72,7 @@ impl Scenario {
 }
 
 /// Where a scenario can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// The stack in-process.
@@ -97,6 +102,9 @@ pub struct StackSetup {
     pub persona: Option<String>,
     /// Overrides the resource's consent mode.
     pub consent: Option<Consent>,
+    /// Overrides the first resource's `intersect_scopes_user_permission` (scopes granted only
+    /// with the permissions of the posted roles).
+    pub intersect_scopes_user_permission: Option<bool>,
     /// One deliberate mistake Your App makes when it hands the login back.
     pub app_mistake: Option<AppMistake>,
 }
@@ -251,6 +259,12 @@ pub fn parse_scenario(path: &Path, text: &str) -> Result<Scenario, ScenarioError
     }
     if scenario.targets.is_empty() {
         return Err(invalid("targets must name at least one target".to_owned()));
+    }
+    if scenario.probe && !scenario.targets.contains(&Target::Scalekit) {
+        return Err(invalid(
+            "probe = true needs \"scalekit\" in targets: a probe asks a real environment"
+                .to_owned(),
+        ));
     }
     match (&scenario.expect, scenario.steps.is_empty()) {
         (Some(_), false) => {
@@ -496,6 +510,33 @@ outcome = "success"
             parse_scenario(Path::new("x.toml"), &steps)
                 .unwrap()
                 .uses_the_fixture_agent()
+        );
+    }
+
+    #[test]
+    fn a_probe_is_a_boolean_and_must_list_the_scalekit_target() {
+        let probe = MINIMAL.replace(
+            "targets = [\"embedded\"]",
+            "targets = [\"embedded\", \"scalekit\"]\nprobe = true",
+        );
+        assert!(parse_scenario(Path::new("x.toml"), &probe).unwrap().probe);
+        assert!(!parse_scenario(Path::new("x.toml"), MINIMAL).unwrap().probe);
+        let without_scalekit = MINIMAL.replace(
+            "targets = [\"embedded\"]",
+            "targets = [\"embedded\"]\nprobe = true",
+        );
+        assert_eq!(
+            parse_scenario(Path::new("x.toml"), &without_scalekit)
+                .unwrap_err()
+                .to_string(),
+            "x.toml: probe = true needs \"scalekit\" in targets: a probe asks a real environment"
+        );
+        let not_a_boolean = probe.replace("probe = true", "probe = \"yes\"");
+        assert_eq!(
+            parse_scenario(Path::new("x.toml"), &not_a_boolean)
+                .unwrap_err()
+                .to_string(),
+            "x.toml: line 6, column 9: invalid type: string \"yes\", expected a boolean"
         );
     }
 

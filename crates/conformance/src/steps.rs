@@ -211,6 +211,10 @@ pub enum RedirectTarget {
     LoginEndpoint,
     /// The client's `redirect_uri`.
     Client,
+    /// The environment's hosted error page: `{env}/error` on the emulator (its path is the
+    /// emulator's decision); on a real Scalekit environment, whose page's path is unknown, any
+    /// page on the environment's host whose query carries `error`.
+    ErrorPage,
     /// No redirect at all (not a 3xx, or no `Location`).
     None,
 }
@@ -242,6 +246,17 @@ absent = ["code"]
         assert_eq!(step.expect.redirect, Some(RedirectTarget::Client));
         assert_eq!(step.expect.absent, ["code"]);
         assert_eq!(step.browser, None);
+    }
+
+    #[test]
+    fn a_step_may_expect_the_hosted_error_page() {
+        let step: Step = toml::from_str(
+            "do = \"callback\"\n[expect]\nstatus = 302\nredirect = \"error-page\"\n\
+             query = { error = \"invalid_state\" }\n",
+        )
+        .unwrap();
+        assert_eq!(step.expect.redirect, Some(RedirectTarget::ErrorPage));
+        assert_eq!(step.expect.query["error"], "invalid_state");
     }
 
     #[test]

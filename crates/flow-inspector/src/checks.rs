@@ -636,10 +636,11 @@ mod tests {
 
     #[test]
     fn a_callback_before_the_user_post_names_that_check() {
+        // The redirect to the hosted `invalid_state` page: its error is in its `Location`.
         assert_eq!(
             names(&inferred(
                 Endpoint::PartnerCallback,
-                400,
+                302,
                 Some((
                     "invalid_state",
                     "no user was submitted for this sign-in request"

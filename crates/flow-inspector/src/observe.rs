@@ -281,7 +281,7 @@ pub(crate) fn infer_endpoint(
 
 /// Who sent a request, by who served it and where it went. The emulator cannot see its caller,
 /// so this is what the protocol says: the user agent follows redirects to authorize, the
-/// callback and consent; Your App gets the management token and posts the user; the MCP server
+/// callback and consent, and from the callback to the hosted error page (`/error`); Your App gets the management token and posts the user; the MCP server
 /// fetches the JWKS (the MCP client may too, to verify an ID token); the MCP client does the
 /// rest.
 pub(crate) fn caller(served_by: Actor, endpoint: Endpoint, path: &str) -> Actor {
@@ -293,6 +293,7 @@ pub(crate) fn caller(served_by: Actor, endpoint: Endpoint, path: &str) -> Actor 
             Endpoint::Authorize | Endpoint::PartnerCallback | Endpoint::Consent => Actor::Browser,
             Endpoint::TokenClientCredentials | Endpoint::SubmitUser => Actor::YourApp,
             Endpoint::Other if path == "/keys" => Actor::McpServer,
+            Endpoint::Other if path == "/error" => Actor::Browser,
             _ => Actor::McpClient,
         },
     }

@@ -619,9 +619,61 @@ fn the_hosted_error_page_title_gives_the_error() {
     .status(400)
     .answer(
         "text/html; charset=utf-8",
-        "<title>Sign-in error: invalid_state (no user was submitted for this sign-in request)</title>",
+        "<title>Sign-in error: browser_session_missing (the request carries no sign-in cookie)</title>",
     )
     .record(&inspector);
+    let flow = inspector.flow("lri_8").unwrap();
+    let callback = &flow.hop_list[1].hop;
+    assert_eq!(
+        callback.response.error.as_deref(),
+        Some("browser_session_missing")
+    );
+    assert_eq!(
+        callback.response.error_description.as_deref(),
+        Some("the request carries no sign-in cookie")
+    );
+    assert_eq!(
+        callback
+            .checks
+            .iter()
+            .find(|check| !check.passed)
+            .map(|check| check.check),
+        Some(Check::BrowserMatches)
+    );
+}
+
+/// The partner callback's `invalid_state` is a redirect to the hosted error page: without facts,
+/// its error is read off the `Location`, and the page the browser then loads joins the flow as
+/// the browser's hop.
+#[test]
+fn a_redirect_to_the_hosted_error_page_gives_the_error_and_the_page_joins_the_flow() {
+    let inspector = Inspector::new();
+    Call::new(
+        Actor::Emulator,
+        1,
+        0,
+        Method::GET,
+        "/oauth/authorize?client_id=c1",
+    )
+    .redirect(&format!("{APP}/login?login_request_id=lri_8&state=s8"))
+    .record(&inspector);
+    let error_page = "/error?error=invalid_state&error_description=no+user+was+submitted+for+this+sign-in+request";
+    Call::new(
+        Actor::Emulator,
+        2,
+        1,
+        Method::GET,
+        "/sso/v1/connections/conn_1/partner:callback?state=s8",
+    )
+    .redirect(&format!("{ENV}{error_page}"))
+    .record(&inspector);
+    Call::new(Actor::Emulator, 3, 2, Method::GET, error_page)
+        .status(400)
+        .answer(
+            "text/html; charset=utf-8",
+            "<title>Sign-in error: invalid_state (no user was submitted for this sign-in request)</title>",
+        )
+        .record(&inspector);
     let flow = inspector.flow("lri_8").unwrap();
     let callback = &flow.hop_list[1].hop;
     assert_eq!(callback.response.error.as_deref(), Some("invalid_state"));
@@ -636,6 +688,10 @@ fn the_hosted_error_page_title_gives_the_error() {
             .map(|check| (check.name(), check.passed)),
         Some(("user posted before the callback", false))
     );
+    let page = &flow.hop_list[2].hop;
+    assert_eq!(page.from, Actor::Browser);
+    assert_eq!(page.response.error.as_deref(), Some("invalid_state"));
+    assert!(page.checks.is_empty(), "{:?}", page.checks);
 }
 
 #[test]
@@ -916,7 +972,7 @@ fn without_facts_the_failed_check_is_still_inferred_from_the_answer() {
 }
 
 #[test]
-fn an_error_summary_gives_the_hosted_error_pages_error_whatever_its_title() {
+fn an_error_summary_gives_the_error_whatever_the_redirect_to_the_error_page_says() {
     let inspector = Inspector::new();
     Call::new(
         Actor::Emulator,
@@ -934,11 +990,9 @@ fn an_error_summary_gives_the_hosted_error_pages_error_whatever_its_title() {
         Method::GET,
         "/sso/v1/connections/conn_1/partner:callback?state=s8",
     )
-    .status(400)
-    .answer(
-        "text/html; charset=utf-8",
-        "<title>Sign-in error: something (else entirely)</title>",
-    )
+    .redirect(&format!(
+        "{ENV}/error?error=invalid_state&error_description=no+user+was+submitted"
+    ))
     .error_summary(
         "invalid_state",
         "no user was submitted for this sign-in request (yet)",
@@ -955,10 +1009,14 @@ fn an_error_summary_gives_the_hosted_error_pages_error_whatever_its_title() {
         callback.response.error_description.as_deref(),
         Some("no user was submitted for this sign-in request (yet)")
     );
-    assert_eq!(
-        callback.response.title.as_deref(),
-        Some("Sign-in error: something (else entirely)"),
-        "the title is still shown, as the page's"
+    assert!(
+        callback
+            .response
+            .location
+            .as_deref()
+            .is_some_and(|location| location.contains("/error?error=invalid_state")),
+        "the redirect is still shown: {:?}",
+        callback.response.location
     );
     assert_eq!(
         callback

@@ -633,6 +633,8 @@ struct Journey<'a> {
     agent: &'a BrowserAgent,
     client: Client,
     redirect_uri: &'a Url,
+    /// Where the sign-in started: the authorization server's pages are on its host.
+    authorize_url: &'a Url,
     hops: &'a HopLog,
     progress: Progress,
     /// Documents seen, for screenshot numbers.
@@ -662,6 +664,7 @@ pub(crate) async fn authorize_in_browser(
         agent,
         client: client.clone(),
         redirect_uri,
+        authorize_url: &authorize_url,
         hops,
         progress: Progress::default(),
         pages: 0,
@@ -962,9 +965,12 @@ impl Journey<'_> {
             form.and_then(|(action, method)| Some((Url::parse(&action).ok()?, method)));
     }
 
-    /// The error for a page the flow cannot go on from: what, where, the status and the page's
-    /// visible text.
+    /// The error for a page the flow cannot go on from: the hosted error page if its URL names
+    /// an error; else what, where, the status and the page's visible text.
     async fn stopped(&self, why: &str, url: &Url, status: u16) -> DriverError {
+        if let Some(error) = DriverError::hosted_error_page(url, status, self.authorize_url) {
+            return error;
+        }
         let text = match self.client.source().await {
             Ok(source) => excerpt(source.as_bytes()),
             Err(error) => format!("(the page source could not be read: {error})"),

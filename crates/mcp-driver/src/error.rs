@@ -66,6 +66,24 @@ pub enum DriverError {
         /// Status, URL and a body excerpt of the page where it stopped.
         reason: String,
     },
+    /// The sign-in ended on the authorization server's hosted error page, a page whose URL names
+    /// the error (`?error=invalid_state&error_description=…`): Scalekit's `invalid_state` page,
+    /// the emulator's `/error`. The person can only restart sign-in from the MCP client.
+    #[error(
+        "the sign-in ended on the hosted error page {error}: {} ({} at {url})",
+        error_description.as_deref().unwrap_or("(no description)"),
+        crate::browser::describe_status(*status)
+    )]
+    HostedErrorPage {
+        /// The page's `error` (`invalid_state`).
+        error: String,
+        /// The page's `error_description`, if any.
+        error_description: Option<String>,
+        /// The page's HTTP status; 0 when the browser could not tell.
+        status: u16,
+        /// The page's address, redacted.
+        url: String,
+    },
     /// The redirect URI came back with `error=` (RFC 6749 §4.1.2.1).
     #[error("authorization error {error}: {}", error_description.as_deref().unwrap_or("(no description)"))]
     AuthorizationError {
@@ -124,7 +142,7 @@ pub enum DriverError {
         value: String,
     },
     /// The browser user agent could not be started or driven (not a page it landed on: those
-    /// are [`DriverError::AuthorizationRedirect`]).
+    /// are [`DriverError::AuthorizationRedirect`] and [`DriverError::HostedErrorPage`]).
     #[error(transparent)]
     Browser(#[from] crate::browser::BrowserError),
     /// `refresh` was called for a flow that returned no refresh token.
@@ -132,8 +150,76 @@ pub enum DriverError {
     NoRefreshToken,
 }
 
+impl DriverError {
+    /// The error for a page the sign-in stopped on (not the redirect URI) whose URL names an
+    /// error and that the authorization server serves (the host and port of `authorize_url`):
+    /// the hosted error page; `None` for any other page (Your App's login page showing its own
+    /// `?error=`, say), which the caller reports as [`DriverError::AuthorizationRedirect`]. A
+    /// URL, not the page's markup: Scalekit's docs promise `error=invalid_state` in its page's
+    /// URL and nothing about the page.
+    pub(crate) fn hosted_error_page(
+        url: &Url,
+        status: u16,
+        authorize_url: &Url,
+    ) -> Option<DriverError> {
+        if url.host_str() != authorize_url.host_str()
+            || url.port_or_known_default() != authorize_url.port_or_known_default()
+        {
+            return None;
+        }
+        let value = |name: &str| {
+            url.query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        let error = value("error").filter(|error| !error.is_empty())?;
+        Some(DriverError::HostedErrorPage {
+            error,
+            error_description: value("error_description"),
+            status,
+            url: crate::redact_url(url),
+        })
+    }
+}
+
 impl From<reqwest::Error> for DriverError {
     fn from(error: reqwest::Error) -> Self {
         Self::Http(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_page_of_the_authorization_server_that_names_an_error_is_the_hosted_error_page() {
+        let authorize = Url::parse("http://127.0.0.1:8400/oauth/authorize?client_id=c").unwrap();
+        let page = Url::parse(
+            "http://127.0.0.1:8400/error?error=invalid_state&error_description=the+sign-in+request+expired",
+        )
+        .unwrap();
+        match DriverError::hosted_error_page(&page, 400, &authorize) {
+            Some(DriverError::HostedErrorPage {
+                error,
+                error_description,
+                status,
+                ..
+            }) => {
+                assert_eq!(error, "invalid_state");
+                assert_eq!(
+                    error_description.as_deref(),
+                    Some("the sign-in request expired")
+                );
+                assert_eq!(status, 400);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Your App's login page showing its own error, on another port: not the hosted page.
+        let login = Url::parse("http://127.0.0.1:8401/login?error=wrong_password").unwrap();
+        assert!(DriverError::hosted_error_page(&login, 200, &authorize).is_none());
+        // The authorization server's page without an error.
+        let consent = Url::parse("http://127.0.0.1:8400/oauth/consent").unwrap();
+        assert!(DriverError::hosted_error_page(&consent, 200, &authorize).is_none());
     }
 }

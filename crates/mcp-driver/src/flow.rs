@@ -827,7 +827,9 @@ impl<'a> Driver<'a> {
 
     /// Step 6: the user agent. GETs the authorize URL and every `Location` with the cookie jar
     /// until a `Location` points at the redirect URI, which is returned without being fetched;
-    /// with [`UserAgent::Browser`], Chromium goes there instead (see [`crate::browser`]).
+    /// with [`UserAgent::Browser`], Chromium goes there instead (see [`crate::browser`]). A page
+    /// that is no redirect ends the chain: the hosted error page if its URL names an error
+    /// ([`DriverError::HostedErrorPage`]), else [`DriverError::AuthorizationRedirect`].
     async fn follow_redirects(&self, authorize_url: Url) -> Result<Url, DriverError> {
         if let UserAgent::Browser(agent) = &self.config.user_agent {
             return browser::authorize_in_browser(
@@ -838,13 +840,20 @@ impl<'a> Driver<'a> {
             )
             .await;
         }
-        let mut current = authorize_url;
+        let mut current = authorize_url.clone();
         for _ in 0..MAX_REDIRECTS {
             let request = self.browser.get(current.clone()).build()?;
             let response = self
                 .exchange(&self.browser, Phase::Authorization, request)
                 .await?;
             if !response.status.is_redirection() {
+                if let Some(error) = DriverError::hosted_error_page(
+                    &response.url,
+                    response.status.as_u16(),
+                    &authorize_url,
+                ) {
+                    return Err(error);
+                }
                 return Err(DriverError::AuthorizationRedirect {
                     reason: format!(
                         "{} at {} instead of a redirect: {}",

@@ -301,9 +301,14 @@ pub enum Challenge {
     InsufficientScope,
 }
 
+/// The realm every challenge names first, as Scalekit's MCP quickstart and its demo middleware
+/// send it (`Bearer realm="OAuth", resource_metadata="…"`); RFC 6750 §3 makes it optional.
+const REALM: &str = "realm=\"OAuth\"";
+
 impl Challenge {
-    /// The `WWW-Authenticate` value, in the parameter order the MCP spec's examples use.
-    /// `resource_metadata` is `None` only under [`Mistake::ChallengeWithoutResourceMetadata`].
+    /// The `WWW-Authenticate` value: `realm="OAuth"` first, as Scalekit's docs show it, then the
+    /// parameters in the order the MCP spec's examples use. `resource_metadata` is `None` only
+    /// under [`Mistake::ChallengeWithoutResourceMetadata`].
     pub fn header_value(
         &self,
         resource_metadata: Option<&str>,
@@ -335,11 +340,10 @@ impl Challenge {
             .flatten()
             .collect(),
         };
-        if parameters.is_empty() {
-            "Bearer".to_owned()
-        } else {
-            format!("Bearer {}", parameters.join(", "))
-        }
+        let parameters: Vec<String> = std::iter::once(REALM.to_owned())
+            .chain(parameters)
+            .collect();
+        format!("Bearer {}", parameters.join(", "))
     }
 
     /// The response: status, `WWW-Authenticate` and (except for a missing token) an OAuth error
@@ -352,8 +356,9 @@ impl Challenge {
         required_scopes: &[String],
     ) -> Response {
         let header = self.header_value(resource_metadata, required_scopes);
-        let header = HeaderValue::from_str(&header)
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        let header = HeaderValue::from_str(&header).unwrap_or_else(|_| {
+            HeaderValue::from_static("Bearer realm=\"OAuth\", error=\"invalid_token\"")
+        });
         let (status, code, description, failed) = match self {
             Challenge::NoToken => {
                 let response = (StatusCode::UNAUTHORIZED, [(WWW_AUTHENTICATE, header)]);
@@ -454,15 +459,18 @@ mod tests {
         let scopes = vec!["mcp:read".to_owned()];
         assert_eq!(
             Challenge::NoToken.header_value(None, &scopes),
-            "Bearer scope=\"mcp:read\""
+            "Bearer realm=\"OAuth\", scope=\"mcp:read\""
         );
-        assert_eq!(Challenge::NoToken.header_value(None, &[]), "Bearer");
+        assert_eq!(
+            Challenge::NoToken.header_value(None, &[]),
+            "Bearer realm=\"OAuth\""
+        );
         assert_eq!(
             Challenge::InvalidToken {
                 description: "bad".to_owned()
             }
             .header_value(None, &[]),
-            "Bearer error=\"invalid_token\", error_description=\"bad\""
+            "Bearer realm=\"OAuth\", error=\"invalid_token\", error_description=\"bad\""
         );
     }
 
@@ -472,7 +480,8 @@ mod tests {
         let prm = "http://h/.well-known/oauth-protected-resource/mcp";
         assert_eq!(
             Challenge::NoToken.header_value(Some(prm), &scopes),
-            "Bearer resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\", \
+            "Bearer realm=\"OAuth\", \
+             resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\", \
              scope=\"mcp:read mcp:write\""
         );
         assert_eq!(
@@ -480,12 +489,13 @@ mod tests {
                 description: "bad \"x\"\n".to_owned()
             }
             .header_value(Some(prm), &[]),
-            "Bearer resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\", \
+            "Bearer realm=\"OAuth\", \
+             resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\", \
              error=\"invalid_token\", error_description=\"bad 'x' \""
         );
         assert_eq!(
             Challenge::InsufficientScope.header_value(Some(prm), &scopes),
-            "Bearer error=\"insufficient_scope\", scope=\"mcp:read mcp:write\", \
+            "Bearer realm=\"OAuth\", error=\"insufficient_scope\", scope=\"mcp:read mcp:write\", \
              resource_metadata=\"http://h/.well-known/oauth-protected-resource/mcp\""
         );
     }

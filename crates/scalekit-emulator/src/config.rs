@@ -11,6 +11,8 @@ use scalekit_wire::{Secret, prefix};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::types::is_protocol_scope;
+
 /// The whole environment: one API client, BYOA connections, MCP server resources and
 /// pre-registered clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +28,12 @@ pub struct Config {
     /// BYOA connections.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
+    /// The environment's roles and the permissions each grants (the dashboard's Roles &
+    /// Permissions). A BYOA user holds the permissions of the roles "Your App" posts; a resource
+    /// with `intersect_scopes_user_permission` grants only the scopes the user holds a permission
+    /// of the same name for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleConfig>,
     /// MCP server resources.
     #[serde(default)]
     pub resources: Vec<ResourceConfig>,
@@ -106,6 +114,18 @@ pub struct ApiClientConfig {
     pub token_lifetime_secs: u64,
 }
 
+/// A role of the environment and the permissions it grants. A permission grants the resource
+/// scope of the same name; one that names no scope grants none (permissions exist without scopes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// The role's name, as "Your App" posts it in the user's `roles`.
+    pub name: String,
+    /// The permissions the role grants.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
 /// A BYOA connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,12 +154,21 @@ pub struct ResourceConfig {
     pub id: String,
     /// Shown on the consent page.
     pub name: String,
-    /// The "Server URL": exactly what the MCP server publishes as `resource`.
-    pub server_url: Url,
+    /// The "Server URL": exactly what the MCP server publishes as `resource`. Optional, as in
+    /// Scalekit's dashboard: without one, access tokens carry `aud = [res_…]` only and clients
+    /// name the resource by its `res_…` id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_url: Option<Url>,
     /// The `conn_…` users of this resource sign in through.
     pub connection: String,
     /// The scopes clients may ask for.
     pub scopes: Vec<String>,
+    /// Scalekit's `intersect_scopes_user_permission` (default off, as the proto's bool): a user
+    /// is granted a requested scope only if one of the roles "Your App" posted grants the
+    /// permission of the same name; OpenID and OAuth scopes (`openid`, `profile`, `email`,
+    /// `offline_access`) are not permissions and are never removed. The narrowing is silent.
+    #[serde(default)]
+    pub intersect_scopes_user_permission: bool,
     /// Consent page or not.
     pub consent: ConsentMode,
     /// Access tokens carry `iss = {env}/resources/{res}` instead of the environment URL.
@@ -173,6 +202,38 @@ pub struct ResourceConfig {
     /// consent page.
     #[serde(default)]
     pub cross_app_access: bool,
+}
+
+impl ResourceConfig {
+    /// The `aud` of its access tokens (Decisions §4): `[Server URL, res_…]`, URL first, or only
+    /// `[res_…]` when it has no Server URL.
+    pub fn audience(&self) -> Vec<String> {
+        self.server_url
+            .iter()
+            .map(|url| url.as_str().to_owned())
+            .chain([self.id.clone()])
+            .collect()
+    }
+
+    /// Whether `value` is its Server URL (Decisions §2); never when it has none.
+    pub fn has_server_url(&self, value: &str) -> bool {
+        is_server_url(self.server_url.as_ref(), value)
+    }
+
+    /// What a client sends as `resource` (RFC 8707) for it: its Server URL, else its `res_…`
+    /// id.
+    pub fn resource_indicator(&self) -> &str {
+        self.server_url.as_ref().map_or(&self.id, Url::as_str)
+    }
+}
+
+/// Whether `value` names `server_url`: byte for byte, or as the same URL once parsed (so that
+/// `http://host:80/mcp` names `http://host/mcp`). A resource without a Server URL is named by its
+/// `res_…` id only.
+pub fn is_server_url(server_url: Option<&Url>, value: &str) -> bool {
+    server_url.is_some_and(|server_url| {
+        server_url.as_str() == value || Url::parse(value).is_ok_and(|url| &url == server_url)
+    })
 }
 
 /// The longest an ID-JAG may live to be accepted (docs/fidelity.md, Decisions): it bounds how
@@ -366,6 +427,19 @@ impl Config {
         for connection in &self.connections {
             check_prefix("connections.id", &connection.id, prefix::CONNECTION)?;
         }
+        // A role is looked up by the name "Your App" posts, so two of one name would be
+        // ambiguous; a permission may name no scope of any resource (permissions exist without
+        // scopes), and a posted role that is not declared simply grants nothing.
+        let mut role_names: Vec<&str> = Vec::new();
+        for role in &self.roles {
+            if role.name.is_empty() {
+                return Err("roles.name must not be empty".to_owned());
+            }
+            if role_names.contains(&role.name.as_str()) {
+                return Err(format!("role {} is declared twice", role.name));
+            }
+            role_names.push(&role.name);
+        }
         for resource in &self.resources {
             check_prefix("resources.id", &resource.id, prefix::RESOURCE)?;
             if !self
@@ -381,7 +455,7 @@ impl Config {
             for scope in &resource.scopes {
                 if !is_valid_scope_name(scope) {
                     return Err(format!(
-                        "resource {} has scope {scope:?}, which does not match ^[a-zA-Z0-9:_]{{1,64}}$",
+                        "resource {} has scope {scope:?}, which does not match ^[a-zA-Z0-9:]{{1,64}}$ (Scalekit's scope names) and is not an OpenID or OAuth scope",
                         resource.id
                     ));
                 }
@@ -542,17 +616,21 @@ fn check_prefix(field: &str, value: &str, expected: &str) -> Result<(), String> 
     }
 }
 
-/// Scalekit's scope grammar (DESC `Scope.name`, plus `_` for names like `offline_access`).
+/// Scalekit's scope grammar, `^[a-zA-Z0-9:]{1,64}$` (DESC `Scope.name`), or one of the OpenID and
+/// OAuth scopes, which are not Scalekit scopes and keep their standard names: of those only
+/// `offline_access` (its `_`) breaks the grammar.
 pub(crate) fn is_valid_scope_name(scope: &str) -> bool {
-    (1..=64).contains(&scope.len())
+    let scalekit = (1..=64).contains(&scope.len())
         && scope
             .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b':' || byte == b'_')
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b':');
+    scalekit || is_protocol_scope(scope)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::PROTOCOL_SCOPES;
 
     const FIXTURE: &str = include_str!("../../../fixtures/environment.toml");
 
@@ -562,8 +640,8 @@ mod tests {
         assert_eq!(config.api_client.client_id, "skc_81920374650192837");
         assert_eq!(config.resources[0].consent, ConsentMode::Auto);
         assert_eq!(
-            config.resources[0].server_url.as_str(),
-            "http://127.0.0.1:8402/mcp"
+            config.resources[0].audience(),
+            ["http://127.0.0.1:8402/mcp", "res_81920374650192839"]
         );
         assert!(config.clients.is_empty());
         assert_eq!(config.max_pending_login_requests, 10_000);
@@ -679,10 +757,111 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_scope_name_is_refused() {
-        let text = FIXTURE.replace("\"mcp:write\"", "\"mcp write\"");
-        let error = Config::from_toml_str(&text).unwrap_err();
-        assert!(error.to_string().contains("mcp write"), "{error}");
+    fn a_scope_name_outside_scalekits_grammar_is_refused_naming_the_resource_and_the_scope() {
+        let sixty_four = "a".repeat(64);
+        for good in ["mcp:write", "MCP:Write:2", sixty_four.as_str()] {
+            let text = FIXTURE.replace("\"mcp:write\"", &format!("{good:?}"));
+            assert!(Config::from_toml_str(&text).is_ok(), "{good}");
+        }
+        let sixty_five = "a".repeat(65);
+        for bad in [
+            "mcp write",
+            "mcp_write",
+            "mcp.write",
+            "mcp-write",
+            "",
+            sixty_five.as_str(),
+        ] {
+            let text = FIXTURE.replace("\"mcp:write\"", &format!("{bad:?}"));
+            assert_eq!(
+                Config::from_toml_str(&text).unwrap_err().to_string(),
+                format!(
+                    "configuration: resource res_81920374650192839 has scope {bad:?}, which does not match ^[a-zA-Z0-9:]{{1,64}}$ (Scalekit's scope names) and is not an OpenID or OAuth scope"
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn the_openid_and_oauth_scopes_keep_their_names_and_only_offline_access_needs_the_exception() {
+        for scope in PROTOCOL_SCOPES {
+            assert!(is_valid_scope_name(scope), "{scope}");
+        }
+        let breaking: Vec<&str> = PROTOCOL_SCOPES
+            .into_iter()
+            .filter(|scope| {
+                !scope
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b':')
+            })
+            .collect();
+        assert_eq!(breaking, ["offline_access"]);
+        assert!(!is_valid_scope_name("offline_access2"));
+    }
+
+    #[test]
+    fn an_agents_scope_must_be_one_of_its_resources_so_a_bad_name_cannot_reach_it() {
+        let text = FIXTURE.replace("scopes = [\"mcp:read\"]", "scopes = [\"mcp_read\"]");
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap_err().to_string(),
+            "configuration: agent m2m_81920374650192842 has scope \"mcp_read\", which resource res_81920374650192839 does not offer"
+        );
+    }
+
+    #[test]
+    fn roles_need_distinct_names_and_may_grant_permissions_that_name_no_scope() {
+        let config = Config::from_toml_str(FIXTURE).unwrap();
+        let names: Vec<&str> = config.roles.iter().map(|role| role.name.as_str()).collect();
+        assert_eq!(names, ["member", "admin"]);
+        assert!(!config.resources[0].intersect_scopes_user_permission);
+        let with = |edit: &dyn Fn(&mut Vec<RoleConfig>)| {
+            let mut config = config.clone();
+            edit(&mut config.roles);
+            config.validate()
+        };
+        assert!(
+            with(&|roles| roles[0].permissions.push("billing:view".to_owned())).is_ok(),
+            "a permission that names no scope"
+        );
+        assert!(with(&|roles| roles[0].permissions.clear()).is_ok());
+        assert_eq!(
+            with(&|roles| roles[1].name = "member".to_owned()).unwrap_err(),
+            "role member is declared twice"
+        );
+        assert_eq!(
+            with(&|roles| roles[0].name = String::new()).unwrap_err(),
+            "roles.name must not be empty"
+        );
+        let text = FIXTURE.replace(
+            "intersect_scopes_user_permission = false",
+            "intersect_scopes_user_permission = true",
+        );
+        assert!(
+            Config::from_toml_str(&text).unwrap().resources[0].intersect_scopes_user_permission
+        );
+        let text = FIXTURE.replace("intersect_scopes_user_permission = false", "");
+        assert!(
+            !Config::from_toml_str(&text).unwrap().resources[0].intersect_scopes_user_permission
+        );
+    }
+
+    #[test]
+    fn a_resource_without_a_server_url_is_named_by_its_id_and_its_audience_is_the_id_alone() {
+        let mut config = Config::from_toml_str(FIXTURE).unwrap();
+        let resource = &mut config.resources[0];
+        assert!(resource.has_server_url("http://127.0.0.1:8402/mcp"));
+        assert!(resource.has_server_url("HTTP://127.0.0.1:8402/mcp"));
+        assert!(!resource.has_server_url("res_81920374650192839"));
+        resource.server_url = None;
+        assert_eq!(resource.audience(), ["res_81920374650192839"]);
+        assert_eq!(resource.resource_indicator(), "res_81920374650192839");
+        assert!(!resource.has_server_url("http://127.0.0.1:8402/mcp"));
+        let text = toml::to_string(&config).unwrap();
+        assert!(!text.contains("server_url"), "{text}");
+        assert_eq!(
+            Config::from_toml_str(&text).unwrap().resources[0].server_url,
+            None
+        );
     }
 
     #[test]

@@ -681,9 +681,9 @@ impl TrustedIdps {
             }
         };
         if let Some(resource) = request.resource.as_deref() {
-            let named = resources.iter().find(|candidate| {
-                candidate.server_url.as_str() == resource || candidate.id == resource
-            });
+            let named = resources
+                .iter()
+                .find(|candidate| candidate.has_server_url(resource) || candidate.id == resource);
             let belongs = match (named, audience_resource) {
                 (Some(named), Some(audience_resource)) => named.id == audience_resource.id,
                 (Some(_), None) => true,

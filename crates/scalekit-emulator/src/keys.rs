@@ -1,6 +1,9 @@
 //! The RS256 signing keys, their `kid` (`snk_…`) and the JWKS served at `/keys`: one [`Signer`]
-//! per key, and the [`KeyRing`] that rotates them (Decisions §10).
+//! per key, the [`KeyRing`] that rotates them (Decisions §10), and the key file that keeps the
+//! key of a run without a state directory ([`load_or_create_key_file`]).
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use aws_lc_rs::digest;
@@ -403,6 +406,185 @@ impl KeyRing {
     }
 }
 
+/// Where the run's signing key comes from, which the binaries' start banners name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// The embedding program gave it (`Deps::signing_key_pem`); kept in memory only.
+    Given,
+    /// The state directory's key ring (`DIR/emulator.sqlite3`).
+    StateDirectory(PathBuf),
+    /// The key file, read or made now (`Deps::signing_key_file`).
+    File(PathBuf),
+    /// Made for this run and kept nowhere.
+    Fresh,
+}
+
+impl KeyOrigin {
+    /// The start banner's line about the key signing with `kid`, as both binaries print it
+    /// (their flags are the same: `--state-dir`, `--signing-key`, `--fresh-signing-key`).
+    pub fn banner(&self, kid: &str) -> String {
+        match self {
+            KeyOrigin::Given => format!("signing key {kid} given by the embedding program"),
+            KeyOrigin::StateDirectory(directory) => format!(
+                "signing key {kid} kept in the state directory {} (emulator.sqlite3; the same \
+                 across restarts)",
+                directory.display()
+            ),
+            KeyOrigin::File(path) => format!(
+                "signing key {kid} kept in {} (the same across restarts; --fresh-signing-key for \
+                 a new one each start)",
+                path.display()
+            ),
+            KeyOrigin::Fresh => {
+                format!("signing key {kid} made for this run only (--fresh-signing-key)")
+            }
+        }
+    }
+}
+
+/// Why the key file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// The file exists but could not be read.
+    #[error("cannot read the signing key file {}", path.display())]
+    Read {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds something other than an RSA private key.
+    #[error(
+        "the signing key file {} holds no RSA private key (a PKCS#8 or PKCS#1 PEM); delete it to \
+         make a new key there, or choose another file",
+        path.display()
+    )]
+    NotAKey {
+        /// The key file.
+        path: PathBuf,
+        /// What the PEM parser said.
+        #[source]
+        source: KeyError,
+    },
+    /// A new key could not be written.
+    #[error("cannot write the signing key file {}", path.display())]
+    Write {
+        /// The key file, or the folder that could not be made for it.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A new key could not be made.
+    #[error(transparent)]
+    Generate(#[from] KeyError),
+}
+
+/// The signing key kept in `path`: read when the file exists (it must hold an RSA private key
+/// PEM), else a fresh RSA-2048 key written there whole and owner-only (0600).
+///
+/// The new key goes to a temporary file beside `path` first and is then published under `path`
+/// with a hard link, a rename that never replaces: two emulators started at once never read half
+/// a file, and the one that loses the race reads the winner's key instead of replacing it, so
+/// both sign with the same key. Where the file system has no hard links, a plain rename
+/// publishes it (which does replace: two first starts at once may then end with different keys)
+/// and the file is read back.
+pub fn load_or_create_key_file(path: &Path) -> Result<Signer, KeyFileError> {
+    match std::fs::read(path) {
+        Ok(pem) => return key_of_file(path, &pem),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(KeyFileError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+    let signer = Signer::generate()?;
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|source| KeyFileError::Write {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    let temporary = temporary_sibling(path);
+    let published = match write_owner_only(&temporary, signer.private_key_pem().expose()) {
+        // Not ours (`create_new` failed): never remove it.
+        Err(source) => Err(source),
+        Ok(()) => {
+            let published = match std::fs::hard_link(&temporary, path) {
+                Ok(()) => Ok(true),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(_) => std::fs::rename(&temporary, path).map(|()| false),
+            };
+            let _ = std::fs::remove_file(&temporary);
+            published
+        }
+    };
+    match published {
+        Ok(true) => Ok(signer),
+        // Another emulator published its key first (or the rename may have lost to one).
+        Ok(false) => {
+            let pem = std::fs::read(path).map_err(|source| KeyFileError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            key_of_file(path, &pem)
+        }
+        Err(source) => Err(KeyFileError::Write {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn key_of_file(path: &Path, pem: &[u8]) -> Result<Signer, KeyFileError> {
+    let pem = std::str::from_utf8(pem).map_err(|_| KeyError::Pem);
+    pem.and_then(Signer::from_pem)
+        .map_err(|source| KeyFileError::NotAKey {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// `DIR/.NAME.PID.SEQUENCE.NANOS.tmp`: beside `path` (a link or rename stays on one file
+/// system), and unique to this process (its id), this call (a process-wide sequence: two threads
+/// may read the same clock tick) and moment (a reused process id).
+fn temporary_sibling(path: &Path) -> PathBuf {
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(
+        ".{name}.{}.{sequence}.{nanos}.tmp",
+        std::process::id()
+    ))
+}
+
+/// Writes a new file readable and writable by its owner only, and syncs it to disk.
+fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
 /// The aws-lc key pair of a PKCS#8 ("PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY") PEM; lines
 /// outside the armour (comments) are ignored.
 fn rsa_key_pair(pem: &str) -> Result<RsaKeyPair, KeyError> {
@@ -635,6 +817,29 @@ mod tests {
         let unknown = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
         assert!(ring.key_of(&unknown).is_none());
         assert!(ring.key_of("not a token").is_none());
+    }
+
+    #[test]
+    fn the_banner_says_where_the_key_is_kept() {
+        let kid = "snk_1";
+        assert_eq!(
+            KeyOrigin::File(PathBuf::from(".testbed/signing-key.pem")).banner(kid),
+            "signing key snk_1 kept in .testbed/signing-key.pem (the same across restarts; \
+             --fresh-signing-key for a new one each start)"
+        );
+        assert_eq!(
+            KeyOrigin::StateDirectory(PathBuf::from(".testbed")).banner(kid),
+            "signing key snk_1 kept in the state directory .testbed (emulator.sqlite3; the same \
+             across restarts)"
+        );
+        assert_eq!(
+            KeyOrigin::Fresh.banner(kid),
+            "signing key snk_1 made for this run only (--fresh-signing-key)"
+        );
+        assert_eq!(
+            KeyOrigin::Given.banner(kid),
+            "signing key snk_1 given by the embedding program"
+        );
     }
 
     #[test]

@@ -45,19 +45,26 @@ pub use config::{
 };
 pub use http::router;
 pub use ids::{IdGenerator, RandomIds, SequentialIds};
-pub use keys::{KeyRing, Signer};
+pub use keys::{KeyOrigin, KeyRing, Signer};
 pub use serve::{TlsError, TlsOptions, TlsSetup};
 pub use state::AppState;
 
 /// What the emulator takes from outside: the clock, the id generator, optionally a signing key,
-/// and optionally a state directory to keep state across restarts.
+/// and optionally a state directory or a key file to keep state or the key across restarts.
 ///
-/// Keys: with `signing_key_pem`, the run starts with that key alone, and its key ring (with any
-/// rotation the control API makes) lives in memory only: a state directory's stored ring is
-/// neither read nor written, and the next run without an explicit key finds it as it was.
-/// Without it, the state directory's ring is used (in its order; its first key signs), else a
-/// fresh RSA-2048 key, saved there; rotations and retirements are then saved at once. Without a
-/// rotation the `kid` stays the same across restarts (Decisions §4).
+/// Keys, first match wins:
+/// 1. with `signing_key_pem`, the run starts with that key alone, and its key ring (with any
+///    rotation the control API makes) lives in memory only: a state directory's stored ring is
+///    neither read nor written, and the next run without an explicit key finds it as it was;
+/// 2. with a `state_dir`, its ring is used (in its order; its first key signs), else a fresh
+///    RSA-2048 key, saved there; rotations and retirements are then saved at once;
+/// 3. with a `signing_key_file`, the key it holds, else a fresh key written there (see
+///    [`keys::load_or_create_key_file`]); rotations stay in memory, and the next start signs
+///    with the file's key again;
+/// 4. else a fresh key, in memory only.
+///
+/// So without a rotation the `kid` stays the same across restarts (Decisions §4) under 2 and 3,
+/// which the binaries use by default. [`App::key_origin`] says which applied.
 #[derive(Clone)]
 pub struct Deps {
     /// The clock (default: the system clock plus an offset the control API can advance).
@@ -71,6 +78,10 @@ pub struct Deps {
     /// Where `emulator.sqlite3` keeps the signing keys, DCR clients, users, organizations,
     /// remembered consents, grants and refresh tokens; `None` keeps everything in memory.
     pub state_dir: Option<PathBuf>,
+    /// A PEM file that keeps the signing key when there is no state directory (and no
+    /// `signing_key_pem`): read when it exists, else made. `None` (the default, which tests
+    /// embedding the emulator use) writes nothing.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Default for Deps {
@@ -80,6 +91,7 @@ impl Default for Deps {
             ids: Arc::new(RandomIds),
             signing_key_pem: None,
             state_dir: None,
+            signing_key_file: None,
         }
     }
 }
@@ -91,6 +103,7 @@ impl std::fmt::Debug for Deps {
             .field("now", &self.clock.now())
             .field("signing_key_pem", &self.signing_key_pem)
             .field("state_dir", &self.state_dir)
+            .field("signing_key_file", &self.signing_key_file)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +120,9 @@ pub enum AppError {
     /// The signing key could not be made.
     #[error("signing key")]
     Key(#[from] keys::KeyError),
+    /// The key file could not be read or written, or holds no key.
+    #[error(transparent)]
+    KeyFile(#[from] keys::KeyFileError),
     /// The state directory could not be opened, read or written.
     #[error("state directory")]
     Store(#[from] store::StoreError),
@@ -121,6 +137,7 @@ pub struct App {
     /// Loopback, the environment URL's host and `config.allowed_hosts`: the listener guard's list.
     allowed_hosts: AllowedHosts,
     state: AppState,
+    key_origin: KeyOrigin,
 }
 
 impl App {
@@ -157,10 +174,18 @@ impl App {
             .map(Store::open)
             .transpose()?
             .map(Arc::new);
-        let (keys, key_store) = match (&deps.signing_key_pem, &store) {
-            (Some(pem), _) => (KeyRing::new(Signer::from_pem(pem.expose())?), None),
-            (None, None) => (KeyRing::new(Signer::generate()?), None),
-            (None, Some(store)) => (stored_key_ring(store)?, Some(Arc::clone(store))),
+        // In the order of [`Deps`]'s list.
+        let (keys, key_store, key_origin) = if let Some(pem) = &deps.signing_key_pem {
+            let signer = Signer::from_pem(pem.expose())?;
+            (KeyRing::new(signer), None, KeyOrigin::Given)
+        } else if let (Some(store), Some(state_dir)) = (&store, &deps.state_dir) {
+            let origin = KeyOrigin::StateDirectory(state_dir.clone());
+            (stored_key_ring(store)?, Some(Arc::clone(store)), origin)
+        } else if let Some(path) = &deps.signing_key_file {
+            let signer = keys::load_or_create_key_file(path)?;
+            (KeyRing::new(signer), None, KeyOrigin::File(path.clone()))
+        } else {
+            (KeyRing::new(Signer::generate()?), None, KeyOrigin::Fresh)
         };
         let mut state = AppState::new(config, &base_url, keys, deps.clock, deps.ids);
         // The identity providers' keys are kept where the environment's are: in the state
@@ -192,7 +217,13 @@ impl App {
             base_url,
             allowed_hosts,
             state,
+            key_origin,
         })
+    }
+
+    /// Where the signing key came from (see [`Deps`]), for the start banner.
+    pub fn key_origin(&self) -> &KeyOrigin {
+        &self.key_origin
     }
 
     /// The bound address.

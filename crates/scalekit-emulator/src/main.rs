@@ -1,6 +1,6 @@
 //! `scalekit-emulator --config fixtures/environment.toml [--listen ADDR] [--public-url URL]
-//! [--tls [--tls-dir DIR]] [--state-dir DIR] [--no-control] [--allowed-host HOST]…
-//! [--control-token TOKEN]`.
+//! [--tls [--tls-dir DIR]] [--state-dir DIR | --signing-key PATH | --fresh-signing-key]
+//! [--no-control] [--allowed-host HOST]… [--control-token TOKEN]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,9 +33,26 @@ struct Arguments {
     #[arg(long, default_value = ".testbed/tls")]
     tls_dir: PathBuf,
     /// Keeps the signing keys, registered clients, users, consents, grants and refresh tokens in
-    /// `DIR/emulator.sqlite3` across restarts; without it, everything is in memory.
+    /// `DIR/emulator.sqlite3` across restarts; without it, everything is in memory but the
+    /// signing key (see --signing-key; with --fresh-signing-key that too).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Without --state-dir: the file that keeps the signing key, read at start, or made (an
+    /// RSA-2048 PKCS#8 PEM, owner-only) when missing. The key and its `kid` then stay the same
+    /// across restarts, which MCP servers need: Scalekit's Node and Python SDKs fetch /keys once
+    /// per process. A rotation through the control API lasts until the emulator stops; the next
+    /// start signs with this file's key again.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = ".testbed/signing-key.pem",
+        conflicts_with = "state_dir"
+    )]
+    signing_key: PathBuf,
+    /// Makes a new signing key for this run only, kept nowhere (MCP servers that cached /keys
+    /// then refuse the new tokens until they restart).
+    #[arg(long, conflicts_with_all = ["signing_key", "state_dir"])]
+    fresh_signing_key: bool,
     /// Turns off the control API under `/_emulator/` (clock, reset, pending login requests,
     /// request log, fault injection, signing-key rotation, minting access tokens, the flow
     /// inspector); its paths then answer 404.
@@ -111,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let deps = Deps {
         state_dir: arguments.state_dir.clone(),
+        signing_key_file: (!arguments.fresh_signing_key).then_some(arguments.signing_key),
         ..Deps::default()
     };
     let app =
@@ -118,6 +136,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(state_dir) = &arguments.state_dir {
         tracing::info!(state_dir = %state_dir.display(), "state kept across restarts");
     }
+    let kid = app.state().keys.signing().kid().to_owned();
+    tracing::info!("{}", app.key_origin().banner(&kid));
     tracing::info!(
         environment_url = app.state().environment_url(),
         "scalekit emulator listening"

@@ -133,11 +133,13 @@ impl ApiError {
     }
 }
 
-/// One field violation of an INVALID_ARGUMENT.
+/// One field violation of an INVALID_ARGUMENT of the control API, which is the emulator's own
+/// and names no `constraint`; Scalekit's rules use [`FieldViolation::new`] with theirs.
 pub fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
     FieldViolation {
         field: field.to_owned(),
         description: description.into(),
+        constraint: None,
     }
 }
 

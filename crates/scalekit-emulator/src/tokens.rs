@@ -65,7 +65,8 @@ pub struct AccessTokenClaims {
 /// The ID token's claims (issued when `openid` was granted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdTokenClaims {
-    /// Same rule as the access token.
+    /// The environment URL, always: Scalekit's ID tokens name the environment (scalekit.md §4),
+    /// whatever the resource's issuer-bound switch does to access tokens.
     pub iss: String,
     /// `[client_id]`.
     pub aud: Vec<String>,
@@ -82,6 +83,11 @@ pub struct IdTokenClaims {
     pub nonce: Option<String>,
     /// Left half of SHA-256 of the access token, base64url (OIDC Core §3.1.3.6).
     pub at_hash: String,
+    /// Left half of SHA-256 of the authorization code, base64url (OIDC Core §3.3.2.11): on the
+    /// ID token of the code exchange only, as Scalekit's ID tokens carry it; a refresh redeems
+    /// no code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c_hash: Option<String>,
     /// Issued at.
     pub iat: u64,
     /// Expiry.
@@ -345,7 +351,7 @@ impl TokenMinter {
         let lifetime = grant.token_lifetime_secs;
         let claims = AgentTokenClaims {
             iss: self.access_token_issuer(resource),
-            aud: vec![resource.server_url.as_str().to_owned(), resource.id.clone()],
+            aud: resource.audience(),
             sub: grant.client_id.to_string(),
             client_id: grant.client_id.to_string(),
             scopes: grant.scopes.as_slice().to_vec(),
@@ -389,7 +395,7 @@ impl TokenMinter {
         let lifetime = resource.access_token_lifetime_secs;
         let claims = AccessTokenClaims {
             iss: self.access_token_issuer(resource),
-            aud: vec![resource.server_url.as_str().to_owned(), resource.id.clone()],
+            aud: resource.audience(),
             sub: grant.subject.to_string(),
             xuid: grant.external_sub.clone(),
             scope: grant.scopes.to_space_separated(),
@@ -424,12 +430,11 @@ impl TokenMinter {
         now: u64,
         ids: &dyn IdGenerator,
     ) -> Result<TokenResponse, KeyError> {
-        let issuer = self.access_token_issuer(resource);
         let lifetime = resource.access_token_lifetime_secs;
         let scopes = grant.scopes.as_slice().to_vec();
         let access = AccessTokenClaims {
-            iss: issuer.clone(),
-            aud: vec![resource.server_url.as_str().to_owned(), resource.id.clone()],
+            iss: self.access_token_issuer(resource),
+            aud: resource.audience(),
             sub: grant.subject.to_string(),
             xuid: grant.external_sub.clone(),
             scope: grant.scopes.to_space_separated(),
@@ -449,7 +454,7 @@ impl TokenMinter {
         let id_token = if grant.scopes.contains("openid") {
             let claims = &grant.claims;
             let id = IdTokenClaims {
-                iss: issuer,
+                iss: self.environment_url.clone(),
                 aud: vec![grant.client_id.to_string()],
                 azp: grant.client_id.to_string(),
                 amr: vec![grant.connection.to_string()],
@@ -457,6 +462,10 @@ impl TokenMinter {
                 sid: grant.session.to_string(),
                 nonce: grant.nonce.clone(),
                 at_hash: at_hash(&access_token),
+                c_hash: grant
+                    .authorization_code
+                    .as_ref()
+                    .map(|code| c_hash(code.expose())),
                 iat: now,
                 exp: now + lifetime,
                 auth_time: grant.auth_time,
@@ -490,6 +499,17 @@ impl TokenMinter {
 
 /// OIDC Core §3.1.3.6: base64url of the left half of SHA-256 of the access token.
 pub fn at_hash(access_token: &str) -> String {
-    let hash = digest::digest(&digest::SHA256, access_token.as_bytes());
+    left_half_sha256(access_token)
+}
+
+/// OIDC Core §3.3.2.11: base64url of the left half of SHA-256 of the authorization code.
+pub fn c_hash(code: &str) -> String {
+    left_half_sha256(code)
+}
+
+/// The hash of OIDC Core §3.1.3.6 and §3.3.2.11 for RS256: the left-most 128 bits of the SHA-256
+/// of the ASCII value, base64url without padding.
+fn left_half_sha256(value: &str) -> String {
+    let hash = digest::digest(&digest::SHA256, value.as_bytes());
     URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16])
 }

@@ -305,6 +305,16 @@ pub fn is_loopback_http(url: &Url) -> bool {
     url.scheme() == "http" && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
 }
 
+/// The OpenID Connect and OAuth scopes (OIDC Core §5.4 and §11): they ask for an ID token, its
+/// profile claims and a refresh token, and are not permissions of the environment, so neither
+/// Scalekit's scope-name grammar nor the intersection with a user's permissions applies to them.
+pub const PROTOCOL_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// Whether `scope` is one of [`PROTOCOL_SCOPES`].
+pub fn is_protocol_scope(scope: &str) -> bool {
+    PROTOCOL_SCOPES.contains(&scope)
+}
+
 /// An ordered, de-duplicated set of scopes (RFC 6749 §3.3: space-separated).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

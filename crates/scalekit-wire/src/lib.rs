@@ -12,7 +12,8 @@ mod secret;
 mod user;
 
 pub use error::{
-    ERROR_INFO_TYPE, ErrorDetail, FieldViolation, GatewayError, OAuthErrorBody, ValidationErrorInfo,
+    Constraint, ERROR_INFO_TYPE, ErrorDetail, FieldViolation, GatewayError, OAuthErrorBody,
+    ValidationErrorInfo,
 };
 pub use facts::{Check, Endpoint, ErrorSummary, HopFacts, OAuthErrorCode};
 pub use ids::prefix;

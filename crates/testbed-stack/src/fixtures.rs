@@ -104,7 +104,18 @@ impl Fixtures {
             environment_name,
             "login_endpoint",
         )?;
-        let mcp_listen = listen_address(&resource.server_url, environment_name, "server_url")?;
+        // The reference MCP server serves the first resource at its Server URL.
+        let server_url = resource
+            .server_url
+            .as_ref()
+            .ok_or_else(|| FixtureError::Invalid {
+                file: environment_name.to_owned(),
+                message: format!(
+                    "resource {} needs a server_url: the reference MCP server serves the first resource there",
+                    resource.id
+                ),
+            })?;
+        let mcp_listen = listen_address(server_url, environment_name, "server_url")?;
         Ok(Self {
             environment,
             personas,
@@ -160,6 +171,23 @@ mod tests {
         assert_eq!(fixtures.app_listen, "127.0.0.1:8401".parse().unwrap());
         assert_eq!(fixtures.mcp_listen, "127.0.0.1:8402".parse().unwrap());
         assert!(fixtures.persona("ada").is_some());
+    }
+
+    #[test]
+    fn a_first_resource_without_a_server_url_is_refused_since_the_mcp_server_serves_it() {
+        let environment =
+            EMBEDDED_ENVIRONMENT.replace("server_url = \"http://127.0.0.1:8402/mcp\"\n", "");
+        let error = Fixtures::parse(
+            "environment.toml",
+            &environment,
+            "users.toml",
+            EMBEDDED_USERS,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment.toml: resource res_81920374650192839 needs a server_url: the reference MCP server serves the first resource there"
+        );
     }
 
     #[test]

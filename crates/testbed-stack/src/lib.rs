@@ -499,10 +499,10 @@ fn wire_environment(environment: &mut scalekit_emulator::Config, wiring: &Wiring
         connection.login_endpoint = wiring.login_endpoint.clone();
     }
     if let Some(first) = environment.resources.first_mut() {
-        first.server_url = wiring.mcp_url.clone();
+        first.server_url = Some(wiring.mcp_url.clone());
     }
     if let Some(served) = environment.resources.get_mut(wiring.served_index) {
-        served.server_url = wiring.reference_mcp_url.clone();
+        served.server_url = Some(wiring.reference_mcp_url.clone());
     }
     if let Some(mode) = wiring.consent {
         for each in &mut environment.resources {
@@ -652,6 +652,9 @@ fn join(base: &Url, path: &str) -> Url {
     url.set_path(path);
     url
 }
+
+#[cfg(test)]
+mod scope_intersection_tests;
 
 #[cfg(test)]
 mod tests {

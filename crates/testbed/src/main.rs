@@ -1,5 +1,6 @@
 //! `testbed`: start the whole stack, run the conformance suite, or run the emulator alone.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -64,6 +65,9 @@ enum Command {
     },
     /// Run the conformance scenarios (against the embedded stack unless --target says otherwise).
     Conformance(Box<ConformanceRun>),
+    /// Replay recorded scenarios (`testbed conformance --record DIR`) against the emulator and
+    /// name every answer that differs, with the docs/fidelity.md rows it touches.
+    Parity(Box<ParityRun>),
     /// Run the emulator alone.
     Emulator {
         /// The environment file (default: the fixtures' environment.toml, built in).
@@ -72,9 +76,12 @@ enum Command {
         /// Listen here instead of the file's `listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Keep state across restarts in this folder (default: memory only).
+        /// Keep state (signing keys, clients, users, consents, refresh tokens) across restarts
+        /// in this folder (default: memory only, but the signing key: see --signing-key).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        key: SigningKeyArgs,
         /// Serve no control API under /_emulator/ (clock, reset, request log, faults, key
         /// rotation, minted tokens, the flow inspector).
         #[arg(long)]
@@ -82,6 +89,34 @@ enum Command {
         #[command(flatten)]
         guard: GuardArgs,
     },
+}
+
+/// Where `testbed emulator` keeps its signing key when there is no --state-dir.
+#[derive(Debug, clap::Args)]
+struct SigningKeyArgs {
+    /// Without --state-dir: the file that keeps the signing key, read at start, or made (an
+    /// RSA-2048 PKCS#8 PEM, owner-only) when missing. The key and its `kid` then stay the same
+    /// across restarts, which MCP servers need: Scalekit's Node and Python SDKs fetch /keys once
+    /// per process. A rotation through the control API lasts until the emulator stops; the next
+    /// start signs with this file's key again.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = ".testbed/signing-key.pem",
+        conflicts_with = "state_dir"
+    )]
+    signing_key: PathBuf,
+    /// Make a new signing key for this run only, kept nowhere (MCP servers that cached /keys
+    /// then refuse the new tokens until they restart).
+    #[arg(long, conflicts_with_all = ["signing_key", "state_dir"])]
+    fresh_signing_key: bool,
+}
+
+impl SigningKeyArgs {
+    /// The key file, unless a fresh key was asked for.
+    fn file(self) -> Option<PathBuf> {
+        (!self.fresh_signing_key).then_some(self.signing_key)
+    }
 }
 
 /// Who may reach the pieces: the listener guard's extra hosts and the control token.
@@ -181,13 +216,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             up(options, guard).await
         }
         Command::Conformance(run) => conformance(*run).await,
+        Command::Parity(run) => parity(*run).await,
         Command::Emulator {
             config,
             listen,
             state_dir,
+            key,
             no_control,
             guard,
-        } => emulator(config, listen, state_dir, no_control, guard).await,
+        } => {
+            let options = EmulatorOptions {
+                config,
+                listen,
+                state_dir,
+                signing_key_file: key.file(),
+                no_control,
+            };
+            emulator(options, guard).await
+        }
     }
 }
 
@@ -431,7 +477,8 @@ struct ConformanceRun {
     /// A folder with environment.toml and users.toml (default: the fixtures built in).
     #[arg(long)]
     fixtures: Option<PathBuf>,
-    /// Only scenarios whose id contains this.
+    /// Only scenarios whose id contains this; commas separate alternatives
+    /// (`--filter expired-code,dynamic-registration`).
     #[arg(long)]
     filter: Option<String>,
     /// List the scenarios and exit.
@@ -458,6 +505,18 @@ struct ConformanceRun {
     /// are unchanged; at most 2 browser sessions are open at once.
     #[arg(long)]
     browser: bool,
+    /// Write each scenario's exchanges, normalized, to `DIR/<scenario id>.json`: ids, codes,
+    /// tokens, times and hosts become placeholders, JWTs their claim types plus iss, aud, alg, typ
+    /// and the kid prefix, requests only their parameter names; no secret and not the
+    /// environment's URL or host is written. `testbed parity DIR` replays and compares them.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["app_login_url", "mcp_server_url"])]
+    record: Option<PathBuf>,
+    /// With --target scalekit only (anywhere else it is an error): run the probe scenarios
+    /// (`probe = true`: they check what the emulator decided or inferred) and report a failed one
+    /// as a fidelity finding (INFO), which never fails the run. Without it probes are skipped on
+    /// scalekit; on the emulator they are ordinary scenarios.
+    #[arg(long)]
+    probe: bool,
     /// Check your own login integration instead of running the scenarios: the emulator sends the
     /// browser to this login endpoint of your app (already running, configured with the settings
     /// printed first), and a real Chromium signs in with --app-profile's credentials.
@@ -559,6 +618,11 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         };
         return server_check(fixtures, server_url, profile, &run.report_dir).await;
     }
+    anyhow::ensure!(
+        !run.probe || matches!(run.target, TargetArg::Scalekit),
+        "--probe needs --target scalekit: it makes a probe's failure against a real environment a \
+         fidelity finding; on the emulator a probe is an ordinary scenario"
+    );
     let target = match run.target {
         TargetArg::Embedded => conformance::RunTarget::Embedded,
         TargetArg::Url(url) => conformance::RunTarget::Url(url),
@@ -584,6 +648,8 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         concurrency: run.concurrency,
         target,
         browser: run.browser,
+        record: run.record.is_some(),
+        probe: run.probe,
     };
     let mut report = conformance::run(scenarios, &options).await;
     if report.scenarios.is_empty() {
@@ -594,7 +660,103 @@ async fn conformance(run: ConformanceRun) -> anyhow::Result<ExitCode> {
         report.apply_baseline(baseline);
     }
     print!("\n{}", conformance::render_table(&report));
-    write_reports(&report, &run.report_dir, "")
+    let mut more = String::new();
+    if let Some(directory) = &run.record {
+        let written = conformance::record::write_all(directory, &report.recordings)
+            .with_context(|| format!("writing the recordings to {}", directory.display()))?;
+        more = format!(
+            "; {} recordings in {} (read them before you share them)",
+            written.len(),
+            directory.display()
+        );
+    }
+    write_reports(&report, &run.report_dir, &more)
+}
+
+/// The arguments of `testbed parity`.
+#[derive(Debug, clap::Args)]
+struct ParityRun {
+    /// The recordings: the `<scenario id>.json` files `testbed conformance --record DIR` wrote.
+    directory: PathBuf,
+    /// Where the replay runs: `embedded` (a fresh in-process stack per scenario) or
+    /// `url=<environment URL>` (an emulator already running; --fixtures must be its
+    /// configuration). Parity compares recordings with the emulator, so not `scalekit`.
+    #[arg(long, default_value = "embedded", value_parser = parse_target)]
+    target: TargetArg,
+    /// A folder with environment.toml and users.toml (default: the fixtures built in).
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    /// A scenario folder to find the recorded ids in (default: the scenarios built in).
+    #[arg(long)]
+    scenarios: Option<PathBuf>,
+    /// Accepted differences (`[[expected_difference]]` entries with `scenario`, `step` or `hop`,
+    /// `field` and `reason`); default: DIR/baseline.toml when it exists. An entry that matches
+    /// no difference is reported as stale without failing the run.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Where parity.json (every difference, with the fidelity rows it touches) goes.
+    #[arg(long, visible_alias = "report", default_value = "target/conformance")]
+    report_dir: PathBuf,
+    /// How many scenarios replay at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+/// `testbed parity DIR`: exit 0 when every answer is the same (or the baseline accepts the
+/// difference), 1 when one differs, 2 when the folder or a recording cannot be used.
+async fn parity(run: ParityRun) -> anyhow::Result<ExitCode> {
+    let fixtures = load_fixtures(run.fixtures)?;
+    let target = match run.target {
+        TargetArg::Embedded => conformance::RunTarget::Embedded,
+        TargetArg::Url(url) => conformance::RunTarget::Url(url),
+        TargetArg::Scalekit => anyhow::bail!(
+            "testbed parity replays against the emulator: --target embedded or url=<environment URL>"
+        ),
+    };
+    let scenarios = match &run.scenarios {
+        Some(directory) => conformance::load_dir(directory)?,
+        None => conformance::load_embedded()?,
+    };
+    let recordings = conformance::record::load_dir(&run.directory)
+        .with_context(|| format!("reading the recordings in {}", run.directory.display()))?;
+    anyhow::ensure!(
+        !recordings.is_empty(),
+        "{} holds no recording (*.json)",
+        run.directory.display()
+    );
+    let default_baseline = run.directory.join("baseline.toml");
+    let baseline = match &run.baseline {
+        Some(path) => conformance::parity::ParityBaseline::load(path)?,
+        None if default_baseline.is_file() => {
+            conformance::parity::ParityBaseline::load(&default_baseline)?
+        }
+        None => conformance::parity::ParityBaseline::default(),
+    };
+    let options = conformance::RunOptions {
+        fixtures,
+        filter: None,
+        concurrency: run.concurrency,
+        target,
+        browser: false,
+        record: true,
+        probe: false,
+    };
+    eprintln!(
+        "Replaying {} recordings from {}",
+        recordings.len(),
+        run.directory.display()
+    );
+    let report = conformance::parity::replay(recordings, scenarios, &options, &baseline).await?;
+    print!("\n{}", conformance::parity::render(&report));
+    let path = report
+        .write_file(&run.report_dir)
+        .with_context(|| format!("writing parity.json to {}", run.report_dir.display()))?;
+    println!("Report: {}", path.display());
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }
 
 /// `--app-login-url`: somebody's own app in front of the embedded emulator, through Chromium;
@@ -717,21 +879,27 @@ fn write_reports(
     })
 }
 
-async fn emulator(
+/// `testbed emulator`'s arguments but the guard's.
+struct EmulatorOptions {
     config: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
     state_dir: Option<PathBuf>,
+    /// `None` under --fresh-signing-key.
+    signing_key_file: Option<PathBuf>,
     no_control: bool,
-    guard: GuardArgs,
-) -> anyhow::Result<ExitCode> {
-    let mut config = match &config {
+}
+
+/// Runs the emulator alone. The first line printed names the environment URL (scripts and tests
+/// read it); the second says where the signing key is kept.
+async fn emulator(options: EmulatorOptions, guard: GuardArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &options.config {
         Some(path) => scalekit_emulator::Config::from_file(path)?,
         None => Fixtures::embedded()?.environment,
     };
-    if let Some(listen) = listen {
+    if let Some(listen) = options.listen {
         config.listen = listen;
     }
-    if no_control {
+    if options.no_control {
         config.control = false;
     }
     guard.apply(&mut config);
@@ -739,11 +907,25 @@ async fn emulator(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let deps = scalekit_emulator::Deps {
-        state_dir,
+        state_dir: options.state_dir,
+        signing_key_file: options.signing_key_file,
         ..scalekit_emulator::Deps::default()
     };
     let app = scalekit_emulator::App::from_listener_with(listener, config, deps)?;
-    println!("Scalekit emulator listening on {}", app.base_url());
+    let kid = app.state().keys.signing().kid().to_owned();
+    // Both lines in one write, and a closed stdout is no reason to stop serving: a script that
+    // reads the first line and closes the pipe (`| head -1`) would otherwise make the second
+    // `println!` panic.
+    let banner = format!(
+        "Scalekit emulator listening on {}\n{}\n",
+        app.base_url(),
+        app.key_origin().banner(&kid)
+    );
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     app.serve().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
 
+use crate::PARITY_RECORDINGS;
 use plan::{Executable, Facts, NodePackage, Plan, Python, SDK_PYTHON, Suite, Venv};
 use report::{Outcome, Status, TestCounts};
 
@@ -186,6 +187,15 @@ fn run_suite(
             let status =
                 crate::testbed_status(root, "conformance", &crate::conformance_args(root, &[]))?;
             let report = "report: target/conformance/report.html";
+            if !status.success() {
+                bail!("{status}; {report}");
+            }
+            Ok(report.to_owned())
+        }
+        Suite::Parity => {
+            eprintln!("==> parity: testbed parity {PARITY_RECORDINGS}");
+            let status = crate::testbed_status(root, "parity", &crate::parity_args(root, &[]))?;
+            let report = "report: target/conformance/parity.json";
             if !status.success() {
                 bail!("{status}; {report}");
             }

@@ -43,10 +43,12 @@ pub enum Suite {
     Browser,
     Schemathesis,
     Conformance,
+    /// `testbed parity fixtures/parity`: the committed recordings against the embedded emulator.
+    Parity,
 }
 
 impl Suite {
-    pub const ALL: [Suite; 9] = [
+    pub const ALL: [Suite; 10] = [
         Suite::Fmt,
         Suite::Clippy,
         Suite::Doc,
@@ -56,6 +58,7 @@ impl Suite {
         Suite::Browser,
         Suite::Schemathesis,
         Suite::Conformance,
+        Suite::Parity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Suite {
             Suite::Browser => "browser",
             Suite::Schemathesis => "schemathesis",
             Suite::Conformance => "conformance",
+            Suite::Parity => "parity",
         }
     }
 
@@ -89,6 +93,7 @@ impl Suite {
             }
             Suite::Schemathesis => "target/ci-venv/bin/schemathesis against both OpenAPI documents",
             Suite::Conformance => "testbed conformance: every scenario",
+            Suite::Parity => "testbed parity fixtures/parity: the recordings against the emulator",
         }
     }
 }
@@ -698,7 +703,8 @@ mod tests {
              \x20 interop        CANNOT RUN target/sdk-venv/bin/python missing: {fix}\n\
              \x20 browser        CANNOT RUN target/sdk-venv/bin/python missing: {fix}\n\
              \x20 schemathesis   will run   target/ci-venv/bin/schemathesis against both OpenAPI documents\n\
-             \x20 conformance    will run   testbed conformance: every scenario\n"
+             \x20 conformance    will run   testbed conformance: every scenario\n\
+             \x20 parity         will run   testbed parity fixtures/parity: the recordings against the emulator\n"
         );
         assert_eq!(Plan::new(&facts).render(), expected);
     }

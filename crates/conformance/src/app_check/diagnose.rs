@@ -596,6 +596,8 @@ mod tests {
         }
     }
 
+    /// A callback the emulator logged: with `message`, its redirect to the hosted
+    /// `invalid_state` page (302, the error carried by the redirect itself).
     fn callback(query: Option<&str>, status: u16, message: Option<&str>) -> LoggedRequest {
         LoggedRequest {
             method: "GET".to_owned(),
@@ -651,7 +653,7 @@ mod tests {
             user_post("lri_now", 200, None),
             callback(
                 Some("state=nowsta…"),
-                400,
+                302,
                 Some("the sign-in request is unknown or was already used"),
             ),
         ];
@@ -662,7 +664,7 @@ mod tests {
     fn a_dropped_state_is_named() {
         let records = [
             user_post("lri_now", 200, None),
-            callback(None, 400, Some("state is required")),
+            callback(None, 302, Some("state is required")),
         ];
         assert_eq!(mistakes(&records, &[]), [Mistake::StateDropped]);
     }
@@ -698,7 +700,7 @@ mod tests {
     fn no_user_callback() -> LoggedRequest {
         callback(
             Some("state=nowsta…"),
-            400,
+            302,
             Some("no user was submitted for this sign-in request"),
         )
     }
@@ -947,7 +949,7 @@ mod tests {
         assert_eq!(mistakes(&unknown, &earlier), [Mistake::UnknownLoginRequest]);
         let stale_state = [callback(
             Some("state=thenst…"),
-            400,
+            302,
             Some("the sign-in request is unknown or was already used"),
         )];
         assert_eq!(

@@ -187,7 +187,7 @@ impl ServerCheck {
         let issuer = self.resource_issuer();
         format!(
             "SCALEKIT_ENVIRONMENT_URL={environment}\nSCALEKIT_CLIENT_ID={}\nSCALEKIT_CLIENT_SECRET={secret}\nSCALEKIT_RESOURCE_ID={}\nMCP_SERVER_URL={}\nAUTHORIZATION_SERVER={issuer}\nJWKS_URL={environment}/keys\nACCEPTED_ISSUERS={environment} {issuer}\nEXPECTED_AUDIENCE={}",
-            api_client.client_id, resource.id, resource.server_url, resource.id,
+            api_client.client_id, resource.id, self.options.server_url, resource.id,
         )
     }
 

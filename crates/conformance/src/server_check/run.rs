@@ -90,7 +90,7 @@ impl<'a> Run<'a> {
     /// The clients, and the first request without a token, which also shows that something
     /// answers at the URL.
     pub(super) async fn new(check: &'a ServerCheck) -> Result<Run<'a>, ServerCheckError> {
-        let server_url = check.resource().server_url.clone();
+        let server_url = check.options.server_url.clone();
         let prober = Prober::new(server_url.clone()).map_err(ServerCheckError::HttpClient)?;
         let emulator = Emulator::new(check.stack.environment_url.clone())
             .map_err(ServerCheckError::HttpClient)?;

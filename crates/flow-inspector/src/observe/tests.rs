@@ -178,14 +178,14 @@ fn without_a_summary_the_error_is_read_off_the_wire_in_order() {
     page.status = StatusCode::BAD_REQUEST;
     page.response_headers = with_headers(HeaderMap::new(), &[("content-type", "text/html")]);
     page.response_body = Some(
-        b"<html><head><title>Sign-in error: invalid_state (the &lt;sign-in&gt; expired)</title>"
+        b"<html><head><title>Sign-in error: browser_session_missing (no &lt;sign-in&gt; cookie)</title>"
             .to_vec(),
     );
     assert_eq!(
         read_error(&Parsed::parse(&page)),
         (
-            Some("invalid_state".to_owned()),
-            Some("the <sign-in> expired".to_owned())
+            Some("browser_session_missing".to_owned()),
+            Some("no <sign-in> cookie".to_owned())
         )
     );
 

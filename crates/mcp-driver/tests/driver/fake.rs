@@ -33,8 +33,11 @@ pub struct Knobs {
     pub callback_iss: Option<Option<String>>,
     /// Appended to the metadata `issuer`, making it differ from the one PRM lists.
     pub metadata_issuer_suffix: Option<String>,
-    /// The login page answers 400 with a hosted `invalid_state` page instead of redirecting.
+    /// The login page answers 400 with an error page, at its own URL, instead of redirecting.
     pub login_page_fails: bool,
+    /// The login page redirects to the hosted `invalid_state` page (`/error?error=…`), as the
+    /// partner callback does when the state does not match.
+    pub ends_on_invalid_state_page: bool,
     /// The token endpoint answers 400 `invalid_grant`.
     pub token_fails: bool,
     /// The PRM `resource` published (default: the MCP URL).
@@ -153,10 +156,22 @@ pub async fn start(knobs: Knobs) -> anyhow::Result<Fake> {
         .route("/register", post(register))
         .route("/oauth/authorize", get(authorize))
         .route("/login", get(login))
+        .route("/error", get(error_page))
         .route("/oauth/token", post(token))
         .with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(fake)
+}
+
+/// The hosted error page: what its URL says, 400.
+async fn error_page(Query(query): Query<HashMap<String, String>>) -> Response {
+    let error = query.get("error").cloned().unwrap_or_default();
+    (
+        StatusCode::BAD_REQUEST,
+        [(CONTENT_TYPE, "text/html")],
+        format!("<html><body><h1>Sign-in could not be completed</h1><p>{error}</p></body></html>"),
+    )
+        .into_response()
 }
 
 async fn method_not_allowed() -> StatusCode {
@@ -285,7 +300,17 @@ async fn login(State(fake): State<Fake>, headers: HeaderMap) -> Response {
         return (
             StatusCode::BAD_REQUEST,
             [(CONTENT_TYPE, "text/html")],
-            "<html><body><h1>invalid_state</h1>\n<p>The login request expired.</p></body></html>",
+            "<html><body><h1>Sign-in failed</h1>\n<p>The login request expired.</p></body></html>",
+        )
+            .into_response();
+    }
+    if fake.0.knobs.ends_on_invalid_state_page {
+        return (
+            StatusCode::FOUND,
+            [(
+                LOCATION,
+                "/error?error=invalid_state&error_description=the+sign-in+request+expired",
+            )],
         )
             .into_response();
     }

@@ -260,8 +260,8 @@ async fn foreign_resource_in_prm_is_a_resource_mismatch() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
-async fn hosted_error_page_breaks_the_redirect_chain_with_status_and_excerpt() -> anyhow::Result<()>
-{
+async fn an_error_page_at_its_own_url_breaks_the_redirect_chain_with_status_and_excerpt()
+-> anyhow::Result<()> {
     let fake = fake::start(Knobs {
         login_page_fails: true,
         ..Knobs::default()
@@ -272,11 +272,43 @@ async fn hosted_error_page_breaks_the_redirect_chain_with_status_and_excerpt() -
         Err(DriverError::AuthorizationRedirect { reason }) => {
             assert!(reason.starts_with("400 Bad Request at "), "{reason}");
             assert!(
-                reason.ends_with("instead of a redirect: invalid_state The login request expired."),
+                reason
+                    .ends_with("instead of a redirect: Sign-in failed The login request expired."),
                 "{reason}"
             );
         }
         other => panic!("expected AuthorizationRedirect, got {other:?}"),
+    }
+    let last = hops.last().expect("hops");
+    assert_eq!((last.phase, last.status), (Phase::Authorization, 400));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redirect_to_the_hosted_invalid_state_page_is_reported_with_its_error_and_description()
+-> anyhow::Result<()> {
+    let fake = fake::start(Knobs {
+        ends_on_invalid_state_page: true,
+        ..Knobs::default()
+    })
+    .await?;
+    let (hops, result) = run_flow_recorded(&config(&fake)).await;
+    match result {
+        Err(DriverError::HostedErrorPage {
+            error,
+            error_description,
+            status,
+            url,
+        }) => {
+            assert_eq!(error, "invalid_state");
+            assert_eq!(
+                error_description.as_deref(),
+                Some("the sign-in request expired")
+            );
+            assert_eq!(status, 400);
+            assert!(url.contains("/error?"), "{url}");
+        }
+        other => panic!("expected HostedErrorPage, got {other:?}"),
     }
     let last = hops.last().expect("hops");
     assert_eq!((last.phase, last.status), (Phase::Authorization, 400));

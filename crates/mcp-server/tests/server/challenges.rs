@@ -12,7 +12,7 @@ async fn a_request_without_a_token_gets_401_naming_the_metadata_and_the_scope() 
     let server = TestServer::spawn().await?;
     let response = server.post_mcp(None, None, &initialize_request()).await?;
     let header = format!(
-        "Bearer resource_metadata=\"{}\", scope=\"mcp:read\"",
+        "Bearer realm=\"OAuth\", resource_metadata=\"{}\", scope=\"mcp:read\"",
         server.metadata_url
     );
     server.expect_refusal(response, 401, &header, None).await
@@ -28,7 +28,7 @@ async fn a_get_without_a_token_is_refused_too() -> anyhow::Result<()> {
         .send()
         .await?;
     let header = format!(
-        "Bearer resource_metadata=\"{}\", scope=\"mcp:read\"",
+        "Bearer realm=\"OAuth\", resource_metadata=\"{}\", scope=\"mcp:read\"",
         server.metadata_url
     );
     server.expect_refusal(response, 401, &header, None).await
@@ -46,7 +46,7 @@ async fn basic_credentials_count_as_no_token() -> anyhow::Result<()> {
         .send()
         .await?;
     let header = format!(
-        "Bearer resource_metadata=\"{}\", scope=\"mcp:read\"",
+        "Bearer realm=\"OAuth\", resource_metadata=\"{}\", scope=\"mcp:read\"",
         server.metadata_url
     );
     server.expect_refusal(response, 401, &header, None).await
@@ -66,7 +66,7 @@ async fn a_token_in_the_query_is_ignored() -> anyhow::Result<()> {
         .send()
         .await?;
     let header = format!(
-        "Bearer resource_metadata=\"{}\", scope=\"mcp:read\"",
+        "Bearer realm=\"OAuth\", resource_metadata=\"{}\", scope=\"mcp:read\"",
         server.metadata_url
     );
     server.expect_refusal(response, 401, &header, None).await
@@ -260,7 +260,7 @@ async fn a_token_without_the_required_scope_gets_403_insufficient_scope() -> any
         .post_mcp(Some(&server.token(&claims)?), None, &initialize_request())
         .await?;
     let header = format!(
-        "Bearer error=\"insufficient_scope\", scope=\"mcp:read\", resource_metadata=\"{}\"",
+        "Bearer realm=\"OAuth\", error=\"insufficient_scope\", scope=\"mcp:read\", resource_metadata=\"{}\"",
         server.metadata_url
     );
     let body = json!({
@@ -290,7 +290,7 @@ async fn the_403_challenge_names_every_required_scope() -> anyhow::Result<()> {
         )
         .await?;
     let header = format!(
-        "Bearer error=\"insufficient_scope\", scope=\"mcp:read mcp:write\", resource_metadata=\"{}\"",
+        "Bearer realm=\"OAuth\", error=\"insufficient_scope\", scope=\"mcp:read mcp:write\", resource_metadata=\"{}\"",
         server.metadata_url
     );
     let body = json!({

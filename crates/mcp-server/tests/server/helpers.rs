@@ -359,7 +359,7 @@ impl TestServer {
             .post_mcp(Some(token), None, &initialize_request())
             .await?;
         let header = format!(
-            "Bearer resource_metadata=\"{}\", scope=\"mcp:read\", error=\"invalid_token\", \
+            "Bearer realm=\"OAuth\", resource_metadata=\"{}\", scope=\"mcp:read\", error=\"invalid_token\", \
              error_description=\"{description}\"",
             self.metadata_url
         );

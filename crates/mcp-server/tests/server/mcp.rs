@@ -70,7 +70,7 @@ async fn every_request_of_a_session_is_authenticated() -> anyhow::Result<()> {
     });
     let response = server.post_mcp(None, session.as_deref(), &call).await?;
     let header = format!(
-        "Bearer resource_metadata=\"{}\", scope=\"mcp:read\"",
+        "Bearer realm=\"OAuth\", resource_metadata=\"{}\", scope=\"mcp:read\"",
         server.metadata_url
     );
     server.expect_refusal(response, 401, &header, None).await

@@ -46,7 +46,7 @@ async fn the_resource_is_the_public_url_when_one_is_configured() -> anyhow::Resu
     assert_eq!(server.mcp_url.as_str(), "https://mcp.example.com/mcp");
 
     let response = server.post_mcp(None, None, &initialize_request()).await?;
-    let header = "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", \
+    let header = "Bearer realm=\"OAuth\", resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", \
                   scope=\"mcp:read\"";
     server.expect_refusal(response, 401, header, None).await?;
 

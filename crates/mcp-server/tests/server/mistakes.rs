@@ -158,7 +158,7 @@ async fn accept_query_token_reads_the_access_token_parameter() -> anyhow::Result
         .send()
         .await?;
     let header = format!(
-        "Bearer resource_metadata=\"{}\", scope=\"mcp:read\"",
+        "Bearer realm=\"OAuth\", resource_metadata=\"{}\", scope=\"mcp:read\"",
         server.metadata_url
     );
     server.expect_refusal(response, 401, &header, None).await
@@ -190,7 +190,12 @@ async fn challenge_without_resource_metadata_drops_it_from_the_401s_only() -> an
     let server = TestServer::spawn_making(Mistake::ChallengeWithoutResourceMetadata).await?;
     let response = server.post_mcp(None, None, &initialize_request()).await?;
     server
-        .expect_refusal(response, 401, "Bearer scope=\"mcp:read\"", None)
+        .expect_refusal(
+            response,
+            401,
+            "Bearer realm=\"OAuth\", scope=\"mcp:read\"",
+            None,
+        )
         .await?;
 
     let response = server
@@ -201,7 +206,7 @@ async fn challenge_without_resource_metadata_drops_it_from_the_401s_only() -> an
         .expect_refusal(
             response,
             401,
-            "Bearer scope=\"mcp:read\", error=\"invalid_token\", \
+            "Bearer realm=\"OAuth\", scope=\"mcp:read\", error=\"invalid_token\", \
              error_description=\"the token is not a well-formed JWT\"",
             Some(body),
         )
@@ -214,7 +219,7 @@ async fn challenge_without_resource_metadata_drops_it_from_the_401s_only() -> an
         .post_mcp(Some(&server.token(&claims)?), None, &initialize_request())
         .await?;
     let header = format!(
-        "Bearer error=\"insufficient_scope\", scope=\"mcp:read\", resource_metadata=\"{}\"",
+        "Bearer realm=\"OAuth\", error=\"insufficient_scope\", scope=\"mcp:read\", resource_metadata=\"{}\"",
         server.metadata_url
     );
     let body = json!({

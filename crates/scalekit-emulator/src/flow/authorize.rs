@@ -74,7 +74,8 @@ pub enum AuthorizeError {
     /// No `client_id`: hosted error page `invalid_request` (never a redirect).
     #[error("client_id is required")]
     MissingClientId,
-    /// The client is not registered: hosted error page `invalid_client` (never a redirect).
+    /// The client is not registered: hosted error page `invalid_client_metadata_url` (never a
+    /// redirect), as Scalekit answers a `client_id` it never issued.
     #[error("client {0} is not registered")]
     UnknownClient(ClientId),
     /// The redirect URI is missing, malformed or not registered: hosted error page

@@ -283,7 +283,7 @@ mod flow_tests {
             let mut second = config.resources[0].clone();
             second.agents.clear();
             second.id = "res_2".to_owned();
-            second.server_url = Url::parse("http://127.0.0.1:8502/mcp").unwrap();
+            second.server_url = Some(Url::parse("http://127.0.0.1:8502/mcp").unwrap());
             config.resources.push(second);
         }
         config

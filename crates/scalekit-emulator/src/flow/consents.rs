@@ -3,7 +3,7 @@
 //! makes the next sign-in show the consent page again; tokens already issued stay valid (DOCS
 //! managing-mcp-clients).
 
-use scalekit_wire::{FieldViolation, prefix};
+use scalekit_wire::{Constraint, FieldViolation, prefix};
 
 use super::cimd::is_document_url;
 use super::{DurableChange, Flows};
@@ -85,10 +85,11 @@ impl Flows {
         {
             return Err(RevokeConsentError::InvalidArgument {
                 message: "invalid client_id".to_owned(),
-                violations: vec![FieldViolation {
-                    field: "client_id".to_owned(),
-                    description: format!("client_id must start with {}", prefix::MCP_CLIENT),
-                }],
+                violations: vec![FieldViolation::new(
+                    "client_id",
+                    Constraint::StringPrefix,
+                    format!("client_id must start with {}", prefix::MCP_CLIENT),
+                )],
             });
         }
         let key = self

@@ -701,7 +701,7 @@ mod tests {
         move |config| {
             let mut second = config.resources[0].clone();
             second.id = SECOND.to_owned();
-            second.server_url = Url::parse("http://127.0.0.1:9/other").unwrap();
+            second.server_url = Some(Url::parse("http://127.0.0.1:9/other").unwrap());
             second.cross_app_access = on;
             second.agents.clear();
             config.resources.push(second);

@@ -2,7 +2,7 @@
 //! `partner:callback` (Decisions §6), and the consent page decides (Decisions §8); both of the
 //! browser's steps must come from the browser that started the sign-in (Decisions §9).
 
-use scalekit_wire::{Check, FieldViolation, UserClaims, prefix};
+use scalekit_wire::{Check, Constraint, FieldViolation, UserClaims, prefix};
 
 use super::browser::{BrowserRefusal, PresentedBrowser};
 use super::redirect::{ClientRedirect, RedirectOutcome, RedirectRefusal};
@@ -86,7 +86,8 @@ pub struct ConsentPrompt {
     pub resource_name: String,
     /// The client's name, or its id when it registered none.
     pub client_name: String,
-    /// The scopes asked for.
+    /// The scopes that will be granted: those asked for, narrowed to the user's permissions
+    /// where the resource intersects them.
     pub scopes: ScopeSet,
     /// The host the browser will be sent to (MCP authorization: shown on consent).
     pub redirect_host: String,
@@ -94,8 +95,9 @@ pub struct ConsentPrompt {
     pub user: String,
 }
 
-/// Why the partner callback failed: always the hosted error page, never a redirect, because the
-/// client's redirect URI is not trusted yet.
+/// Why the partner callback failed: always the hosted error page (`invalid_state` through a
+/// redirect to it, Decision 25), never a redirect to the client, because the client's redirect URI
+/// is not trusted yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
     /// Unknown, expired, other-connection or reused `state`, or no user submitted yet:
@@ -124,6 +126,16 @@ pub enum CallbackRefusal {
     /// "Your App" redirected before posting the user.
     #[error("no user was submitted for this sign-in request")]
     NoUserSubmitted,
+}
+
+impl CallbackRefusal {
+    /// Every refusal, so the hosted error page can tell the descriptions the environment sends.
+    pub const ALL: [CallbackRefusal; 4] = [
+        CallbackRefusal::UnknownState,
+        CallbackRefusal::Expired,
+        CallbackRefusal::OtherConnection,
+        CallbackRefusal::NoUserSubmitted,
+    ];
 }
 
 impl CallbackError {
@@ -295,7 +307,7 @@ impl Flows {
             .organization_external_id
             .as_ref()
             .map(|external| self.organization_for(&request.connection, external, ids));
-        let sign_in = SignIn {
+        let mut sign_in = SignIn {
             authorization,
             connection: request.connection,
             user,
@@ -306,6 +318,15 @@ impl Flows {
             auth_time: now,
         };
         let resource = self.resource(&sign_in.authorization.resource).cloned();
+        // The user is known now: from here on the sign-in carries what will be granted, which the
+        // consent page lists, the consent remembers and the tokens carry.
+        if resource
+            .as_ref()
+            .is_some_and(|resource| resource.intersect_scopes_user_permission)
+        {
+            sign_in.authorization.scopes =
+                self.within_permissions(&sign_in.authorization.scopes, &sign_in.claims.roles);
+        }
         let prompt = resource
             .as_ref()
             .is_some_and(|resource| resource.consent == ConsentMode::Prompt);
@@ -512,35 +533,39 @@ fn validate_claims(claims: &UserClaims) -> Vec<FieldViolation> {
         |value: &Option<String>| value.as_deref().is_none_or(|value| value.trim().is_empty());
     if !claims.login_failed {
         if missing(&claims.sub) {
-            violations.push(FieldViolation {
-                field: "sub".to_owned(),
-                description: "sub is required unless login_failed is true".to_owned(),
-            });
+            violations.push(FieldViolation::new(
+                "sub",
+                Constraint::Required,
+                "sub is required unless login_failed is true",
+            ));
         }
         if missing(&claims.email) {
-            violations.push(FieldViolation {
-                field: "email".to_owned(),
-                description: "email is required unless login_failed is true".to_owned(),
-            });
+            violations.push(FieldViolation::new(
+                "email",
+                Constraint::Required,
+                "email is required unless login_failed is true",
+            ));
         }
     }
     if let Some(phone) = &claims.phone_number
         && !is_e164(phone)
     {
-        violations.push(FieldViolation {
-            field: "phone_number".to_owned(),
-            description: "phone_number must be in E.164 format, e.g. +14155550123".to_owned(),
-        });
+        violations.push(FieldViolation::new(
+            "phone_number",
+            Constraint::StringPattern,
+            "phone_number must be in E.164 format, e.g. +14155550123",
+        ));
     }
     if claims
         .organization_external_name
         .as_ref()
         .is_some_and(|name| name.chars().count() > 200)
     {
-        violations.push(FieldViolation {
-            field: "organization_external_name".to_owned(),
-            description: "organization_external_name must be at most 200 characters".to_owned(),
-        });
+        violations.push(FieldViolation::new(
+            "organization_external_name",
+            Constraint::StringMaxLen,
+            "organization_external_name must be at most 200 characters",
+        ));
     }
     violations
 }

@@ -57,11 +57,11 @@ pub use token::{
     RefreshRequest, StoreLookup, TokenError, TokenRequestRefusal,
 };
 
-use crate::config::{Config, ConsentMode};
+use crate::config::{Config, ConsentMode, is_server_url};
 use crate::types::{
     AuthRequestId, AuthorizationCode, ClientId, ClientState, ConnectionId, ConsentId,
     LoginRequestId, LoginState, OrganizationId, PkceChallenge, RedirectUri, RefreshToken,
-    ResourceId, ScopeSet, SessionId, UserId,
+    ResourceId, ScopeSet, SessionId, UserId, is_protocol_scope,
 };
 
 /// A BYOA connection as the state machine sees it.
@@ -75,9 +75,13 @@ struct Connection {
 struct Resource {
     id: ResourceId,
     name: String,
-    server_url: Url,
+    /// The Server URL, when the resource has one.
+    server_url: Option<Url>,
     connection: ConnectionId,
     scopes: Vec<String>,
+    /// Scalekit's `intersect_scopes_user_permission`: a user gets only the requested scopes a
+    /// posted role grants the permission of (protocol scopes always).
+    intersect_scopes_user_permission: bool,
     consent: ConsentMode,
     dynamic_client_registration: bool,
     client_id_metadata_documents: bool,
@@ -236,6 +240,8 @@ struct RefreshRecord {
 pub struct Flows {
     environment_url: String,
     connections: HashMap<ConnectionId, Connection>,
+    /// The permissions of each role of the environment, by role name.
+    role_permissions: HashMap<String, Vec<String>>,
     resources: Vec<Resource>,
     clients: HashMap<ClientId, Client>,
     login_requests: HashMap<LoginRequestId, LoginRequest>,
@@ -291,6 +297,7 @@ impl Flows {
                 server_url: resource.server_url.clone(),
                 connection: ConnectionId::new(&resource.connection),
                 scopes: resource.scopes.clone(),
+                intersect_scopes_user_permission: resource.intersect_scopes_user_permission,
                 consent: resource.consent,
                 dynamic_client_registration: resource.dynamic_client_registration,
                 client_id_metadata_documents: resource.client_id_metadata_documents,
@@ -322,9 +329,15 @@ impl Flows {
             .iter()
             .flat_map(agents::Agent::configured)
             .collect();
+        let role_permissions = config
+            .roles
+            .iter()
+            .map(|role| (role.name.clone(), role.permissions.clone()))
+            .collect();
         Flows {
             environment_url: environment_url.as_str().trim_end_matches('/').to_owned(),
             connections,
+            role_permissions,
             resources,
             clients,
             login_requests: HashMap::new(),
@@ -411,10 +424,10 @@ impl Flows {
 
     /// The resource whose Server URL is exactly `value`, else whose `res_…` id is `value`.
     fn resolve_resource(&self, value: &str) -> Option<&Resource> {
-        let by_url = self.resources.iter().find(|resource| {
-            resource.server_url.as_str() == value
-                || Url::parse(value).is_ok_and(|url| url == resource.server_url)
-        });
+        let by_url = self
+            .resources
+            .iter()
+            .find(|resource| is_server_url(resource.server_url.as_ref(), value));
         by_url.or_else(|| {
             self.resources
                 .iter()
@@ -449,6 +462,26 @@ impl Flows {
 
     fn resource(&self, id: &ResourceId) -> Option<&Resource> {
         self.resources.iter().find(|resource| &resource.id == id)
+    }
+
+    /// The scopes of `requested` a user holding `roles` is granted where the resource intersects
+    /// scopes with the user's permissions: each scope one of the roles grants the permission of
+    /// (a role the environment does not declare grants nothing), and every OpenID or OAuth scope,
+    /// which is no permission. Order is kept; nothing is refused, the set only narrows.
+    fn within_permissions(&self, requested: &ScopeSet, roles: &[String]) -> ScopeSet {
+        let held = |scope: &str| {
+            roles.iter().any(|role| {
+                self.role_permissions
+                    .get(role)
+                    .is_some_and(|permissions| permissions.iter().any(|each| each == scope))
+            })
+        };
+        requested
+            .as_slice()
+            .iter()
+            .map(String::as_str)
+            .filter(|scope| is_protocol_scope(scope) || held(scope))
+            .collect()
     }
 
     /// Removes a grant and every refresh token of it. When grants live in the store, the grant

@@ -6,6 +6,10 @@ use super::{Client, DurableChange, Flows, StoredClient};
 use crate::ids::IdGenerator;
 use crate::types::{ClientId, RedirectUri, ResourceId, ScopeSet, is_loopback_http};
 
+/// The most characters (Unicode scalar values) a `client_name` may have: Scalekit's
+/// `ClientService.RegisterClient` descriptor says `client_name` ≤ 128 (reference §3).
+const CLIENT_NAME_MAX_CHARS: usize = 128;
+
 /// The client metadata the state machine needs (the HTTP layer echoes the rest).
 #[derive(Debug, Clone, Default)]
 pub struct ClientRegistration {
@@ -47,7 +51,8 @@ pub enum RegisterError {
     /// `invalid_redirect_uri`.
     #[error("{0}")]
     InvalidRedirectUri(String),
-    /// Other metadata the resource cannot honour (unknown scopes): 400 `invalid_client_metadata`.
+    /// Other metadata the resource cannot honour (unknown scopes, a `client_name` of more than
+    /// 128 characters): 400 `invalid_client_metadata`.
     #[error("{0}")]
     InvalidClientMetadata(String),
 }
@@ -76,6 +81,14 @@ impl Flows {
         }
         for uri in &registration.redirect_uris {
             check_redirect_uri(uri)?;
+        }
+        if let Some(name) = &registration.client_name {
+            let length = name.chars().count();
+            if length > CLIENT_NAME_MAX_CHARS {
+                return Err(RegisterError::InvalidClientMetadata(format!(
+                    "client_name must be at most {CLIENT_NAME_MAX_CHARS} characters, not {length}"
+                )));
+            }
         }
         let scope = ScopeSet::parse(registration.scope.as_deref().unwrap_or(""));
         let unknown = scope.outside_of(&resource.scopes);

@@ -547,11 +547,13 @@ mod submit_user {
             [
                 FieldViolation {
                     field: "sub".into(),
-                    description: "sub is required unless login_failed is true".into()
+                    description: "sub is required unless login_failed is true".into(),
+                    constraint: Some("required".into()),
                 },
                 FieldViolation {
                     field: "email".into(),
-                    description: "email is required unless login_failed is true".into()
+                    description: "email is required unless login_failed is true".into(),
+                    constraint: Some("required".into()),
                 },
             ]
         );
@@ -1439,5 +1441,195 @@ mod redeemed_codes {
         assert_eq!(grant_number("grant_18446744073709551615"), None);
         assert_eq!(grant_number("other_12"), None);
         assert_eq!(size_of::<RedeemedCode>(), 16);
+    }
+}
+
+mod scopes_within_permissions {
+    use super::*;
+    use crate::config::RoleConfig;
+
+    /// `res_1` (consent auto) and `res_2` (consent prompt) intersect scopes with the user's
+    /// permissions; `member` holds `mcp:read`, `admin` also `mcp:write`, `auditor` a permission
+    /// that names no scope.
+    fn intersecting() -> Fixture {
+        let mut config = Config::from_toml_str(ENVIRONMENT).unwrap();
+        config.roles = vec![
+            RoleConfig {
+                name: "member".to_owned(),
+                permissions: vec!["mcp:read".to_owned()],
+            },
+            RoleConfig {
+                name: "admin".to_owned(),
+                permissions: vec!["mcp:read".to_owned(), "mcp:write".to_owned()],
+            },
+            RoleConfig {
+                name: "auditor".to_owned(),
+                permissions: vec!["audit:view".to_owned()],
+            },
+        ];
+        for resource in &mut config.resources {
+            resource.intersect_scopes_user_permission = true;
+            resource.scopes.push("mcp:write".to_owned());
+        }
+        config.validate().unwrap();
+        let environment_url = Url::parse("http://env.test").unwrap();
+        Fixture {
+            flows: Flows::new(&config, &environment_url),
+            ids: SequentialIds::new(),
+        }
+    }
+
+    fn with_roles(roles: &[&str]) -> UserClaims {
+        UserClaims {
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            ..ada()
+        }
+    }
+
+    /// Signs in on `res_1` asking for `scope` as a user with `roles`; the granted scopes of the
+    /// code's grant.
+    fn granted(fixture: &mut Fixture, scope: &str, roles: &[&str]) -> IssuedGrant {
+        let mut authorize = request("public-1");
+        authorize.scope = Some(scope.to_owned());
+        let login = fixture.authorize(authorize).unwrap();
+        fixture.submit("conn_1", &login, with_roles(roles)).unwrap();
+        let code = match fixture.callback("conn_1", &login).unwrap() {
+            CallbackOutcome::Redirect(ClientRedirect {
+                outcome: RedirectOutcome::Code(code),
+                ..
+            }) => code,
+            other => panic!("expected a code, got {other:?}"),
+        };
+        fixture.exchange(code.expose(), NOW).unwrap()
+    }
+
+    const ASKED: &str = "openid email offline_access mcp:read mcp:write";
+
+    #[test]
+    fn a_scope_the_users_roles_do_not_grant_is_silently_left_out() {
+        let mut fixture = intersecting();
+        let member = granted(&mut fixture, ASKED, &["member"]);
+        assert_eq!(
+            member.scopes.to_space_separated(),
+            "openid email offline_access mcp:read"
+        );
+        let admin = granted(&mut fixture, ASKED, &["admin"]);
+        assert_eq!(admin.scopes.to_space_separated(), ASKED);
+        let both = granted(&mut fixture, ASKED, &["member", "admin"]);
+        assert_eq!(both.scopes.to_space_separated(), ASKED);
+    }
+
+    #[test]
+    fn without_a_declared_role_only_the_openid_and_oauth_scopes_are_left() {
+        let mut fixture = intersecting();
+        for roles in [&[][..], &["stranger"][..], &["auditor"][..]] {
+            let grant = granted(&mut fixture, ASKED, roles);
+            assert_eq!(
+                grant.scopes.to_space_separated(),
+                "openid email offline_access",
+                "{roles:?}"
+            );
+        }
+        let nothing = granted(&mut fixture, "mcp:read", &[]);
+        assert!(nothing.scopes.is_empty(), "{:?}", nothing.scopes);
+        assert!(nothing.refresh_token.is_none());
+    }
+
+    #[test]
+    fn the_narrowed_grant_is_what_a_refresh_gives_and_asking_beyond_it_is_invalid_scope() {
+        let mut fixture = intersecting();
+        let grant = granted(&mut fixture, ASKED, &["member"]);
+        let token = grant.refresh_token.unwrap();
+        let refreshed = fixture.refresh(token.expose(), NOW).unwrap();
+        assert_eq!(
+            refreshed.scopes.to_space_separated(),
+            "openid email offline_access mcp:read"
+        );
+        let beyond = fixture.flows.refresh(
+            RefreshRequest {
+                client_id: ClientId::new("public-1"),
+                refresh_token: presented(&fixture.flows, refreshed.refresh_token.unwrap().expose()),
+                resource: None,
+                scope: Some("mcp:read mcp:write".to_owned()),
+            },
+            NOW,
+            &fixture.ids,
+        );
+        assert_eq!(
+            beyond.unwrap_err(),
+            TokenError::InvalidScope(vec!["mcp:write".to_owned()])
+        );
+    }
+
+    #[test]
+    fn the_consent_page_lists_and_remembers_what_will_be_granted() {
+        let mut fixture = intersecting();
+        let sign_in = |fixture: &mut Fixture, roles: &[&str]| {
+            let mut authorize = request("public-2");
+            authorize.scope = Some("mcp:read mcp:write".to_owned());
+            let login = fixture.authorize(authorize).unwrap();
+            fixture.submit("conn_2", &login, with_roles(roles)).unwrap();
+            (
+                fixture.callback("conn_2", &login).unwrap(),
+                browser_of(&login),
+            )
+        };
+        let (CallbackOutcome::NeedsConsent(prompt), browser) = sign_in(&mut fixture, &["member"])
+        else {
+            panic!("expected the consent page");
+        };
+        assert_eq!(prompt.scopes.as_slice(), ["mcp:read"]);
+        fixture
+            .flows
+            .decide_consent(&prompt.consent_id, true, &browser, NOW, &fixture.ids)
+            .unwrap();
+        let listed = fixture.flows.list_consents(None, Some("public-2"));
+        assert_eq!(listed[0].scopes, ["mcp:read"]);
+        // The same request by the same member is granted the same: the consent covers it.
+        assert!(matches!(
+            sign_in(&mut fixture, &["member"]).0,
+            CallbackOutcome::Redirect(_)
+        ));
+        // Promoted to admin, the same request would grant more: asked again.
+        assert!(matches!(
+            sign_in(&mut fixture, &["admin"]).0,
+            CallbackOutcome::NeedsConsent(prompt) if prompt.scopes.as_slice() == ["mcp:read", "mcp:write"]
+        ));
+    }
+
+    #[test]
+    fn with_the_switch_off_roles_do_not_matter() {
+        let mut fixture = fixture();
+        let mut authorize = request("public-1");
+        authorize.scope = Some("openid mcp:read".to_owned());
+        let login = fixture.authorize(authorize).unwrap();
+        fixture.submit("conn_1", &login, with_roles(&[])).unwrap();
+        let Ok(CallbackOutcome::Redirect(ClientRedirect {
+            outcome: RedirectOutcome::Code(code),
+            ..
+        })) = fixture.callback("conn_1", &login)
+        else {
+            panic!("expected a code");
+        };
+        let grant = fixture.exchange(code.expose(), NOW).unwrap();
+        assert_eq!(grant.scopes.to_space_separated(), "openid mcp:read");
+    }
+
+    #[test]
+    fn the_code_exchange_names_its_code_for_the_id_tokens_c_hash_and_a_refresh_none() {
+        let mut fixture = fixture();
+        let code = fixture.code();
+        let grant = fixture.exchange(&code, NOW).unwrap();
+        assert_eq!(
+            grant
+                .authorization_code
+                .as_ref()
+                .map(AuthorizationCode::expose),
+            Some(code.as_str())
+        );
+        let refreshed = fixture
+            .refresh(grant.refresh_token.unwrap().expose(), NOW)
+            .unwrap();
+        assert!(refreshed.authorization_code.is_none());
     }
 }

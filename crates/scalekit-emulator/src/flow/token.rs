@@ -178,6 +178,8 @@ pub struct IssuedGrant {
     pub session: SessionId,
     /// The OIDC `nonce` of the authorization request (code grant only).
     pub nonce: Option<String>,
+    /// The code redeemed for this grant (code grant only): the ID token's `c_hash`.
+    pub authorization_code: Option<AuthorizationCode>,
     /// When the user signed in.
     pub auth_time: u64,
     /// A new refresh token, when `offline_access` was granted.
@@ -329,7 +331,13 @@ impl Flows {
             None
         };
         let nonce = sign_in.authorization.nonce.clone();
-        Ok(issued(sign_in, scopes, nonce, refresh_token))
+        Ok(issued(
+            sign_in,
+            scopes,
+            nonce,
+            Some(request.code),
+            refresh_token,
+        ))
     }
 
     /// Exchanges a refresh token for new tokens, rotating it. Presenting a rotated token again
@@ -394,7 +402,7 @@ impl Flows {
             });
         }
         let refresh_token = self.mint_refresh_token(&record.grant, &sign_in, now, ids);
-        Ok(issued(sign_in, scopes, None, Some(refresh_token)))
+        Ok(issued(sign_in, scopes, None, None, Some(refresh_token)))
     }
 
     /// Token revocation (RFC 7009; Decisions §1). Only confidential clients may revoke, so public
@@ -490,6 +498,7 @@ fn issued(
     sign_in: SignIn,
     scopes: ScopeSet,
     nonce: Option<String>,
+    authorization_code: Option<AuthorizationCode>,
     refresh_token: Option<RefreshToken>,
 ) -> IssuedGrant {
     IssuedGrant {
@@ -503,6 +512,7 @@ fn issued(
         scopes,
         session: sign_in.session,
         nonce,
+        authorization_code,
         auth_time: sign_in.auth_time,
         refresh_token,
     }

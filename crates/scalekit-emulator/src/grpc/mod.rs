@@ -9,12 +9,10 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use prost::Message as _;
-use scalekit_wire::UserClaims;
+use scalekit_wire::{Constraint, FieldViolation, UserClaims};
 use tonic::{Request, Response, Status};
 
-use crate::management::{
-    ApiError, authenticate_management, bearer, submit_user_details, violation,
-};
+use crate::management::{ApiError, authenticate_management, bearer, submit_user_details};
 use crate::state::AppState;
 use proto::scalekit::v1::auth::auth_service_server::{self, AuthServiceServer};
 use proto::scalekit::v1::auth::{
@@ -117,7 +115,7 @@ impl From<ApiError> for Status {
                         |violation| errdetails::validation_error_info::FieldViolation {
                             field: violation.field.clone(),
                             description: violation.description.clone(),
-                            constraint: String::new(),
+                            constraint: violation.constraint.clone().unwrap_or_default(),
                         },
                     )
                     .collect(),
@@ -178,18 +176,24 @@ fn validate_request(request: &UpdateLoginUserDetailsRequest) -> Result<(), ApiEr
     let mut violations = Vec::new();
     let connection_length = request.connection_id.chars().count();
     if connection_length == 0 {
-        violations.push(violation(
+        violations.push(FieldViolation::new(
             "connection_id",
+            Constraint::StringMinLen,
             "value length must be at least 1 characters",
         ));
     } else if connection_length > CONNECTION_ID_MAX_LEN {
-        violations.push(violation(
+        violations.push(FieldViolation::new(
             "connection_id",
+            Constraint::StringMaxLen,
             "value length must be at most 32 characters",
         ));
     }
     if request.login_request_id.is_empty() {
-        violations.push(violation("login_request_id", "value is required"));
+        violations.push(FieldViolation::new(
+            "login_request_id",
+            Constraint::Required,
+            "value is required",
+        ));
     }
     if violations.is_empty() {
         return Ok(());

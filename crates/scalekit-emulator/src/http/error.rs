@@ -1,15 +1,17 @@
 //! The error types at the HTTP edge: one OAuth error (RFC 6749 §5.2 JSON), Scalekit's gateway
 //! error for `/api/v1` (the [`ApiError`] of [`crate::management`], rendered here), and the
-//! hosted error page. Extractor rejections go through these too.
+//! hosted error page, rendered where it happened or reached by a redirect to `{env}/error`.
+//! Extractor rejections go through these too.
 
 use axum::Json;
-use axum::http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::header::{CACHE_CONTROL, LOCATION, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use scalekit_wire::{
     Check, ErrorDetail, ErrorSummary, GatewayError, OAuthErrorBody, OAuthErrorCode,
     ValidationErrorInfo,
 };
+use url::Url;
 
 use super::facts::FailedCheck;
 use super::html::{error_page, page};
@@ -203,7 +205,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The hosted error page (HTML, 400): never a redirect, the user restarts from the MCP client.
+/// The path of the hosted error page that [`ErrorPageRedirect`] sends the browser to. Scalekit's
+/// own page's path is unknown (its docs give only `error=invalid_state` in its URL): this one is
+/// the emulator's decision.
+pub const ERROR_PAGE_PATH: &str = "/error";
+
+/// The hosted error page (HTML, 400): never a redirect to the client, the user restarts from the
+/// MCP client. Rendered where the error happened, or, through [`HostedErrorPage::redirect_from`],
+/// at `{env}/error` after a redirect.
 #[derive(Debug)]
 pub struct HostedErrorPage {
     error: OAuthErrorCode,
@@ -226,6 +235,26 @@ impl HostedErrorPage {
         self.failed = Some(check);
         self
     }
+
+    /// The same page, shown after a redirect to `{environment_url}/error`.
+    pub fn redirect_from(self, environment_url: &str) -> ErrorPageRedirect {
+        ErrorPageRedirect {
+            page: self,
+            environment_url: environment_url.to_owned(),
+        }
+    }
+
+    /// The facts of the page's answer, whichever way it is shown.
+    fn attach_facts(self, response: &mut Response) {
+        response.extensions_mut().insert(ErrorSummary {
+            code: self.error.as_str().to_owned(),
+            message: self.description,
+            fields: Vec::new(),
+        });
+        if let Some(check) = self.failed {
+            response.extensions_mut().insert(FailedCheck(check));
+        }
+    }
 }
 
 impl IntoResponse for HostedErrorPage {
@@ -236,14 +265,62 @@ impl IntoResponse for HostedErrorPage {
             StatusCode::BAD_REQUEST,
             error_page(error, &self.description),
         );
-        response.extensions_mut().insert(ErrorSummary {
-            code: error.to_owned(),
-            message: self.description,
-            fields: Vec::new(),
-        });
-        if let Some(check) = self.failed {
-            response.extensions_mut().insert(FailedCheck(check));
-        }
+        self.attach_facts(&mut response);
+        response
+    }
+}
+
+/// The hosted error page reached by a redirect, as Scalekit shows its `invalid_state` page "after
+/// the callback" with `error=invalid_state` in the page's URL: a 302 to
+/// `{env}/error?error=…&error_description=…` (never to the client, whose redirect URI is not
+/// trusted), `Cache-Control: no-store`. The answer carries the facts the page would have
+/// carried ([`ErrorSummary`], the failed check), so the request log and the flow inspector know
+/// what went wrong from the redirect itself; the page at `/error` only shows it.
+#[derive(Debug)]
+pub struct ErrorPageRedirect {
+    page: HostedErrorPage,
+    environment_url: String,
+}
+
+impl ErrorPageRedirect {
+    /// `{env}/error?error=…&error_description=…`, or `None` if the environment URL is no base.
+    fn location(&self) -> Option<Url> {
+        let base = self.environment_url.trim_end_matches('/');
+        let mut location = Url::parse(&format!("{base}{ERROR_PAGE_PATH}")).ok()?;
+        location
+            .query_pairs_mut()
+            .append_pair("error", self.page.error.as_str())
+            .append_pair("error_description", &self.page.description);
+        Some(location)
+    }
+}
+
+impl IntoResponse for ErrorPageRedirect {
+    fn into_response(self) -> Response {
+        let Some(location) = self
+            .location()
+            .and_then(|location| HeaderValue::from_str(location.as_str()).ok())
+        else {
+            return HostedErrorPage::new(
+                OAuthErrorCode::ServerError,
+                "cannot build the redirect to the error page",
+            )
+            .into_response();
+        };
+        tracing::info!(
+            error = self.page.error.as_str(),
+            description = %self.page.description,
+            "redirect to the hosted error page"
+        );
+        let mut response = (
+            StatusCode::FOUND,
+            [
+                (LOCATION, location),
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response();
+        self.page.attach_facts(&mut response);
         response
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 
 use scalekit_wire::{Check, OAuthErrorCode};
 
-use super::error::{HostedErrorPage, OAuthError};
+use super::error::{ErrorPageRedirect, HostedErrorPage, OAuthError};
 use crate::management::{ApiError, GrpcCode, authenticate_management, bearer};
 use crate::state::AppState;
 
@@ -231,7 +231,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthorizePathResource {
     }
 }
 
-/// `{connection}` of the partner callback; a malformed one gets the hosted error page.
+/// `{connection}` of the partner callback; a malformed one (a segment that does not decode) gets
+/// the hosted error page `invalid_request` at the callback's URL: it names no connection, so
+/// there is no sign-in whose `state` could be judged.
 #[derive(Debug)]
 pub(super) struct CallbackConnection(pub String);
 
@@ -243,7 +245,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CallbackConnection {
             .await
             .map_err(|_| {
                 HostedErrorPage::new(
-                    OAuthErrorCode::InvalidState,
+                    OAuthErrorCode::InvalidRequest,
                     "the connection in the path is malformed",
                 )
             })?;
@@ -251,7 +253,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CallbackConnection {
     }
 }
 
-/// The partner callback's `state`, which it requires.
+/// The partner callback's `state`, which it requires: without one, the browser is sent to the
+/// hosted `invalid_state` page, as for any `state` that does not match.
 #[derive(Debug)]
 pub(super) struct CallbackState(pub String);
 
@@ -261,18 +264,23 @@ struct CallbackQuery {
     state: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for CallbackState {
-    type Rejection = HostedErrorPage;
+impl FromRequestParts<AppState> for CallbackState {
+    type Rejection = ErrorPageRedirect;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HostedErrorPage> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, ErrorPageRedirect> {
         let Ok(Query(CallbackQuery {
             state: Some(login_state),
         })) = Query::<CallbackQuery>::from_request_parts(parts, state).await
         else {
             return Err(HostedErrorPage::new(
                 OAuthErrorCode::InvalidState,
-                "state is required",
-            ));
+                super::error_page::STATE_REQUIRED,
+            )
+            .failed(Check::StateMatches)
+            .redirect_from(state.environment_url()));
         };
         Ok(CallbackState(login_state))
     }

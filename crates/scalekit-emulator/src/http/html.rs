@@ -82,8 +82,10 @@ fn scope_hint(scope: &str) -> Option<&'static str> {
     }
 }
 
-/// The consent page: resource, client, scopes and redirect host, with approve and deny buttons.
-pub fn consent_page(prompt: &ConsentPrompt) -> String {
+/// The consent page: the MCP server (resource) and the environment's domain (`127.0.0.1:8400`; a
+/// custom domain is not emulated), as Scalekit's shows them, the client, the user, the scopes
+/// and the redirect host, with approve and deny buttons.
+pub fn consent_page(prompt: &ConsentPrompt, environment_domain: &str) -> String {
     let scopes: String = prompt
         .scopes
         .as_slice()
@@ -101,7 +103,8 @@ pub fn consent_page(prompt: &ConsentPrompt) -> String {
     let main = format!(
         "<h1><span id=\"client_name\">{client}</span> wants to access \
          <span id=\"resource_name\">{resource}</span></h1>\n\
-         <p>Signed in as <strong id=\"user\">{user}</strong>.</p>\n\
+         <p>Signed in as <strong id=\"user\">{user}</strong> on \
+         <strong id=\"environment_domain\">{domain}</strong>.</p>\n\
          <h2 id=\"scopes_heading\">It asks for these scopes</h2>\n\
          <ul id=\"scopes\" aria-labelledby=\"scopes_heading\">\n{scopes}</ul>\n\
          <p class=\"host\">Whichever you choose, you will be sent back to \
@@ -115,6 +118,7 @@ pub fn consent_page(prompt: &ConsentPrompt) -> String {
          <p class=\"hint\">Allowing is remembered: the next sign-in of this client to this MCP \
          server with the same scopes skips this page.</p>\n",
         user = escape(&prompt.user),
+        domain = escape(environment_domain),
         host = escape(&prompt.redirect_host),
         consent_id = escape(prompt.consent_id.expose()),
     );

@@ -6,6 +6,7 @@ mod browser;
 pub mod cimd;
 pub mod control;
 pub mod error;
+mod error_page;
 mod extract;
 mod facts;
 mod html;
@@ -189,6 +190,9 @@ fn table(config: &Config) -> Vec<Route> {
         )
         .serves(Endpoint::PartnerCallback)
         .get(sso::partner_callback),
+        // Where the partner callback's `invalid_state` sends the browser (the path is the
+        // emulator's decision: Scalekit's is unknown).
+        Route::new(error::ERROR_PAGE_PATH, Edge::Page).get(error_page::error_page),
     ];
     if config.control {
         table.extend(control::routes());

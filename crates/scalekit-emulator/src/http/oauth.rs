@@ -166,16 +166,26 @@ async fn authorize_request(
     };
     // The client and its redirect URI are not trusted yet: the hosted error page, never a
     // redirect, except for the refusals that go back to the client.
-    let code = match &error {
+    let (code, description) = match &error {
         AuthorizeError::Redirect(redirect) => return redirect_to(redirect),
         AuthorizeError::MissingClientId | AuthorizeError::InvalidRedirectUri(_) => {
-            OAuthErrorCode::InvalidRequest
+            (OAuthErrorCode::InvalidRequest, error.to_string())
         }
-        AuthorizeError::UnknownClient(_) => OAuthErrorCode::InvalidClient,
-        AuthorizeError::MetadataDocument(_) => OAuthErrorCode::InvalidClientMetadataUrl,
-        AuthorizeError::InvalidTarget(_) => OAuthErrorCode::InvalidTarget,
+        // Scalekit's docs: `invalid_client_metadata_url` for "a `client_id` that Scalekit never
+        // issued", what a client that cached its registration from another environment sees.
+        AuthorizeError::UnknownClient(client_id) => (
+            OAuthErrorCode::InvalidClientMetadataUrl,
+            format!(
+                "client {client_id} was not issued by this environment, perhaps cached from \
+                 another environment; register again"
+            ),
+        ),
+        AuthorizeError::MetadataDocument(_) => {
+            (OAuthErrorCode::InvalidClientMetadataUrl, error.to_string())
+        }
+        AuthorizeError::InvalidTarget(_) => (OAuthErrorCode::InvalidTarget, error.to_string()),
     };
-    HostedErrorPage::new(code, error.to_string())
+    HostedErrorPage::new(code, description)
         .failed(error.failed_check())
         .into_response()
 }

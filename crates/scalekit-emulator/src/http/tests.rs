@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::response::Response;
-use scalekit_wire::{Check, Endpoint, HopFacts, Secret};
+use scalekit_wire::{Check, Endpoint, ErrorSummary, HopFacts, Secret};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use url::Url;
@@ -247,6 +247,8 @@ async fn every_answer_of_a_flow_carries_the_facts_of_its_endpoint() {
 
     let callback = format!("/sso/v1/connections/{CONNECTION}/partner:callback?state={login_state}");
     let early = harness.get(&callback).await;
+    // The redirect to the hosted `invalid_state` page carries the facts the page would have.
+    assert_eq!(early.status(), StatusCode::FOUND);
     assert_eq!(
         facts(&early),
         (
@@ -254,6 +256,33 @@ async fn every_answer_of_a_flow_carries_the_facts_of_its_endpoint() {
             Some(Check::UserPostedBeforeCallback)
         )
     );
+    assert_eq!(
+        early
+            .extensions()
+            .get::<ErrorSummary>()
+            .map(|summary| summary.code.as_str()),
+        Some("invalid_state")
+    );
+    assert_eq!(location_param(&early, "error"), "invalid_state");
+    let stateless = harness
+        .get(&format!(
+            "/sso/v1/connections/{CONNECTION}/partner:callback"
+        ))
+        .await;
+    assert_eq!(
+        facts(&stateless),
+        (Endpoint::PartnerCallback, Some(Check::StateMatches))
+    );
+    let error_page = early
+        .headers()
+        .get(LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("http://env.test"))
+        .expect("a redirect to the environment's error page")
+        .to_owned();
+    let shown = harness.get(&error_page).await;
+    assert_eq!(shown.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(facts(&shown), (Endpoint::Other, Some(Check::RequestValid)));
     let user = format!("/api/v1/connections/{CONNECTION}/auth-requests/{login_request}/user");
     let ada = json!({"sub": "ada-1", "email": "ada@example.com"}).to_string();
     let anonymous = harness.post_json(&user, None, &ada).await;

@@ -1,5 +1,7 @@
 //! Every error of the OAuth endpoints: token-endpoint JSON bodies, errors redirected to the
-//! client, and the hosted error pages (HTML) for what cannot be redirected.
+//! client, and the hosted error pages (HTML) for what cannot be redirected to the client, shown
+//! where the error happened or after a redirect to `{env}/error` (the partner callback's
+//! `invalid_state`).
 
 use anyhow::{Context as _, Result};
 use reqwest::StatusCode;
@@ -368,24 +370,42 @@ async fn a_missing_redirect_uri_gets_the_hosted_error_page() -> Result<()> {
 }
 
 #[tokio::test]
-async fn an_unknown_state_on_the_partner_callback_gets_the_hosted_error_page() -> Result<()> {
+async fn an_unknown_state_on_the_partner_callback_is_redirected_to_the_hosted_error_page()
+-> Result<()> {
     let stack = Stack::spawn().await?;
     let answer = stack.callback("no-such-state").await?;
+    insta::assert_json_snapshot!(answer.redirect()?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_hosted_error_page_shows_the_error_it_was_redirected_with() -> Result<()> {
+    let stack = Stack::spawn().await?;
+    let redirect = stack.callback("no-such-state").await?;
+    let error = redirect.location_param("error")?;
+    let description = redirect.location_param("error_description")?;
+    let answer = stack
+        .get_query(
+            "/error",
+            &[("error", &error), ("error_description", &description)],
+        )
+        .await?;
     insta::assert_snapshot!(answer.error_page()?);
     Ok(())
 }
 
 #[tokio::test]
-async fn a_callback_before_the_user_was_posted_gets_the_hosted_error_page() -> Result<()> {
+async fn a_callback_before_the_user_was_posted_is_redirected_to_the_hosted_error_page() -> Result<()>
+{
     let stack = Stack::spawn().await?;
     let (_, state) = stack.start_login().await?;
     let answer = stack.callback(&state).await?;
-    insta::assert_snapshot!(answer.error_page()?);
+    insta::assert_json_snapshot!(answer.redirect()?);
     Ok(())
 }
 
 #[tokio::test]
-async fn an_expired_login_request_gets_the_hosted_error_page() -> Result<()> {
+async fn an_expired_login_request_is_redirected_to_the_hosted_error_page() -> Result<()> {
     let stack = Stack::spawn().await?;
     let token = stack.management_token().await?;
     let (lri, state) = stack.start_login().await?;
@@ -395,7 +415,7 @@ async fn an_expired_login_request_gets_the_hosted_error_page() -> Result<()> {
         .json(StatusCode::OK)?;
     stack.clock.advance(600);
     let answer = stack.callback(&state).await?;
-    insta::assert_snapshot!(answer.error_page()?);
+    insta::assert_json_snapshot!(answer.redirect()?);
     Ok(())
 }
 
@@ -433,19 +453,20 @@ async fn the_consent_page_shows_client_resource_user_scopes_and_host() -> Result
 }
 
 #[tokio::test]
-async fn a_callback_without_state_gets_the_hosted_error_page() -> Result<()> {
+async fn a_callback_without_state_is_redirected_to_the_hosted_error_page() -> Result<()> {
     let stack = Stack::spawn().await?;
     let answer = stack
         .get(&format!(
             "/sso/v1/connections/{CONNECTION}/partner:callback"
         ))
         .await?;
-    insta::assert_snapshot!(answer.error_page()?);
+    insta::assert_json_snapshot!(answer.redirect()?);
     Ok(())
 }
 
 #[tokio::test]
-async fn a_state_brought_back_on_another_connection_gets_the_hosted_error_page() -> Result<()> {
+async fn a_state_brought_back_on_another_connection_is_redirected_to_the_hosted_error_page()
+-> Result<()> {
     let stack = Stack::spawn().await?;
     let token = stack.management_token().await?;
     let (lri, state) = stack.start_login().await?;
@@ -459,7 +480,7 @@ async fn a_state_brought_back_on_another_connection_gets_the_hosted_error_page()
             &[("state", &state)],
         )
         .await?;
-    insta::assert_snapshot!(answer.error_page()?);
+    insta::assert_json_snapshot!(answer.redirect()?);
     // The refused attempt did not consume the sign-in: the right connection still completes it.
     let back = stack.callback(&state).await?;
     assert_eq!(back.status, StatusCode::FOUND);

@@ -58,6 +58,33 @@ async fn the_consent_page_shows_resource_client_scopes_and_host_and_approve_issu
     Ok(())
 }
 
+/// Scalekit's consent screen "displays the MCP server name, the environment domain (or a custom
+/// domain) and the scopes".
+#[tokio::test]
+async fn the_consent_page_names_the_mcp_server_the_environment_domain_and_the_scopes() -> Result<()>
+{
+    let env =
+        TestEnv::spawn_with(|config| config.resources[0].consent = ConsentMode::Prompt).await?;
+    let (_, page) = consent_page(&env).await?;
+    let domain = env
+        .base
+        .strip_prefix("http://")
+        .context("an http environment")?;
+    assert!(
+        page.contains("<span id=\"resource_name\">Testbed MCP server</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<strong id=\"environment_domain\">{domain}</strong>"
+        )),
+        "{page}"
+    );
+    assert!(page.contains("<ul id=\"scopes\""), "{page}");
+    assert!(page.contains("<code>mcp:read</code>"), "{page}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn denying_consent_redirects_with_access_denied() -> Result<()> {
     let env =

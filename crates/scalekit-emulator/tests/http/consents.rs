@@ -162,7 +162,7 @@ async fn a_client_id_without_the_m2m_prefix_is_an_invalid_argument() -> Result<(
                 "@type": "type.googleapis.com/scalekit.v1.errdetails.ErrorInfo",
                 "error_code": "INVALID_ARGUMENT",
                 "validation_error_info": {"field_violations": [
-                    {"field": "client_id", "description": "client_id must start with m2m_"}
+                    {"field": "client_id", "description": "client_id must start with m2m_", "constraint": "string.prefix"}
                 ]}
             }]
         })

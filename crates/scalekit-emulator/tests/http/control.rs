@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     CONNECTION, ERROR_INFO, FIXTURE, PUBLIC_CLIENT, REDIRECT_URI, RESOURCE, TestEnv, ada,
-    invalid_argument, json as json_body, location, query_param, text,
+    error_page_redirect, invalid_argument, json as json_body, location, query_param, text,
 };
 
 #[tokio::test]
@@ -41,12 +41,11 @@ async fn advancing_the_clock_over_http_expires_a_login_request() -> Result<()> {
     assert_eq!(advanced, (StatusCode::OK, json!({"now": start + 601})));
     assert_eq!(env.clock.seconds(), start + 601);
 
-    let page = text(env.callback(&state).await?, StatusCode::BAD_REQUEST).await?;
-    assert!(
-        page.contains("error=<code id=\"error\">invalid_state</code>"),
-        "{page}"
+    let (error, description) = error_page_redirect(&env, env.callback(&state).await?)?;
+    assert_eq!(
+        (error.as_str(), description.as_str()),
+        ("invalid_state", "the sign-in request expired")
     );
-    assert!(page.contains("the sign-in request expired"), "{page}");
     Ok(())
 }
 
@@ -368,11 +367,13 @@ async fn reset_drops_a_dcr_client_and_keeps_the_configured_ones() -> Result<()> 
     )
     .await?;
     assert!(
-        page.contains("error=<code id=\"error\">invalid_client</code>"),
+        page.contains("error=<code id=\"error\">invalid_client_metadata_url</code>"),
         "{page}"
     );
     assert!(
-        page.contains(&format!("client {client_id} is not registered")),
+        page.contains(&format!(
+            "client {client_id} was not issued by this environment"
+        )),
         "{page}"
     );
     // The configured client still signs in, end to end.
@@ -454,7 +455,9 @@ async fn reset_also_empties_the_state_directory() -> Result<()> {
     let _ = std::fs::remove_dir_all(&state_dir);
     let page = page?;
     assert!(
-        page.contains(&format!("client {client_id} is not registered")),
+        page.contains(&format!(
+            "client {client_id} was not issued by this environment"
+        )),
         "{page}"
     );
     Ok(())

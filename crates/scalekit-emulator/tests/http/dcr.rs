@@ -123,6 +123,36 @@ async fn registration_with_an_unknown_scope_is_invalid_client_metadata() -> Resu
 }
 
 #[tokio::test]
+async fn a_client_name_of_128_characters_is_registered_and_of_129_refused() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    // Characters, not bytes: 128 crabs are 512 bytes of UTF-8.
+    let longest = "\u{1f980}".repeat(128);
+    let response = register(
+        &env,
+        &json!({"redirect_uris": ["http://127.0.0.1/cb"], "client_name": longest}),
+    )
+    .await?;
+    let body = json_body(response, StatusCode::CREATED).await?;
+    assert_eq!(body["client_name"], longest.as_str());
+
+    let too_long = format!("{longest}a");
+    let response = register(
+        &env,
+        &json!({"redirect_uris": ["http://127.0.0.1/cb"], "client_name": too_long}),
+    )
+    .await?;
+    let body = json_body(response, StatusCode::BAD_REQUEST).await?;
+    assert_eq!(
+        body,
+        json!({
+            "error": "invalid_client_metadata",
+            "error_description": "client_name must be at most 128 characters, not 129"
+        })
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn registration_is_refused_with_access_denied_when_disabled() -> Result<()> {
     let env = TestEnv::spawn_with(|config| config.resources[0].dynamic_client_registration = false)
         .await?;

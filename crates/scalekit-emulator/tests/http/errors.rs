@@ -1,12 +1,13 @@
 //! Exact error bodies of the failure cases.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, LOCATION};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PUBLIC_CLIENT, REDIRECT_URI, RESOURCE, TestEnv, VERIFIER, ada, json as json_body, location,
-    query_param, text,
+    CONNECTION, PUBLIC_CLIENT, REDIRECT_URI, RESOURCE, TestEnv, VERIFIER, ada, error_page_redirect,
+    json as json_body, location, query_param, text,
 };
 
 #[tokio::test]
@@ -78,10 +79,38 @@ async fn a_missing_email_is_invalid_argument_with_a_field_violation() -> Result<
                 "@type": "type.googleapis.com/scalekit.v1.errdetails.ErrorInfo",
                 "error_code": "INVALID_ARGUMENT",
                 "validation_error_info": {"field_violations": [
-                    {"field": "email", "description": "email is required unless login_failed is true"}
+                    {"field": "email", "description": "email is required unless login_failed is true", "constraint": "required"}
                 ]}
             }]
         })
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_field_violation_names_the_rule_it_broke_as_its_constraint() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let management = env.management_token().await?;
+    let (lri, _) = env.start_login().await?;
+    let user = json!({
+        "given_name": "Nobody",
+        "phone_number": "0123",
+        "organization_external_name": "n".repeat(201),
+    });
+    let response = env.post_user(&lri, Some(&management), &user).await?;
+    let body = json_body(response, StatusCode::BAD_REQUEST).await?;
+    assert_eq!(
+        body["message"],
+        "invalid user: sub, email, phone_number, organization_external_name"
+    );
+    assert_eq!(
+        body["details"][0]["validation_error_info"]["field_violations"],
+        json!([
+            {"field": "sub", "description": "sub is required unless login_failed is true", "constraint": "required"},
+            {"field": "email", "description": "email is required unless login_failed is true", "constraint": "required"},
+            {"field": "phone_number", "description": "phone_number must be in E.164 format, e.g. +14155550123", "constraint": "string.pattern"},
+            {"field": "organization_external_name", "description": "organization_external_name must be at most 200 characters", "constraint": "string.max_len"}
+        ])
     );
     Ok(())
 }
@@ -206,7 +235,7 @@ async fn an_expired_code_is_rejected_with_invalid_grant() -> Result<()> {
 }
 
 #[tokio::test]
-async fn an_expired_login_request_shows_the_invalid_state_page() -> Result<()> {
+async fn an_expired_login_request_redirects_to_the_invalid_state_page() -> Result<()> {
     let env = TestEnv::spawn().await?;
     let management = env.management_token().await?;
     let (lri, state) = env.start_login().await?;
@@ -216,7 +245,26 @@ async fn an_expired_login_request_shows_the_invalid_state_page() -> Result<()> {
     )
     .await?;
     env.clock.advance(600);
-    let page = text(env.callback(&state).await?, StatusCode::BAD_REQUEST).await?;
+    let response = env.callback(&state).await?;
+    let shown_at = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let (error, description) = error_page_redirect(&env, response)?;
+    assert_eq!(
+        (error.as_str(), description.as_str()),
+        ("invalid_state", "the sign-in request expired")
+    );
+    // The page the browser lands on shows what the redirect said.
+    let shown_at = shown_at.context("a Location")?;
+    let page = env.http.get(&shown_at).send().await?;
+    let cache_control = page.headers().get(CACHE_CONTROL).cloned();
+    let page = text(page, StatusCode::BAD_REQUEST).await?;
+    assert_eq!(
+        cache_control.as_ref().map(|value| value.as_bytes()),
+        Some(&b"no-store"[..])
+    );
     assert!(
         page.contains("<title>Sign-in error: invalid_state (the sign-in request expired)</title>"),
         "{page}"
@@ -225,7 +273,6 @@ async fn an_expired_login_request_shows_the_invalid_state_page() -> Result<()> {
         page.contains("error=<code id=\"error\">invalid_state</code>"),
         "{page}"
     );
-    assert!(page.contains("the sign-in request expired"), "{page}");
     assert!(
         page.contains("restart sign-in from your MCP client"),
         "{page}"
@@ -234,24 +281,111 @@ async fn an_expired_login_request_shows_the_invalid_state_page() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_callback_before_any_user_was_posted_shows_the_invalid_state_page() -> Result<()> {
+async fn a_callback_before_any_user_was_posted_redirects_to_the_invalid_state_page() -> Result<()> {
     let env = TestEnv::spawn().await?;
     let (_, state) = env.start_login().await?;
-    let page = text(env.callback(&state).await?, StatusCode::BAD_REQUEST).await?;
-    assert!(page.contains("invalid_state"), "{page}");
-    assert!(page.contains("no user was submitted"), "{page}");
+    let (error, description) = error_page_redirect(&env, env.callback(&state).await?)?;
+    assert_eq!(error, "invalid_state");
+    assert_eq!(
+        description,
+        "no user was submitted for this sign-in request"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn a_reused_state_shows_the_invalid_state_page() -> Result<()> {
+async fn a_reused_state_redirects_to_the_invalid_state_page() -> Result<()> {
     let env = TestEnv::spawn().await?;
     let management = env.management_token().await?;
     let (lri, state) = env.start_login().await?;
     env.post_user(&lri, Some(&management), &ada()).await?;
     location(env.callback(&state).await?, StatusCode::FOUND)?;
-    let page = text(env.callback(&state).await?, StatusCode::BAD_REQUEST).await?;
-    assert!(page.contains("invalid_state"), "{page}");
+    let (error, _) = error_page_redirect(&env, env.callback(&state).await?)?;
+    assert_eq!(error, "invalid_state");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_callback_without_state_redirects_to_the_invalid_state_page() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let response = env
+        .get(&format!(
+            "/sso/v1/connections/{CONNECTION}/partner:callback"
+        ))
+        .await?;
+    let (error, description) = error_page_redirect(&env, response)?;
+    assert_eq!(
+        (error.as_str(), description.as_str()),
+        ("invalid_state", "state is required")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_error_page_shows_only_the_codes_the_environment_sends() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let page = text(env.get("/error").await?, StatusCode::BAD_REQUEST).await?;
+    assert!(
+        page.contains(
+            "<title>Sign-in error: invalid_request (the error page needs an error parameter)</title>"
+        ),
+        "{page}"
+    );
+    let page = text(
+        env.get("/error?error=you_have_been_hacked&error_description=call+this+number")
+            .await?,
+        StatusCode::BAD_REQUEST,
+    )
+    .await?;
+    assert!(
+        page.contains("error=<code id=\"error\">invalid_request</code>"),
+        "{page}"
+    );
+    assert!(!page.contains("you_have_been_hacked"), "{page}");
+    assert!(!page.contains("call this number"), "{page}");
+    // A known code with a description the environment never sends: the code is shown, the
+    // description is not, escaped or otherwise.
+    let response = env
+        .http
+        .get(env.url("/error"))
+        .query(&[
+            ("error", "invalid_state"),
+            (
+                "error_description",
+                "<b>your account is locked, call 555-0100</b>",
+            ),
+        ])
+        .send()
+        .await?;
+    let page = text(response, StatusCode::BAD_REQUEST).await?;
+    assert!(
+        page.contains("error=<code id=\"error\">invalid_state</code>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "<p id=\"error_description\">the description given is not one this environment sends</p>"
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("555-0100"), "{page}");
+    // The environment's own descriptions are shown.
+    let page = text(
+        env.get("/error?error=invalid_state&error_description=the+sign-in+request+expired")
+            .await?,
+        StatusCode::BAD_REQUEST,
+    )
+    .await?;
+    assert!(
+        page.contains("<p id=\"error_description\">the sign-in request expired</p>"),
+        "{page}"
+    );
+    let page = text(
+        env.get("/error?error=invalid_state").await?,
+        StatusCode::BAD_REQUEST,
+    )
+    .await?;
+    assert!(page.contains("no description was given"), "{page}");
     Ok(())
 }
 
@@ -328,8 +462,7 @@ async fn a_user_body_that_is_not_json_is_invalid_argument_in_the_gateway_shape()
     let response = env
         .http
         .post(env.url(&format!(
-            "/api/v1/connections/{}/auth-requests/{lri}/user",
-            crate::helpers::CONNECTION
+            "/api/v1/connections/{CONNECTION}/auth-requests/{lri}/user"
         )))
         .bearer_auth(&management)
         .form(&[("sub", "ada-1")])

@@ -221,7 +221,8 @@ async fn no_refresh_token_is_issued_without_offline_access() -> Result<()> {
 }
 
 #[tokio::test]
-async fn issuer_bound_tokens_carry_the_resource_issuer() -> Result<()> {
+async fn issuer_bound_tokens_carry_the_resource_issuer_and_the_id_token_the_environment()
+-> Result<()> {
     let env = TestEnv::spawn_with(|config| config.resources[0].issuer_bound_tokens = true).await?;
     let tokens = env
         .exchange(&env.code().await?, VERIFIER, StatusCode::OK)
@@ -232,6 +233,70 @@ async fn issuer_bound_tokens_carry_the_resource_issuer() -> Result<()> {
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)?;
     let claims: Value = serde_json::from_slice(&decoded)?;
     assert_eq!(claims["iss"], format!("{}/resources/{RESOURCE}", env.base));
+    // Scalekit's ID tokens name the environment; `verify` checks `iss` = the environment URL.
+    let id: Value = env
+        .verify(
+            tokens["id_token"].as_str().context("id_token")?,
+            PUBLIC_CLIENT,
+        )
+        .await?;
+    assert_eq!(id["iss"], env.base.as_str());
+    Ok(())
+}
+
+/// OIDC Core §3.3.2.11, computed here on its own: base64url of the left half of the SHA-256 of
+/// the code's ASCII.
+fn expected_c_hash(code: &str) -> String {
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code.as_bytes());
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &hash.as_ref()[..16],
+    )
+}
+
+#[tokio::test]
+async fn the_code_exchanges_id_token_carries_c_hash_and_a_refreshs_does_not() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let code = env.code().await?;
+    let tokens = env.exchange(&code, VERIFIER, StatusCode::OK).await?;
+    let id: Value = env
+        .verify(
+            tokens["id_token"].as_str().context("id_token")?,
+            PUBLIC_CLIENT,
+        )
+        .await?;
+    assert_eq!(id["c_hash"], expected_c_hash(&code).as_str());
+    assert_eq!(expected_c_hash(&code).len(), 22);
+    assert_eq!(
+        expected_c_hash("Qcb0Orv1zh30vL1MPRsbm-diHiMwcLyZvn1arpZv-Jxf_11jnpEX3Tgfvk"),
+        "LDktKdoQak3Pk0cnXxCltA",
+        "the example of OIDC Core §A.4"
+    );
+
+    let refreshed = env
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", PUBLIC_CLIENT),
+                (
+                    "refresh_token",
+                    tokens["refresh_token"].as_str().context("refresh_token")?,
+                ),
+            ],
+            StatusCode::OK,
+        )
+        .await?;
+    let id: Value = env
+        .verify(
+            refreshed["id_token"].as_str().context("id_token")?,
+            PUBLIC_CLIENT,
+        )
+        .await?;
+    assert!(id.get("c_hash").is_none(), "{id}");
+    assert_eq!(
+        id["at_hash"],
+        scalekit_emulator::tokens::at_hash(refreshed["access_token"].as_str().unwrap_or_default())
+    );
     Ok(())
 }
 

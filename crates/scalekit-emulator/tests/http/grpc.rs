@@ -209,7 +209,7 @@ async fn a_grpc_user_without_email_is_invalid_argument_with_a_field_violation() 
                 field_violations: vec![FieldViolation {
                     field: "email".to_owned(),
                     description: "email is required unless login_failed is true".to_owned(),
-                    constraint: String::new(),
+                    constraint: "required".to_owned(),
                 }],
             }),
             ..ErrorInfo::default()
@@ -278,6 +278,26 @@ async fn a_grpc_call_with_empty_ids_breaks_the_descriptor_rules() -> Result<()> 
     assert_eq!(
         status.message(),
         "invalid request: connection_id, login_request_id"
+    );
+    // Each violation names the descriptor's rule as protovalidate does.
+    let (_, info) = error_info(&status)?;
+    let violation = |field: &str, description: &str, constraint: &str| FieldViolation {
+        field: field.to_owned(),
+        description: description.to_owned(),
+        constraint: constraint.to_owned(),
+    };
+    assert_eq!(
+        info.validation_error_info
+            .context("validation_error_info")?
+            .field_violations,
+        [
+            violation(
+                "connection_id",
+                "value length must be at least 1 characters",
+                "string.min_len"
+            ),
+            violation("login_request_id", "value is required", "required"),
+        ]
     );
     Ok(())
 }

@@ -66,7 +66,7 @@ impl TestEnv {
             clock: Arc::new(clock.clone()),
             ids: Arc::new(SequentialIds::new()),
             signing_key_pem: Some(signing_key_pem()),
-            state_dir: None,
+            ..Deps::default()
         };
         let app = App::from_listener_with(listener, config, deps)?;
         let base = app.base_url().as_str().trim_end_matches('/').to_owned();
@@ -345,6 +345,25 @@ pub fn location(response: reqwest::Response, status: StatusCode) -> Result<Url> 
         .context("no Location")?
         .to_str()?;
     Ok(Url::parse(location)?)
+}
+
+/// Asserts the redirect to the environment's hosted error page (302 to `{env}/error`, never
+/// cached) and returns its `error` and `error_description`.
+pub fn error_page_redirect(env: &TestEnv, response: reqwest::Response) -> Result<(String, String)> {
+    let cache_control = response.headers().get(CACHE_CONTROL).cloned();
+    let target = location(response, StatusCode::FOUND)?;
+    ensure!(
+        target.as_str().starts_with(&format!("{}/error?", env.base)),
+        "not the environment's error page: {target}"
+    );
+    ensure!(
+        cache_control.as_ref().and_then(|value| value.to_str().ok()) == Some("no-store"),
+        "Cache-Control {cache_control:?}"
+    );
+    Ok((
+        query_param(&target, "error")?,
+        query_param(&target, "error_description")?,
+    ))
 }
 
 pub fn query_param(url: &Url, name: &str) -> Result<String> {

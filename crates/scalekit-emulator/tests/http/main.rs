@@ -24,5 +24,7 @@ mod pending;
 mod properties;
 mod restart;
 mod routes;
+mod scopes;
+mod server_url;
 mod tls;
 mod xaa;

@@ -377,7 +377,7 @@ async fn wrong_audience_names_another_configured_resource_when_there_is_one() ->
         let mut second = config.resources[0].clone();
         second.agents.clear();
         second.id = "res_81920374650192840".to_owned();
-        second.server_url = Url::parse("http://127.0.0.1:8502/mcp").expect("a URL");
+        second.server_url = Some(Url::parse("http://127.0.0.1:8502/mcp").expect("a URL"));
         config.resources.push(second);
     })
     .await?;

@@ -7,12 +7,12 @@
 //! clients registered at the start and the three personas of `fixtures/users.toml`. The model
 //! keeps, per flow, what the emulator should hold (login request, posted user, code, refresh
 //! tokens) and predicts every answer down to its status and exact error: the OAuth error body of
-//! `/oauth/token`, the gateway body of the user-details call, the hosted `invalid_state` page of
-//! the partner callback. On top of the model it checks that every access token carries exactly
-//! the persona posted to its flow's login request, its own client, its resource and the granted
-//! scopes; that one persona is one `usr_…` id, across restarts too; that no code, login request or
-//! refresh token works twice; and that a flow nothing was tampered with, nothing expired in and
-//! nothing was lost to a restart in completes, as its own persona.
+//! `/oauth/token`, the gateway body of the user-details call, the partner callback's redirect to
+//! the hosted `invalid_state` page. On top of the model it checks that every access token carries
+//! exactly the persona posted to its flow's login request, its own client, its resource and the
+//! granted scopes; that one persona is one `usr_…` id, across restarts too; that no code, login
+//! request or refresh token works twice; and that a flow nothing was tampered with, nothing
+//! expired in and nothing was lost to a restart in completes, as its own persona.
 //!
 //! The case count is fixed for CI ([`CASES`]); `PROPTEST_CASES=500 cargo test -p
 //! scalekit-emulator --test http properties` soaks it. Failing cases are persisted by proptest in
@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::helpers::{
-    FIXTURE, RESOURCE, SERVER_URL, TestEnv, json as json_body, location, query_param, text,
+    FIXTURE, RESOURCE, SERVER_URL, TestEnv, json as json_body, location, query_param,
 };
 
 /// Cases per run under CI; `PROPTEST_CASES` overrides it.
@@ -662,14 +662,14 @@ impl Run {
     async fn callback(&mut self, owner: usize) -> Result<()> {
         let response = self.env().callback(&self.flows[owner].login_state).await?;
         match self.login_view(owner) {
-            LoginView::Gone => return invalid_state(response, &[STATE_UNKNOWN]).await,
+            LoginView::Gone => return invalid_state(response, &[STATE_UNKNOWN]),
             LoginView::Expired => {
                 // Expired on use, or already swept by the emulator's sweeper.
                 self.drop_expired_login(owner);
-                return invalid_state(response, &[STATE_EXPIRED, STATE_UNKNOWN]).await;
+                return invalid_state(response, &[STATE_EXPIRED, STATE_UNKNOWN]);
             }
             LoginView::Live { posted: None } => {
-                return invalid_state(response, &[STATE_NOT_POSTED]).await;
+                return invalid_state(response, &[STATE_NOT_POSTED]);
             }
             LoginView::Live { posted: Some(_) } => {}
         }
@@ -1020,19 +1020,18 @@ async fn gateway_error(
     Ok(())
 }
 
-/// Asserts the hosted `invalid_state` page with one of `descriptions`.
-async fn invalid_state(response: reqwest::Response, descriptions: &[&str]) -> Result<()> {
-    let page = text(response, StatusCode::BAD_REQUEST).await?;
+/// Asserts the redirect to the hosted `invalid_state` page with one of `descriptions`.
+fn invalid_state(response: reqwest::Response, descriptions: &[&str]) -> Result<()> {
+    let target = location(response, StatusCode::FOUND)?;
+    ensure!(target.path() == "/error", "not the error page: {target}");
     ensure!(
-        page.contains("<code id=\"error\">invalid_state</code>"),
-        "{page}"
+        query_param(&target, "error")? == "invalid_state",
+        "{target}"
     );
+    let description = query_param(&target, "error_description")?;
     ensure!(
-        descriptions
-            .iter()
-            .any(|description| page
-                .contains(&format!("<p id=\"error_description\">{description}</p>"))),
-        "expected one of {descriptions:?}: {page}"
+        descriptions.contains(&description.as_str()),
+        "expected one of {descriptions:?}: {description}"
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! State that survives restarts: a second emulator on the same state directory keeps the signing
 //! keys (the rotated key ring, in order), the DCR clients, the agents created through the control
-//! API, the users and the refresh tokens (with their rotation state) of the first.
+//! API, the users and the refresh tokens (with their rotation state) of the first. Without a state
+//! directory, a key file keeps the signing key (what the binaries do by default).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use reqwest::Method;
-use scalekit_emulator::{App, Config, ConsentMode, Deps, ManualClock, Signer};
+use scalekit_emulator::{App, Config, ConsentMode, Deps, KeyOrigin, ManualClock, Signer};
 use scalekit_wire::Secret;
 
 use crate::helpers::{
@@ -525,5 +526,186 @@ async fn an_explicit_key_leaves_the_stored_ring_as_it_was() -> Result<()> {
     let again = Running::start(&state_dir.0, &clock).await?;
     assert_eq!(again.env.published_kids().await?, stored);
     again.stop().await;
+    Ok(())
+}
+
+/// An emulator without a state directory whose signing key is kept in `key_file`, or a fresh
+/// one; its key's origin.
+async fn start_without_state(key_file: Option<&Path>) -> Result<(Running, KeyOrigin)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let clock = ManualClock::now();
+    let deps = Deps {
+        clock: Arc::new(clock.clone()),
+        signing_key_file: key_file.map(Path::to_owned),
+        ..Deps::default()
+    };
+    let app = App::from_listener_with(listener, Config::from_toml_str(FIXTURE)?, deps)?;
+    let origin = app.key_origin().clone();
+    let base = app.base_url().as_str().trim_end_matches('/').to_owned();
+    let task = tokio::spawn(app.serve());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let env = TestEnv { base, http, clock };
+    Ok((Running { env, task }, origin))
+}
+
+/// Checks `token`'s RS256 signature against `jwks` (its `kid`'s key), as an MCP server that
+/// fetched the JWKS once would; the claims are not checked.
+fn verifies_with(token: &str, jwks: &Value) -> Result<()> {
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone())?;
+    let kid = jsonwebtoken::decode_header(token)?.kid.context("kid")?;
+    let jwk = jwks
+        .find(&kid)
+        .context("the token's kid is not in the JWKS")?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk)?,
+        &validation,
+    )?;
+    Ok(())
+}
+
+async fn jwks(running: &Running) -> Result<Value> {
+    json_body(running.env.get("/keys").await?, StatusCode::OK).await
+}
+
+#[tokio::test]
+async fn a_key_file_keeps_the_signing_key_across_restarts_without_a_state_directory() -> Result<()>
+{
+    let folder = StateDir::new("key-file");
+    // In a folder that does not exist yet, as `.testbed/` on a first run.
+    let key_file = folder.0.join("testbed/signing-key.pem");
+    let (first, origin) = start_without_state(Some(&key_file)).await?;
+    assert_eq!(origin, KeyOrigin::File(key_file.clone()));
+    let published = jwks(&first).await?;
+    let token = first.env.management_token().await?;
+    // A rotation without a state directory lasts until the emulator stops.
+    let rotated = first.rotate().await?;
+    first.stop().await;
+
+    let pem = std::fs::read_to_string(&key_file)?;
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
+    // Nothing but the key file: the temporary file it was written through is gone.
+    let names: Vec<_> = std::fs::read_dir(folder.0.join("testbed"))?
+        .map(|entry| entry.map(|entry| entry.file_name()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(names, ["signing-key.pem"]);
+
+    let (second, _) = start_without_state(Some(&key_file)).await?;
+    let republished = jwks(&second).await?;
+    assert_eq!(republished, published);
+    let key = &republished["keys"][0];
+    assert_eq!(key["kid"], published["keys"][0]["kid"]);
+    assert_eq!(key["n"], published["keys"][0]["n"]);
+    assert_ne!(key["kid"], rotated.as_str());
+    // A token of the first run verifies with the JWKS of the second, which an MCP server that
+    // fetched /keys once before the restart holds.
+    verifies_with(&token, &republished)?;
+    verifies_with(&second.env.management_token().await?, &published)?;
+    second.stop().await;
+    assert_eq!(std::fs::read_to_string(&key_file)?, pem);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fresh_key_differs_and_a_state_directory_wins_over_the_key_file() -> Result<()> {
+    let folder = StateDir::new("fresh-key");
+    let key_file = folder.0.join("signing-key.pem");
+    let (kept, _) = start_without_state(Some(&key_file)).await?;
+    let kept_kid = kept.kid().await?;
+    kept.stop().await;
+    let pem = std::fs::read_to_string(&key_file)?;
+
+    let (fresh, origin) = start_without_state(None).await?;
+    assert_eq!(origin, KeyOrigin::Fresh);
+    assert_ne!(fresh.kid().await?, kept_kid);
+    fresh.stop().await;
+    assert_eq!(std::fs::read_to_string(&key_file)?, pem);
+
+    // The state directory's ring is used, and the key file is neither read nor written.
+    let state_dir = folder.0.join("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let deps = Deps {
+        state_dir: Some(state_dir.clone()),
+        signing_key_file: Some(folder.0.join("unused.pem")),
+        ..Deps::default()
+    };
+    let app = App::from_listener_with(listener, Config::from_toml_str(FIXTURE)?, deps)?;
+    assert_eq!(app.key_origin(), &KeyOrigin::StateDirectory(state_dir));
+    assert_ne!(app.state().keys.signing().kid(), kept_kid);
+    assert!(!folder.0.join("unused.pem").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_file_that_holds_no_key_is_refused_naming_it() -> Result<()> {
+    let folder = StateDir::new("not-a-key");
+    std::fs::create_dir_all(&folder.0)?;
+    let key_file = folder.0.join("signing-key.pem");
+    for text in [
+        "not a key\n",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        "",
+    ] {
+        std::fs::write(&key_file, text)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let deps = Deps {
+            signing_key_file: Some(key_file.clone()),
+            ..Deps::default()
+        };
+        let error = App::from_listener_with(listener, Config::from_toml_str(FIXTURE)?, deps)
+            .err()
+            .context("an emulator started on a file that is not a key")?;
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the signing key file {} holds no RSA private key (a PKCS#8 or PKCS#1 PEM); delete \
+                 it to make a new key there, or choose another file",
+                key_file.display()
+            )
+        );
+        // Left as it was.
+        assert_eq!(std::fs::read_to_string(&key_file)?, text);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn emulators_started_at_once_on_a_missing_key_file_sign_with_one_key() -> Result<()> {
+    let folder = StateDir::new("key-race");
+    let key_file = folder.0.join("signing-key.pem");
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let key_file = key_file.clone();
+            std::thread::spawn(move || {
+                scalekit_emulator::keys::load_or_create_key_file(&key_file)
+                    .map(|signer| signer.kid().to_owned())
+            })
+        })
+        .collect();
+    let mut kids = Vec::new();
+    for start in starts {
+        kids.push(
+            start
+                .join()
+                .map_err(|_| anyhow::anyhow!("a start panicked"))??,
+        );
+    }
+    kids.dedup();
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    assert_eq!(
+        Signer::from_pem(&std::fs::read_to_string(&key_file)?)?.kid(),
+        kids[0]
+    );
+    assert_eq!(std::fs::read_dir(&folder.0)?.count(), 1);
     Ok(())
 }

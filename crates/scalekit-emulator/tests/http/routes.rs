@@ -209,3 +209,23 @@ async fn a_body_larger_than_two_mebibytes_is_refused_before_routing_in_the_gatew
     );
     Ok(())
 }
+
+/// `GET /api/v1/oauth/consent/details`, what Scalekit's consent UI reads, is not emulated (how
+/// the UI names the pending consent is unknown): like any path no route serves, it is a gateway
+/// NOT_FOUND.
+#[tokio::test]
+async fn the_consent_details_call_of_scalekits_consent_ui_is_not_found() -> Result<()> {
+    let env = TestEnv::spawn().await?;
+    let management = env.management_token().await?;
+    let response = env
+        .http
+        .get(env.url("/api/v1/oauth/consent/details"))
+        .bearer_auth(&management)
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let error: GatewayError = response.json().await?;
+    assert_eq!((error.code, error.message.as_str()), (5, "Not Found"));
+    assert_eq!(error.details[0].error_code, "NOT_FOUND");
+    Ok(())
+}

@@ -29,7 +29,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 fn second_resource(config: &mut Config, cross_app_access: bool) {
     let mut second: ResourceConfig = config.resources[0].clone();
     second.id = "res_20000000000000002".to_owned();
-    second.server_url = "http://127.0.0.1:9/other-mcp".parse().expect("a URL");
+    second.server_url = Some("http://127.0.0.1:9/other-mcp".parse().expect("a URL"));
     second.cross_app_access = cross_app_access;
     second.agents = vec![AgentConfig {
         client_id: "m2m_20000000000000003".to_owned(),

@@ -100,9 +100,12 @@ impl Emulator {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(state_dir) = state_dir {
-            command.arg("--state-dir").arg(state_dir);
-        }
+        match state_dir {
+            Some(state_dir) => command.arg("--state-dir").arg(state_dir),
+            // Without one, a key for this run only: no key file is left in the crate folder the
+            // test runs in.
+            None => command.arg("--fresh-signing-key"),
+        };
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;

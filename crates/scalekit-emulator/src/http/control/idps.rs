@@ -287,7 +287,7 @@ pub(super) async fn id_jag(
     };
     let resource = request
         .resource
-        .or_else(|| default_resource.map(|resource| resource.server_url.as_str().to_owned()));
+        .or_else(|| default_resource.map(|resource| resource.resource_indicator().to_owned()));
     let lifetime = lifetime(
         request.lifetime_secs,
         idp.config.id_jag_lifetime_secs,

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use scalekit_wire::{FieldViolation, prefix};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use url::Url;
 
 use super::{OptionalControlBody, whole_number};
 use crate::config::ResourceConfig;
@@ -160,7 +159,7 @@ pub(super) async fn mint(
     let sub = request.sub.unwrap_or_else(|| ids.id(prefix::USER));
     let claims = AccessTokenClaims {
         iss,
-        aud: vec![resource.server_url.as_str().to_owned(), resource.id.clone()],
+        aud: resource.audience(),
         xuid: request.xuid.unwrap_or_else(|| sub.clone()),
         sub,
         scope: scopes.join(" "),
@@ -186,7 +185,7 @@ pub(super) async fn mint(
                 .resources
                 .iter()
                 .find(|other| other.id != resource.id)
-                .map(|other| vec![other.server_url.as_str().to_owned(), other.id.clone()])
+                .map(ResourceConfig::audience)
                 .unwrap_or_else(|| FOREIGN_AUDIENCE.map(str::to_owned).to_vec());
             Defect::WrongAudience(audience)
         }
@@ -246,10 +245,9 @@ fn resolve_resource<'a>(
         }
         return first;
     };
-    let by_url = resources.iter().find(|resource| {
-        resource.server_url.as_str() == value
-            || Url::parse(value).is_ok_and(|url| url == resource.server_url)
-    });
+    let by_url = resources
+        .iter()
+        .find(|resource| resource.has_server_url(value));
     let found = by_url.or_else(|| resources.iter().find(|resource| resource.id == value));
     if found.is_none() {
         violations.push(violation(

@@ -464,17 +464,20 @@ fn every_callback_and_consent_error_names_the_check_the_inspector_inferred() {
         CallbackRefusal::NoUserSubmitted,
     ] {
         let error = CallbackError::InvalidState(reason);
-        let page = HostedErrorPage::new(OAuthErrorCode::InvalidState, error.to_string())
-            .failed(error.failed_check());
-        assert_facts_as_inferred(Endpoint::PartnerCallback, page.into_response());
+        let redirect = HostedErrorPage::new(OAuthErrorCode::InvalidState, error.to_string())
+            .failed(error.failed_check())
+            .redirect_from("http://env.test");
+        assert_facts_as_inferred(Endpoint::PartnerCallback, redirect.into_response());
     }
-    for description in [
+    let redirect = HostedErrorPage::new(OAuthErrorCode::InvalidState, "state is required")
+        .failed(Check::StateMatches)
+        .redirect_from("http://env.test");
+    assert_facts_as_inferred(Endpoint::PartnerCallback, redirect.into_response());
+    let page = HostedErrorPage::new(
+        OAuthErrorCode::InvalidRequest,
         "the connection in the path is malformed",
-        "state is required",
-    ] {
-        let page = HostedErrorPage::new(OAuthErrorCode::InvalidState, description);
-        assert_facts_as_inferred(Endpoint::PartnerCallback, page.into_response());
-    }
+    );
+    assert_facts_as_inferred(Endpoint::PartnerCallback, page.into_response());
     for description in [
         ConsentError::UnknownConsent.to_string().as_str(),
         "the consent form is malformed",

@@ -130,14 +130,37 @@ fn conformance_args(root: &Path, rest: &[String]) -> Vec<String> {
 /// The recordings `cargo xtask parity` and `ci` replay when no folder is given.
 const PARITY_RECORDINGS: &str = "fixtures/parity";
 
+/// The options of `testbed parity` that take a value (`--baseline FILE`): the word after one is
+/// its value, not the folder.
+const PARITY_VALUE_OPTIONS: &[&str] = &[
+    "--target",
+    "--fixtures",
+    "--scenarios",
+    "--baseline",
+    "--report-dir",
+    "--report",
+    "--concurrency",
+];
+
 /// The parity task's arguments: `fixtures/parity` unless a folder is given (an argument that is
-/// not an option), the report under `target/conformance/`.
+/// neither an option nor an option's value), the report under `target/conformance/`.
 fn parity_args(root: &Path, rest: &[String]) -> Vec<String> {
     let mut args = vec![
         "--report-dir".to_owned(),
         root.join("target/conformance").display().to_string(),
     ];
-    if !rest.iter().any(|arg| !arg.starts_with('-')) {
+    let mut folder_given = false;
+    let mut value_next = false;
+    for arg in rest {
+        if value_next {
+            value_next = false;
+        } else if arg.starts_with('-') {
+            value_next = PARITY_VALUE_OPTIONS.contains(&arg.as_str());
+        } else {
+            folder_given = true;
+        }
+    }
+    if !folder_given {
         args.push(root.join(PARITY_RECORDINGS).display().to_string());
     }
     args.extend(rest.iter().cloned());
@@ -430,4 +453,50 @@ fn step_with_env(
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(rest: &[&str]) -> Vec<String> {
+        let rest: Vec<String> = rest.iter().map(|arg| (*arg).to_owned()).collect();
+        parity_args(Path::new("/repo"), &rest)
+    }
+
+    #[test]
+    fn parity_replays_the_projects_recordings_unless_a_folder_is_given() {
+        let report = ["--report-dir", "/repo/target/conformance"];
+        assert_eq!(
+            args(&[]),
+            [&report[..], &["/repo/fixtures/parity"]].concat()
+        );
+        // An option's value is not the folder.
+        assert_eq!(
+            args(&["--concurrency", "2", "--baseline", "b.toml"]),
+            [
+                &report[..],
+                &[
+                    "/repo/fixtures/parity",
+                    "--concurrency",
+                    "2",
+                    "--baseline",
+                    "b.toml"
+                ]
+            ]
+            .concat()
+        );
+        assert_eq!(
+            args(&["--concurrency=2", "mine"]),
+            [&report[..], &["--concurrency=2", "mine"]].concat()
+        );
+        assert_eq!(
+            args(&["--target", "url=http://127.0.0.1:8400", "mine"]),
+            [
+                &report[..],
+                &["--target", "url=http://127.0.0.1:8400", "mine"]
+            ]
+            .concat()
+        );
+    }
 }

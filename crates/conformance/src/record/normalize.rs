@@ -58,6 +58,9 @@ pub struct Normalizer {
     candidates: Vec<(String, Known)>,
     /// Every id seen so far, by prefix, in order of first appearance.
     ids: BTreeMap<&'static str, Vec<String>>,
+    /// The environment's host name, lower case, when it is not a loopback address: replaced
+    /// wherever it is left (inside a longer word, percent-encoded after `%2F`, in another case).
+    env_host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +129,7 @@ impl Normalizer {
                 // address is not the environment's and stays for the loopback pass.
                 if !is_loopback_host(host) {
                     self.name_value(host, "{env_host}");
+                    self.env_host = Some(host.to_ascii_lowercase());
                 }
             }
         }
@@ -184,12 +188,58 @@ impl Normalizer {
         let known = self.replace_known(text);
         let ids = self.replace_ids(&known);
         let times = replace_timestamps(&ids);
-        let hosts = replace_loopback_origins(&times);
+        let loopback = replace_loopback_origins(&times);
+        let hosts = self.replace_other_hosts(&loopback);
         if looks_opaque(&hosts) {
-            "{opaque}".to_owned()
+            OPAQUE.to_owned()
         } else {
             hosts
         }
+    }
+
+    /// Pass 4c: an `http(s)://` origin on any other host than a loopback one (a real
+    /// environment's other hosts, a custom domain, a third party an answer names) becomes
+    /// `{host}`, and the environment's own host name wherever it is left becomes `{env_host}`:
+    /// a recording never holds a host name.
+    fn replace_other_hosts(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut index = 0;
+        'scan: while index < text.len() {
+            let rest = &text[index..];
+            for scheme in ["https://", "http://"] {
+                let Some(head) = rest.get(..scheme.len()) else {
+                    continue;
+                };
+                if head.eq_ignore_ascii_case(scheme) {
+                    let after = &rest[scheme.len()..];
+                    let host = after
+                        .bytes()
+                        .take_while(|byte| {
+                            byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':')
+                        })
+                        .count();
+                    let name = after[..host].split(':').next().unwrap_or_default();
+                    if host > 0 && !is_loopback_host(&name.to_ascii_lowercase()) {
+                        out.push_str("{host}");
+                        index += scheme.len() + host;
+                        continue 'scan;
+                    }
+                }
+            }
+            if let Some(env_host) = &self.env_host
+                && rest
+                    .get(..env_host.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(env_host))
+            {
+                out.push_str("{env_host}");
+                index += env_host.len();
+                continue 'scan;
+            }
+            let character = rest.chars().next().expect("inside the text");
+            out.push(character);
+            index += character.len_utf8();
+        }
+        out
     }
 
     /// A JSON value, member by member (member names get passes 2 and 3 only).
@@ -202,6 +252,9 @@ impl Normalizer {
             Value::String(text) => {
                 let normalized = self.value(text);
                 let secret_member = name.is_some_and(scalekit_wire::redact::is_secret_name);
+                if name.is_some_and(is_random_by_name) {
+                    return Value::String(OPAQUE.to_owned());
+                }
                 match normalized {
                     Value::String(text) if secret_member && !is_placeholder(&text) => {
                         Value::String(SECRET.to_owned())
@@ -245,6 +298,7 @@ impl Normalizer {
         for (name, value) in url.query_pairs() {
             let key = self.key(&name);
             let value = match self.value(&value) {
+                _ if is_random_by_name(&name) => Value::String(OPAQUE.to_owned()),
                 Value::String(text)
                     if scalekit_wire::redact::is_secret_name(&name) && !is_placeholder(&text) =>
                 {
@@ -517,9 +571,10 @@ fn placeholder_at(text: &str) -> Option<usize> {
     (length > 0 && inner.as_bytes().get(length) == Some(&b'}')).then_some(length + 2)
 }
 
-/// A member name whose number is a time: `iat`, `exp`, `nbf`, `auth_time` and `…_at`.
+/// A member name whose number is a time: `iat`, `exp`, `nbf`, `auth_time`, `now` (the control
+/// API's clock) and `…_at`.
 fn is_timestamp_name(name: &str) -> bool {
-    matches!(name, "iat" | "exp" | "nbf" | "auth_time") || name.ends_with("_at")
+    matches!(name, "iat" | "exp" | "nbf" | "auth_time" | "now") || name.ends_with("_at")
 }
 
 fn is_word_byte(byte: u8) -> bool {
@@ -536,14 +591,18 @@ fn stands_alone(text: &str, start: usize, end: usize) -> bool {
     before_ok && after_ok
 }
 
-/// The id at the start of `text`, if one is there: a known prefix and one or more letters or
-/// digits (the prefix's length is not counted twice: `m2morg_` is tried before `m2m_` cannot
-/// match it anyway, since `m2m_` needs the underscore fourth).
+/// The id at the start of `text`, if one is there: a known prefix and letters or digits, at
+/// least one a digit (the prefix's length is not counted twice: `m2morg_` is tried before
+/// `m2m_` cannot match it anyway, since `m2m_` needs the underscore fourth).
 fn id_at(text: &str) -> Option<(&'static str, usize)> {
     ID_PREFIXES.iter().find_map(|prefix| {
         let rest = text.strip_prefix(prefix)?;
-        let body = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
-        (body > 0).then_some((*prefix, prefix.len() + body))
+        let body = &rest[..rest.bytes().take_while(u8::is_ascii_alphanumeric).count()];
+        // A digit: Scalekit's ids are digits (snowflake-like), and words such as `org_id` or
+        // `env_name` are not ids.
+        body.bytes()
+            .any(|byte| byte.is_ascii_digit())
+            .then_some((*prefix, prefix.len() + body.len()))
     })
 }
 
@@ -638,6 +697,16 @@ fn replace_loopback_origins(text: &str) -> String {
         index += character.len_utf8();
     }
     out
+}
+
+/// What a value random by nature becomes (pass 5, and members or parameters such as
+/// `code_challenge` whose name says so).
+pub const OPAQUE: &str = "{opaque}";
+
+/// Whether a member or parameter named `name` holds a value random by nature, whatever it
+/// looks like: a PKCE challenge is base64url of a hash, which may hold no digit at all.
+fn is_random_by_name(name: &str) -> bool {
+    matches!(name, "code_challenge")
 }
 
 /// Pass 5: a whole string of base64url characters, 16 or more, with letters and digits.

@@ -401,3 +401,54 @@ fn a_recorded_token_exchange_is_all_placeholders_and_names() {
     }
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn a_real_environments_hosts_never_reach_a_recording() {
+    let mut normalizer = normalizer(&[("env", "https://acme.scalekit.dev")]);
+    assert_eq!(
+        normalizer.text("https://acme.scalekit.dev/oauth/token"),
+        "{env}/oauth/token"
+    );
+    // Percent-encoded in a query value that is not exactly the environment URL, in another
+    // case, inside a longer name: still the environment's host.
+    assert_eq!(
+        normalizer.text("back=http%3A%2F%2Facme.scalekit.dev%3A8443%2Fx"),
+        "back=http%3A%2F%2F{env_host}%3A8443%2Fx"
+    );
+    assert_eq!(normalizer.text("ACME.Scalekit.DEV"), "{env_host}");
+    assert_eq!(normalizer.text("mail.acme.scalekit.dev"), "mail.{env_host}");
+    // Any other host an answer names: a custom domain, a shared host, a third party.
+    assert_eq!(
+        normalizer.text("https://auth.scalekit.com/ui/error?error=invalid_state"),
+        "{host}/ui/error?error=invalid_state"
+    );
+    assert_eq!(
+        normalizer.text("see HTTPS://Login.Example.com:8443/x"),
+        "see {host}/x"
+    );
+    // Loopback stays for its own pass.
+    assert_eq!(normalizer.text("http://localhost:3000/cb"), "{loopback}/cb");
+}
+
+#[test]
+fn a_pkce_challenge_is_opaque_by_its_name_and_words_are_not_ids() {
+    let mut normalizer = normalizer(&[("env", ENV)]);
+    // Base64url of a hash may hold no digit: the name says it is random.
+    let url = Url::parse(
+        "http://127.0.0.1:40123/oauth/authorize?code_challenge=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ&code_challenge_method=S256",
+    )
+    .unwrap();
+    assert_eq!(
+        normalizer.url(&url)["query"],
+        json!({ "code_challenge": "{opaque}", "code_challenge_method": "S256" })
+    );
+    assert_eq!(
+        normalizer
+            .json(&json!({ "code_challenge": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ" })),
+        json!({ "code_challenge": "{opaque}" })
+    );
+    // Member names and words after an id prefix, without a digit, are not ids.
+    assert_eq!(normalizer.text("org_id"), "org_id");
+    assert_eq!(normalizer.key("env_name"), "env_name");
+    assert_eq!(normalizer.text("org_81920374650192840"), "org_1");
+}

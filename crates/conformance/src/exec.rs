@@ -727,14 +727,27 @@ impl StepRunner {
     /// "basic"` in `Authorization: Basic` (RFC 6749 §2.3.1: each part form-encoded), taken from
     /// the `client_id` and `client_secret` parameters (defaults: the fixtures' agent).
     async fn client_credentials(&mut self, step: &Step) -> Result<Answer, String> {
-        let mut params = self.params(
+        self.client_token_request(
+            step,
             &[
                 ("grant_type", "client_credentials"),
                 ("client_id", "{agent_client_id}"),
                 ("client_secret", "{agent_client_secret}"),
             ],
-            step,
-        )?;
+        )
+        .await
+    }
+
+    /// A token request of a client that authenticates itself: `defaults` (replaced by the
+    /// step's `params`) as form fields, the `client_id` and `client_secret` moved to
+    /// `Authorization: Basic` with `client_auth = "basic"`; a 200's `access_token` is kept as
+    /// `{access_token}`.
+    async fn client_token_request(
+        &mut self,
+        step: &Step,
+        defaults: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        let mut params = self.params(defaults, step)?;
         let mut request = self
             .user_agent(step, Browser::Without)
             .post(self.url("/oauth/token")?);
@@ -742,15 +755,20 @@ impl StepRunner {
             request = request.header(AUTHORIZATION, basic_credentials(&mut params));
         }
         let answer = self.send(request.form(&params)).await?;
+        self.keep_on_success(&answer, "access_token", "access_token");
+        Ok(answer)
+    }
+
+    /// Sets `{variable}` from the string member `member` of a 200 answer's JSON body.
+    fn keep_on_success(&mut self, answer: &Answer, member: &str, variable: &str) {
         if answer.status == 200
-            && let Some(token) = answer
+            && let Some(value) = answer
                 .json()
-                .and_then(|body| body.get("access_token").cloned())
+                .and_then(|body| body.get(member).cloned())
                 .and_then(as_string)
         {
-            self.set("access_token", token);
+            self.set(variable, value);
         }
-        Ok(answer)
     }
 
     /// An ID-JAG made to order by the control API (`body`, default `{}`: a valid one).
@@ -764,45 +782,23 @@ impl StepRunner {
                     .json(&body),
             )
             .await?;
-        if answer.status == 200
-            && let Some(id_jag) = answer
-                .json()
-                .and_then(|body| body.get("id_jag").cloned())
-                .and_then(as_string)
-        {
-            self.set("id_jag", id_jag);
-        }
+        self.keep_on_success(&answer, "id_jag", "id_jag");
         Ok(answer)
     }
 
     /// `jwt-bearer` (RFC 7523) with `{id_jag}` as the fixtures' cross-app access client: the
     /// credentials as form fields, or with `client_auth = "basic"` in `Authorization: Basic`.
     async fn jwt_bearer(&mut self, step: &Step) -> Result<Answer, String> {
-        let mut params = self.params(
+        self.client_token_request(
+            step,
             &[
                 ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                 ("assertion", "{id_jag}"),
                 ("client_id", "{xaa_client_id}"),
                 ("client_secret", "{xaa_client_secret}"),
             ],
-            step,
-        )?;
-        let mut request = self
-            .user_agent(step, Browser::Without)
-            .post(self.url("/oauth/token")?);
-        if step.client_auth == Some(ClientAuth::Basic) {
-            request = request.header(AUTHORIZATION, basic_credentials(&mut params));
-        }
-        let answer = self.send(request.form(&params)).await?;
-        if answer.status == 200
-            && let Some(token) = answer
-                .json()
-                .and_then(|body| body.get("access_token").cloned())
-                .and_then(as_string)
-        {
-            self.set("access_token", token);
-        }
-        Ok(answer)
+        )
+        .await
     }
 
     async fn post_user(&mut self, step: &Step) -> Result<Answer, String> {

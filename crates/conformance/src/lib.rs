@@ -8,6 +8,7 @@
 pub mod app_check;
 mod baseline;
 mod exec;
+pub mod markdown;
 pub mod parity;
 pub mod record;
 mod report;

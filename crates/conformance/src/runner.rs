@@ -329,28 +329,23 @@ fn skip_reason(
             Consent::Auto => ConsentMode::Auto,
             Consent::Prompt => ConsentMode::Prompt,
         };
-        let actual = fixtures
-            .environment
-            .resources
-            .first()
-            .map(|resource| resource.consent);
-        if actual != Some(wanted) {
-            return Some(format!(
-                "needs the resource's consent mode to be {wanted:?}; the target's is {actual:?} and cannot be changed from here"
-            ));
+        if let Some(reason) =
+            remote_resource_differs(fixtures, "consent mode", wanted, |resource| {
+                resource.consent
+            })
+        {
+            return Some(reason);
         }
     }
-    if let Some(wanted) = scenario.stack.intersect_scopes_user_permission {
-        let actual = fixtures
-            .environment
-            .resources
-            .first()
-            .map(|resource| resource.intersect_scopes_user_permission);
-        if actual != Some(wanted) {
-            return Some(format!(
-                "needs the resource's intersect_scopes_user_permission to be {wanted}; the target's is {actual:?} and cannot be changed from here"
-            ));
-        }
+    if let Some(wanted) = scenario.stack.intersect_scopes_user_permission
+        && let Some(reason) = remote_resource_differs(
+            fixtures,
+            "intersect_scopes_user_permission",
+            wanted,
+            |resource| resource.intersect_scopes_user_permission,
+        )
+    {
+        return Some(reason);
     }
     if scenario.expect.is_some()
         && let Some(persona) = &scenario.stack.persona
@@ -391,6 +386,23 @@ async fn run_on(
         Some(expect) => run_flow(scenario, expect, stack, checks, browser, recorder).await,
         None => run_steps(scenario, stack, error_page, checks, recorder).await,
     }
+}
+
+/// Why a scenario cannot run on a remote target whose first resource's `setting` (read by
+/// `read` from the fixtures that describe it) is not `wanted`: a remote environment's settings
+/// are its own.
+fn remote_resource_differs<T: PartialEq + std::fmt::Debug>(
+    fixtures: &Fixtures,
+    setting: &str,
+    wanted: T,
+    read: impl Fn(&testbed_stack::ResourceConfig) -> T,
+) -> Option<String> {
+    let actual = fixtures.environment.resources.first().map(read);
+    (actual.as_ref() != Some(&wanted)).then(|| {
+        format!(
+            "needs the resource's {setting} to be {wanted:?}; the target's is {actual:?} and cannot be changed from here"
+        )
+    })
 }
 
 /// One signing key for every embedded stack of the process: generating an RSA key per scenario

@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use conformance::markdown;
+
 /// The words a confidence part may start with (see the legend at the top of the table).
 const TAGS: &[&str] = &["[C]", "[C-obs]", "[I]", "spec", "decided"];
 
@@ -34,104 +36,47 @@ struct Findings {
 /// Reads every markdown table of `markdown` that has a `confidence` or a `check` column and
 /// checks those cells, row by row.
 fn check_markdown(markdown: &str, known: &Known<'_>) -> Findings {
-    let lines: Vec<&str> = markdown.lines().collect();
     let mut findings = Findings::default();
-    let mut index = 0;
-    while index < lines.len() {
-        let is_table_start = is_table_line(lines[index])
-            && lines
-                .get(index + 1)
-                .is_some_and(|next| is_separator_line(next));
-        if !is_table_start {
-            index += 1;
+    for table in markdown::tables(markdown) {
+        let confidence_column = table.column("confidence");
+        let check_column = table.column("check");
+        let observed_column = table.column("observed");
+        if confidence_column.is_none() && check_column.is_none() {
             continue;
         }
-        let header: Vec<String> = split_cells(lines[index])
-            .iter()
-            .map(|cell| cell.trim().to_ascii_lowercase())
-            .collect();
-        let confidence_column = header.iter().position(|name| name == "confidence");
-        let check_column = header.iter().position(|name| name == "check");
-        let observed_column = header.iter().position(|name| name == "observed");
-        index += 2;
-        while index < lines.len() && is_table_line(lines[index]) {
-            let line_number = index + 1;
-            if confidence_column.is_some() || check_column.is_some() {
-                findings.rows += 1;
-                let cells = split_cells(lines[index]);
-                if cells.len() != header.len() {
-                    findings.defects.push(format!(
-                        "line {line_number}: {} cells, the header has {}",
-                        cells.len(),
-                        header.len()
-                    ));
-                } else {
-                    if let Some(column) = confidence_column {
-                        findings
-                            .defects
-                            .extend(confidence_defects(line_number, cells[column].trim()));
-                    }
-                    if let Some(column) = check_column {
-                        findings.defects.extend(check_defects(
-                            line_number,
-                            cells[column].trim(),
-                            known,
-                        ));
-                    }
-                    if let (Some(observed), Some(check)) = (observed_column, check_column) {
-                        findings.defects.extend(observed_defects(
-                            line_number,
-                            cells[observed].trim(),
-                            cells[check].trim(),
-                            known,
-                        ));
-                    }
-                }
+        for row in &table.rows {
+            let line_number = row.line;
+            let cells = &row.cells;
+            findings.rows += 1;
+            if cells.len() != table.header.len() {
+                findings.defects.push(format!(
+                    "line {line_number}: {} cells, the header has {}",
+                    cells.len(),
+                    table.header.len()
+                ));
+                continue;
             }
-            index += 1;
+            if let Some(column) = confidence_column {
+                findings
+                    .defects
+                    .extend(confidence_defects(line_number, cells[column].trim()));
+            }
+            if let Some(column) = check_column {
+                findings
+                    .defects
+                    .extend(check_defects(line_number, cells[column].trim(), known));
+            }
+            if let (Some(observed), Some(check)) = (observed_column, check_column) {
+                findings.defects.extend(observed_defects(
+                    line_number,
+                    cells[observed].trim(),
+                    cells[check].trim(),
+                    known,
+                ));
+            }
         }
     }
     findings
-}
-
-fn is_table_line(line: &str) -> bool {
-    line.trim_start().starts_with('|')
-}
-
-/// `| --- | :---: |`: every cell dashes, with optional alignment colons.
-fn is_separator_line(line: &str) -> bool {
-    is_table_line(line)
-        && split_cells(line).iter().all(|cell| {
-            let cell = cell.trim().trim_matches(':');
-            !cell.is_empty() && cell.chars().all(|c| c == '-')
-        })
-}
-
-/// The cells of a table line: `|` splits, except inside a code span or escaped as `\|`.
-fn split_cells(line: &str) -> Vec<String> {
-    let line = line.trim();
-    let line = line.strip_prefix('|').unwrap_or(line);
-    let line = line.strip_suffix('|').unwrap_or(line);
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut in_code = false;
-    let mut characters = line.chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            '\\' if characters.peek() == Some(&'|') => {
-                cell.push('|');
-                characters.next();
-            }
-            '`' => {
-                in_code = !in_code;
-                cell.push(character);
-            }
-            '|' if !in_code => cells.push(std::mem::take(&mut cell)),
-            _ => cell.push(character),
-        }
-    }
-    cells.push(cell);
-    cells
 }
 
 /// Splits `text` at each `separator` that stands outside parentheses and code spans.
@@ -287,22 +232,10 @@ fn observed_defects(line_number: usize, cell: &str, check: &str, known: &Known<'
 
 /// The tables that have a confidence column but no observed column, by line number.
 fn tables_without_observed(markdown: &str) -> Vec<usize> {
-    let lines: Vec<&str> = markdown.lines().collect();
-    (0..lines.len())
-        .filter(|&index| {
-            let header = split_cells(lines[index]);
-            let names: Vec<String> = header
-                .iter()
-                .map(|cell| cell.trim().to_ascii_lowercase())
-                .collect();
-            is_table_line(lines[index])
-                && lines
-                    .get(index + 1)
-                    .is_some_and(|next| is_separator_line(next))
-                && names.iter().any(|name| name == "confidence")
-                && !names.iter().any(|name| name == "observed")
-        })
-        .map(|index| index + 1)
+    markdown::tables(markdown)
+        .iter()
+        .filter(|table| table.column("confidence").is_some() && table.column("observed").is_none())
+        .map(|table| table.line)
         .collect()
 }
 

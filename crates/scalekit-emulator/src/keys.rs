@@ -2,7 +2,6 @@
 //! per key, the [`KeyRing`] that rotates them (Decisions §10), and the key file that keeps the
 //! key of a run without a state directory ([`load_or_create_key_file`]).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
@@ -17,6 +16,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use scalekit_wire::{Secret, prefix};
 use serde::Serialize;
+use testbed_web::files::{Created, create_atomically};
 
 /// Why a key could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -511,24 +511,10 @@ pub fn load_or_create_key_file(path: &Path) -> Result<Signer, KeyFileError> {
             source,
         })?;
     }
-    let temporary = temporary_sibling(path);
-    let published = match write_owner_only(&temporary, signer.private_key_pem().expose()) {
-        // Not ours (`create_new` failed): never remove it.
-        Err(source) => Err(source),
-        Ok(()) => {
-            let published = match std::fs::hard_link(&temporary, path) {
-                Ok(()) => Ok(true),
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(_) => std::fs::rename(&temporary, path).map(|()| false),
-            };
-            let _ = std::fs::remove_file(&temporary);
-            published
-        }
-    };
-    match published {
-        Ok(true) => Ok(signer),
-        // Another emulator published its key first (or the rename may have lost to one).
-        Ok(false) => {
+    match create_atomically(path, signer.private_key_pem().expose(), true) {
+        Ok(Created::Ours) => Ok(signer),
+        // Another emulator published its key first (or a rename may have replaced one).
+        Ok(Created::ReadBack) => {
             let pem = std::fs::read(path).map_err(|source| KeyFileError::Read {
                 path: path.to_owned(),
                 source,
@@ -549,40 +535,6 @@ fn key_of_file(path: &Path, pem: &[u8]) -> Result<Signer, KeyFileError> {
             path: path.to_owned(),
             source,
         })
-}
-
-/// `DIR/.NAME.PID.SEQUENCE.NANOS.tmp`: beside `path` (a link or rename stays on one file
-/// system), and unique to this process (its id), this call (a process-wide sequence: two threads
-/// may read the same clock tick) and moment (a reused process id).
-fn temporary_sibling(path: &Path) -> PathBuf {
-    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or_default();
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(
-        ".{name}.{}.{sequence}.{nanos}.tmp",
-        std::process::id()
-    ))
-}
-
-/// Writes a new file readable and writable by its owner only, and syncs it to disk.
-fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 /// The aws-lc key pair of a PKCS#8 ("PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY") PEM; lines

@@ -2,9 +2,6 @@
 //! `testbed up` (its banner and `--env-file`) and by the app check's printed settings, so they
 //! never disagree.
 
-use std::io::Write as _;
-use std::path::Path;
-
 use crate::{DevCa, Stack};
 
 /// One setting: its name (the one Scalekit's SDKs and our docs use), its value, and what it is
@@ -145,37 +142,8 @@ pub fn render_env_file(settings: &[Setting]) -> String {
     out
 }
 
-/// Writes `text` to `path` whole: into a new temporary file beside it (never an existing one,
-/// never through a link), readable by its owner only when `private`, then renamed over `path`,
-/// so a reader never sees half a file.
-pub fn write_atomically(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".to_owned());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let written = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(if private { 0o600 } else { 0o644 });
-        }
-        let mut file = options.open(&temporary)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
-}
+/// Writes `text` to `path` whole, owner-only when `private` ([`testbed_web::files`]).
+pub use testbed_web::files::write_atomically;
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,11 @@
 //! the conformance reports), so that each defence is written once: the listener guard ([`host`]:
 //! which `Host` a piece answers for, against DNS rebinding), browser origins ([`origin`]), HTML
 //! escaping ([`html`]), binding a listener with the base URL a piece names itself by ([`bind`]),
-//! and how every binary logs ([`logging`]). It depends on none of the pieces.
+//! how every binary logs ([`logging`]), and writing a file whole ([`files`]: env files, trust
+//! bundles, the signing key file). It depends on none of the pieces.
 
 pub mod bind;
+pub mod files;
 pub mod host;
 pub mod html;
 pub mod logging;

@@ -1,6 +1,8 @@
 //! The rows of `docs/fidelity.md`, compiled in, so that a difference found by `testbed parity`
 //! names the behaviours it touches: every row whose check column names the scenario.
 
+use crate::markdown;
+
 /// `docs/fidelity.md` as this build knows it.
 pub const FIDELITY_TABLE: &str = include_str!("../../../../docs/fidelity.md");
 
@@ -30,43 +32,16 @@ impl Row {
 
 /// Every row of every table in `markdown` that has a `check` column.
 pub fn parse(markdown: &str) -> Vec<Row> {
-    let lines: Vec<&str> = markdown.lines().collect();
     let mut rows = Vec::new();
-    let mut section = String::new();
-    let mut index = 0;
-    while index < lines.len() {
-        let line = lines[index];
-        if let Some(heading) = line
-            .strip_prefix("### ")
-            .or_else(|| line.strip_prefix("## "))
-        {
-            section = heading.trim().to_owned();
-            index += 1;
+    for table in markdown::tables(markdown) {
+        let Some(check_column) = table.column("check") else {
             continue;
-        }
-        let starts_a_table = is_table_line(line)
-            && lines
-                .get(index + 1)
-                .is_some_and(|next| is_table_line(next) && next.contains("---"));
-        if !starts_a_table {
-            index += 1;
-            continue;
-        }
-        let header: Vec<String> = split_cells(line)
-            .iter()
-            .map(|cell| cell.trim().to_ascii_lowercase())
-            .collect();
-        let case_column = header.iter().position(|name| name == "case");
-        let check_column = header.iter().position(|name| name == "check");
-        index += 2;
+        };
+        let case_column = table.column("case");
         let mut endpoint = String::new();
-        while index < lines.len() && is_table_line(lines[index]) {
-            let cells = split_cells(lines[index]);
-            index += 1;
-            let Some(check_column) = check_column else {
-                continue;
-            };
-            if cells.len() != header.len() {
+        for row in &table.rows {
+            let cells = &row.cells;
+            if cells.len() != table.header.len() {
                 continue;
             }
             let first = unquote(&cells[0]);
@@ -74,7 +49,7 @@ pub fn parse(markdown: &str) -> Vec<Row> {
                 endpoint = first;
             }
             rows.push(Row {
-                section: section.clone(),
+                section: table.section.clone(),
                 endpoint: endpoint.clone(),
                 case: case_column
                     .map(|column| unquote(&cells[column]))
@@ -97,39 +72,8 @@ pub fn for_scenario<'a>(rows: &'a [Row], scenario_id: &str) -> Vec<&'a Row> {
         .collect()
 }
 
-fn is_table_line(line: &str) -> bool {
-    line.trim_start().starts_with('|')
-}
-
 fn unquote(cell: &str) -> String {
     cell.trim().replace('`', "")
-}
-
-/// The cells of a table line: `|` splits, except inside a code span or escaped as `\|`.
-fn split_cells(line: &str) -> Vec<String> {
-    let line = line.trim();
-    let line = line.strip_prefix('|').unwrap_or(line);
-    let line = line.strip_suffix('|').unwrap_or(line);
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut in_code = false;
-    let mut characters = line.chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            '\\' if characters.peek() == Some(&'|') => {
-                cell.push('|');
-                characters.next();
-            }
-            '`' => {
-                in_code = !in_code;
-                cell.push(character);
-            }
-            '|' if !in_code => cells.push(std::mem::take(&mut cell)),
-            _ => cell.push(character),
-        }
-    }
-    cells.push(cell);
-    cells
 }
 
 #[cfg(test)]

@@ -188,8 +188,7 @@ impl Normalizer {
         let known = self.replace_known(text);
         let ids = self.replace_ids(&known);
         let times = replace_timestamps(&ids);
-        let loopback = replace_loopback_origins(&times);
-        let hosts = self.replace_other_hosts(&loopback);
+        let hosts = self.replace_origins(&times);
         if looks_opaque(&hosts) {
             OPAQUE.to_owned()
         } else {
@@ -197,34 +196,51 @@ impl Normalizer {
         }
     }
 
-    /// Pass 4c: an `http(s)://` origin on any other host than a loopback one (a real
-    /// environment's other hosts, a custom domain, a third party an answer names) becomes
-    /// `{host}`, and the environment's own host name wherever it is left becomes `{env_host}`:
-    /// a recording never holds a host name.
-    fn replace_other_hosts(&self, text: &str) -> String {
+    /// Pass 4b: the `http(s)://` origins no variable named. One on a loopback address with a
+    /// port becomes `{loopback}` (a port of this run, meaningless in another); one on any other
+    /// host (a real environment's other hosts, a custom domain, a third party an answer names)
+    /// becomes `{host}`; and the environment's own host name wherever it is left becomes
+    /// `{env_host}`: a recording never holds a host name.
+    fn replace_origins(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut index = 0;
         'scan: while index < text.len() {
             let rest = &text[index..];
             for scheme in ["https://", "http://"] {
-                let Some(head) = rest.get(..scheme.len()) else {
+                if !rest
+                    .get(..scheme.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+                {
                     continue;
-                };
-                if head.eq_ignore_ascii_case(scheme) {
-                    let after = &rest[scheme.len()..];
-                    let host = after
+                }
+                let after = &rest[scheme.len()..];
+                // `[::1]`, or a name or address.
+                let host = match after.strip_prefix('[') {
+                    Some(inside) => inside.find(']').map_or(0, |close| close + 2),
+                    None => after
                         .bytes()
                         .take_while(|byte| {
-                            byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':')
+                            byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-')
                         })
-                        .count();
-                    let name = after[..host].split(':').next().unwrap_or_default();
-                    if host > 0 && !is_loopback_host(&name.to_ascii_lowercase()) {
-                        out.push_str("{host}");
-                        index += scheme.len() + host;
-                        continue 'scan;
-                    }
+                        .count(),
+                };
+                if host == 0 {
+                    continue;
                 }
+                let port = after[host..].strip_prefix(':').map_or(0, |digits| {
+                    let count = digits.bytes().take_while(u8::is_ascii_digit).count();
+                    if count > 0 { count + 1 } else { 0 }
+                });
+                if !is_loopback_host(&after[..host].to_ascii_lowercase()) {
+                    out.push_str("{host}");
+                } else if port > 0 {
+                    out.push_str("{loopback}");
+                } else {
+                    // A loopback origin without a port says nothing of this run: kept.
+                    continue;
+                }
+                index += scheme.len() + host + port;
+                continue 'scan;
             }
             if let Some(env_host) = &self.env_host
                 && rest
@@ -665,38 +681,6 @@ fn rfc3339_length(bytes: &[u8]) -> Option<usize> {
 
 fn is_loopback_host(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1")
-}
-
-/// Pass 4b: `http(s)://` origins on a loopback address with a port, which no variable named,
-/// become `{loopback}` (a port of this run, meaningless in another).
-fn replace_loopback_origins(text: &str) -> String {
-    const STARTS: &[&str] = &[
-        "http://127.0.0.1:",
-        "https://127.0.0.1:",
-        "http://localhost:",
-        "https://localhost:",
-        "http://[::1]:",
-        "https://[::1]:",
-    ];
-    let mut out = String::with_capacity(text.len());
-    let mut index = 0;
-    'scan: while index < text.len() {
-        let rest = &text[index..];
-        for start in STARTS {
-            if let Some(after) = rest.strip_prefix(start) {
-                let port = after.bytes().take_while(u8::is_ascii_digit).count();
-                if port > 0 {
-                    out.push_str("{loopback}");
-                    index += start.len() + port;
-                    continue 'scan;
-                }
-            }
-        }
-        let character = rest.chars().next().expect("inside the text");
-        out.push(character);
-        index += character.len_utf8();
-    }
-    out
 }
 
 /// What a value random by nature becomes (pass 5, and members or parameters such as

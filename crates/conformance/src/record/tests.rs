@@ -428,6 +428,11 @@ fn a_real_environments_hosts_never_reach_a_recording() {
     );
     // Loopback stays for its own pass.
     assert_eq!(normalizer.text("http://localhost:3000/cb"), "{loopback}/cb");
+    assert_eq!(normalizer.text("http://[::1]:3000/cb"), "{loopback}/cb");
+    assert_eq!(
+        normalizer.text("http://localhost/cb"),
+        "http://localhost/cb"
+    );
 }
 
 #[test]
